@@ -1,0 +1,163 @@
+//! `bump node`: start-up, the background tasks, and clean shutdown of a node process.
+//!
+//! Start-up order: create the network folder, open the store (sled locks it: a second node on
+//! the same datadir fails here with a clear error), write a fresh `.cookie`, start the RPC
+//! server, then publish its address in `rpc.addr`. Shutdown (SIGINT, SIGTERM or `bump stop`)
+//! runs the other way round and flushes the store last.
+
+use crate::config::{COOKIE_FILE, COOKIE_USER, RPC_ADDR_FILE, STORE_DIR};
+use crate::node::{Limits, Node, NodeInfo};
+use crate::rpc::auth::{write_cookie, Credentials};
+use crate::store::{Store, StoreConfig, StoreError};
+use namecoin::Network;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `bump node` needs, after flags and `bump.conf` were merged.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    pub network: Network,
+    pub netdir: PathBuf,
+    pub rpc_bind: SocketAddr,
+    pub rpc_user_password: Option<(String, String)>,
+    pub limits: Limits,
+    pub store: StoreConfig,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create {path}: {err}")]
+    CreateDir { path: PathBuf, err: std::io::Error },
+    #[error("cannot open the store in {path}: {err} (is another `bump node` using this datadir?)")]
+    Store { path: PathBuf, err: StoreError },
+    #[error("cannot write {path}: {err}")]
+    WriteFile { path: PathBuf, err: std::io::Error },
+    #[error("cannot listen for RPC on {addr}: {err}")]
+    Bind {
+        addr: SocketAddr,
+        err: std::io::Error,
+    },
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+    #[error("flushing the store at shutdown failed: {0}")]
+    Flush(StoreError),
+}
+
+/// Run a node until it is told to stop.
+pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
+    let netdir = settings.netdir.clone();
+    std::fs::create_dir_all(&netdir).map_err(|err| DaemonError::CreateDir {
+        path: netdir.clone(),
+        err,
+    })?;
+    let store_path = netdir.join(STORE_DIR);
+    let store = Store::open(&store_path, &settings.store).map_err(|err| DaemonError::Store {
+        path: store_path.clone(),
+        err,
+    })?;
+    let store = Arc::new(store);
+    tracing::info!(network = %settings.network, datadir = %netdir.display(), packets = store.len(), "store opened");
+
+    let shutdown = CancellationToken::new();
+    let info = NodeInfo {
+        network: settings.network,
+        netdir: netdir.clone(),
+    };
+    let node = Arc::new(Node::new(
+        store.clone(),
+        settings.limits.clone(),
+        info,
+        shutdown.clone(),
+    ));
+
+    let cookie_path = netdir.join(COOKIE_FILE);
+    let cookie = write_cookie(&cookie_path).map_err(|err| DaemonError::WriteFile {
+        path: cookie_path.clone(),
+        err,
+    })?;
+    let mut pairs = vec![(COOKIE_USER.to_string(), cookie)];
+    if let Some(up) = &settings.rpc_user_password {
+        pairs.push(up.clone());
+    }
+    // Base64 grows data by 4/3; leave room for JSON around it.
+    let max_body = (settings.limits.max_message as u64 * 4 / 3 + (1 << 20))
+        .max(10 << 20)
+        .min(u32::MAX as u64) as u32;
+    let (addr, handle) = crate::rpc::server::start(
+        node.clone(),
+        settings.rpc_bind,
+        Credentials::new(&pairs),
+        max_body,
+    )
+    .await
+    .map_err(|err| DaemonError::Bind {
+        addr: settings.rpc_bind,
+        err,
+    })?;
+    let addr_path = netdir.join(RPC_ADDR_FILE);
+    std::fs::write(&addr_path, format!("{addr}\n")).map_err(|err| DaemonError::WriteFile {
+        path: addr_path.clone(),
+        err,
+    })?;
+    tracing::info!(%addr, "RPC server listening (auth: cookie in {})", cookie_path.display());
+
+    let sweeper = tokio::spawn(sweep_loop(
+        store.clone(),
+        settings.sweep_interval,
+        shutdown.clone(),
+    ));
+
+    let mut sigterm = signal_term().map_err(DaemonError::Signal)?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = shutdown.cancelled() => {},
+    }
+    shutdown.cancel();
+    let _ = handle.stop();
+    handle.stopped().await;
+    let _ = sweeper.await;
+    let _ = std::fs::remove_file(&addr_path);
+    let _ = std::fs::remove_file(&cookie_path);
+    store.durable().await.map_err(DaemonError::Flush)?;
+    store.flush_blocking().map_err(DaemonError::Flush)?;
+    tracing::info!(packets = store.len(), "store flushed; bye");
+    Ok(())
+}
+
+#[cfg(unix)]
+fn signal_term() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+}
+
+async fn sweep_loop(store: Arc<Store>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let s = store.clone();
+        let now = crate::unix_now();
+        match tokio::task::spawn_blocking(move || s.sweep_expired(now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                if let Err(e) = store.durable().await {
+                    tracing::warn!("flush after sweep failed: {e}");
+                }
+                tracing::info!(
+                    removed = n,
+                    left = store.len(),
+                    bytes_on_disk = store.size_on_disk(),
+                    "expired packets swept"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!("expiry sweep failed: {e}"),
+            Err(e) => tracing::warn!("expiry sweep task failed: {e}"),
+        }
+    }
+}

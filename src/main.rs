@@ -1,0 +1,532 @@
+//! The `bump` binary: the node daemon (`bump node`) and the command-line client that talks to
+//! it over JSON-RPC (`send`, `get`, `import`, `export`, `status`, `watch`, `stop`), plus the
+//! offline helper `bump tag`. Errors end here as one line on stderr and exit status 1.
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use bump::config::{self, ConfFile};
+use bump::daemon::{self, DaemonSettings};
+use bump::node::Limits;
+use bump::packet::{parse_interchange, DEFAULT_MAX_TTL};
+use bump::rpc::api::{BumpApiClient, GetOptions, SendParams};
+use bump::rpc::client::{classify, Target};
+use bump::store::StoreConfig;
+use bump::tag::Tag;
+use clap::{Args, Parser, Subcommand};
+use jsonrpsee::core::client::SubscriptionClientT;
+use namecoin::Network;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// Largest RPC body the client sends or accepts.
+const CLIENT_MAX_BODY: u32 = 1 << 30;
+
+#[derive(Parser)]
+#[command(
+    name = "bump",
+    version,
+    about = "BuMP: an anonymous, encrypted, fully replicated message bus over the Namecoin network",
+    long_about = "BuMP (Bus Message Protocol) stores and floods fixed-size 1 KiB packets grouped by tags.\n\
+Every node holds every packet, so reading a tag reveals nothing about who reads it.\n\n\
+Start a node with `bump node`, then use `bump send TAG FILE` and `bump get TAG` from another shell.\n\
+TAG is 40 hex digits, or any other text (a human tag such as '#news'), which is hashed to a tag\n\
+with HASH160 (RIPEMD160 of SHA256); `bump tag TEXT` shows the result.\n\n\
+BuMP does not encrypt message contents for you: encrypt before sending, e.g.\n  \
+gpg -c secret.txt && base64 secret.txt.gpg > msg.dat && bump send '#mytag' msg.dat\n  \
+bump get '#mytag' | base64 -d | gpg > decoded"
+)]
+struct Cli {
+    /// Data directory [default: ~/.bump]. Each network has its own folder inside it.
+    #[arg(long, global = true, env = "BUMP_DATADIR", value_name = "DIR")]
+    datadir: Option<PathBuf>,
+    /// Network: main, test or regtest [default: from bump.conf, else main]
+    #[arg(long, global = true, value_name = "NET")]
+    network: Option<Network>,
+    /// Same as --network regtest
+    #[arg(long, global = true, conflicts_with_all = ["network", "testnet"])]
+    regtest: bool,
+    /// Same as --network test
+    #[arg(long, global = true, conflicts_with = "network")]
+    testnet: bool,
+    /// Client: RPC address of the node [default: read from the datadir]
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    rpc_connect: Option<SocketAddr>,
+    /// RPC user name (instead of the cookie file); also accepted by `bump node`
+    #[arg(long, global = true, requires = "rpcpassword")]
+    rpcuser: Option<String>,
+    /// RPC password (instead of the cookie file); also accepted by `bump node`
+    #[arg(long, global = true, requires = "rpcuser")]
+    rpcpassword: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node: store packets and serve the JSON-RPC API on loopback until SIGINT/SIGTERM
+    Node(NodeArgs),
+    /// Send FILE (`-` for stdin) under TAG; prints the message id once the node has it on disk
+    Send {
+        /// Time to live, e.g. 3600, 90m, 12h, 2d [default: the node's maximum, 48h]
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        tag: String,
+        file: PathBuf,
+    },
+    /// Write the complete messages under TAG to stdout, byte for byte, oldest first
+    Get {
+        /// Print the tag's raw packets as JSON lines (interchange form) instead
+        #[arg(long, conflicts_with_all = ["partial", "list"])]
+        json: bool,
+        /// List incomplete messages (id, parts held/needed) instead of printing data
+        #[arg(long, conflicts_with = "list")]
+        partial: bool,
+        /// List complete messages (id, size, parts) instead of printing data
+        #[arg(long)]
+        list: bool,
+        /// Only the most recently completed message
+        #[arg(long)]
+        last: bool,
+        /// Only the message with this id (as printed by `bump send`)
+        #[arg(long, value_name = "MSGID")]
+        id: Option<String>,
+        tag: String,
+    },
+    /// Print the 40-hex tag of a tag argument (human tags are hashed); needs no node
+    Tag { tag: String },
+    /// Store packets from FILE (`-` for stdin): JSON lines, a JSON array, or one JSON object
+    Import { file: PathBuf },
+    /// Write the packets under TAG as JSON lines, for `bump import` on another node
+    Export {
+        tag: String,
+        /// Write to this file instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Show the node's status
+    Status {
+        /// Print the raw JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print each new complete message under TAG as a JSON line as it arrives (WebSocket)
+    Watch {
+        tag: String,
+        /// Exit after this many messages
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+    },
+    /// Stop the running node cleanly
+    Stop,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// JSON-RPC listen address, loopback only; port 0 picks a free port (written to DATADIR/<net>/rpc.addr)
+    /// [default: 127.0.0.1:8339 main, 18339 test, 18446 regtest]
+    #[arg(long, value_name = "ADDR:PORT")]
+    rpc_bind: Option<SocketAddr>,
+    /// Longest accepted packet time-to-live, in seconds [default: 172800 = 48h]
+    #[arg(long, value_name = "SECS")]
+    max_ttl: Option<u32>,
+    /// Largest message `send` accepts, in bytes [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// Store quota in packets (1 KiB each); when full, expired packets are swept and unexpired
+    /// ones are never evicted, so new packets are refused [default: 1048576]
+    #[arg(long, value_name = "N")]
+    max_packets: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::from(141);
+                }
+            }
+            eprintln!("bump: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parse a duration: plain seconds, or a number with s, m, h or d.
+fn parse_duration(s: &str) -> Result<u32> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86400),
+        _ => (s, 1),
+    };
+    let n: u32 = num
+        .parse()
+        .map_err(|_| anyhow!("bad duration {s:?}: use seconds or a number with s, m, h or d"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow!("duration {s:?} is too long"))
+}
+
+struct Ctx {
+    network: Network,
+    datadir: PathBuf,
+    netdir: PathBuf,
+    conf: ConfFile,
+    connect: Option<SocketAddr>,
+    user_password: Option<(String, String)>,
+}
+
+impl Ctx {
+    fn from_cli(cli: &Cli) -> Result<Ctx> {
+        let datadir = match &cli.datadir {
+            Some(d) => d.clone(),
+            None => config::default_datadir()?,
+        };
+        let conf = ConfFile::load(&datadir)?;
+        let flag = if cli.regtest {
+            Some(Network::Regtest)
+        } else if cli.testnet {
+            Some(Network::Testnet)
+        } else {
+            cli.network
+        };
+        let network = config::resolve_network(flag, &conf)?;
+        let netdir = config::network_dir(&datadir, network);
+        let user_password = match (&cli.rpcuser, &cli.rpcpassword) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ => match (
+                conf.get(network, "rpcuser"),
+                conf.get(network, "rpcpassword"),
+            ) {
+                (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+                (None, None) => None,
+                _ => {
+                    bail!("bump.conf sets only one of rpcuser and rpcpassword; set both or neither")
+                }
+            },
+        };
+        Ok(Ctx {
+            network,
+            datadir,
+            netdir,
+            conf,
+            connect: cli.rpc_connect,
+            user_password,
+        })
+    }
+
+    fn target(&self) -> Result<Target> {
+        Ok(Target::locate(
+            &self.netdir,
+            self.network,
+            self.connect,
+            self.user_password.clone(),
+        )?)
+    }
+
+    fn client(&self) -> Result<jsonrpsee::http_client::HttpClient> {
+        Ok(self.target()?.http(CLIENT_MAX_BODY)?)
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// Write all of `bytes` to stdout at once (nothing half-written on an earlier error).
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Cmd::Tag { tag } = &cli.cmd {
+        println!("{}", Tag::from_arg(tag)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ctx = Ctx::from_cli(&cli)?;
+    if let Cmd::Node(args) = &cli.cmd {
+        init_logging("info");
+        let settings = node_settings(&ctx, args)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(daemon::run(settings))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging("warn");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(client_command(&ctx, cli.cmd))
+}
+
+fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
+    let net = ctx.network;
+    let conf = &ctx.conf;
+    let rpc_bind = match args.rpc_bind {
+        Some(a) => a,
+        None => conf
+            .parsed(net, "rpcbind")?
+            .unwrap_or_else(|| config::default_rpc_bind(net)),
+    };
+    let rpc_bind = config::require_loopback(rpc_bind)?;
+    let max_ttl = args
+        .max_ttl
+        .or(conf.parsed(net, "maxttl")?)
+        .unwrap_or(DEFAULT_MAX_TTL);
+    if max_ttl < 60 {
+        bail!("--max-ttl must be at least 60 seconds");
+    }
+    let max_message = args
+        .max_message_size
+        .or(conf.parsed(net, "maxmessagesize")?)
+        .unwrap_or(bump::message::DEFAULT_MAX_MESSAGE);
+    if max_message > bump::message::MAX_FRAMEABLE {
+        bail!(
+            "--max-message-size can be at most {} bytes",
+            bump::message::MAX_FRAMEABLE
+        );
+    }
+    let max_packets = args
+        .max_packets
+        .or(conf.parsed(net, "maxpackets")?)
+        .unwrap_or(bump::store::DEFAULT_MAX_PACKETS);
+    let _ = &ctx.datadir;
+    Ok(DaemonSettings {
+        network: net,
+        netdir: ctx.netdir.clone(),
+        rpc_bind,
+        rpc_user_password: ctx.user_password.clone(),
+        limits: Limits {
+            max_ttl,
+            max_message,
+            ..Limits::default()
+        },
+        store: StoreConfig {
+            max_packets,
+            ..StoreConfig::default()
+        },
+        sweep_interval: Duration::from_secs(60),
+    })
+}
+
+async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Send { ttl, tag, file } => {
+            let tag = Tag::from_arg(&tag)?;
+            let ttl = ttl.as_deref().map(parse_duration).transpose()?;
+            let data = read_input(&file)?;
+            let client = ctx.client()?;
+            let status = client.status().await.map_err(classify)?;
+            if data.len() > status.max_message_size {
+                bail!(
+                    "{} is {} bytes, over the node's message limit of {} bytes (see `bump node --max-message-size`)",
+                    file.display(),
+                    data.len(),
+                    status.max_message_size
+                );
+            }
+            let params = SendParams {
+                tag: tag.to_hex(),
+                data: B64.encode(&data),
+                ttl,
+            };
+            let r = client.send(params).await.map_err(classify)?;
+            println!("{}", r.msgid);
+        }
+        Cmd::Get {
+            json,
+            partial,
+            list,
+            last,
+            id,
+            tag,
+        } => {
+            let tag = Tag::from_arg(&tag)?;
+            let client = ctx.client()?;
+            if json {
+                let packets = client.get_packets(tag.to_hex()).await.map_err(classify)?;
+                let mut out = String::new();
+                for p in &packets {
+                    out.push_str(&serde_json::to_string(p)?);
+                    out.push('\n');
+                }
+                write_stdout(out.as_bytes())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let opts = GetOptions {
+                msgid: id.clone(),
+                last,
+                no_data: partial || list,
+            };
+            let r = client
+                .get_messages(tag.to_hex(), Some(opts))
+                .await
+                .map_err(classify)?;
+            if partial {
+                let mut out = String::new();
+                for p in &r.partial {
+                    out.push_str(&format!("{} {}/{} parts\n", p.msgid, p.have, p.count));
+                }
+                write_stdout(out.as_bytes())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if list {
+                let mut out = String::new();
+                for m in &r.messages {
+                    out.push_str(&format!("{} {} bytes {} parts\n", m.msgid, m.size, m.parts));
+                }
+                write_stdout(out.as_bytes())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !r.partial.is_empty() {
+                eprintln!(
+                    "bump: note: {} incomplete message(s) under this tag are not printed; `bump get --partial` lists them",
+                    r.partial.len()
+                );
+            }
+            if r.messages.is_empty() {
+                match id {
+                    Some(id) => bail!("no complete message {id} under tag {tag}"),
+                    None => bail!("no complete message under tag {tag}"),
+                }
+            }
+            let mut out = Vec::new();
+            for m in &r.messages {
+                out.extend(B64.decode(&m.data).context("node sent malformed base64")?);
+            }
+            write_stdout(&out)?;
+        }
+        Cmd::Import { file } => {
+            let bytes = read_input(&file)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow!("{} is not UTF-8 JSON", file.display()))?;
+            let packets = parse_interchange(&text)
+                .map_err(|(i, e)| anyhow!("{}: entry {i}: {e}", file.display()))?;
+            if packets.is_empty() {
+                bail!("{} holds no packets", file.display());
+            }
+            let json = packets.iter().map(|p| p.to_json()).collect();
+            let r = ctx.client()?.import_packets(json).await.map_err(classify)?;
+            println!(
+                "imported {} packet(s), {} already held",
+                r.accepted, r.duplicates
+            );
+        }
+        Cmd::Export { tag, output } => {
+            let tag = Tag::from_arg(&tag)?;
+            let packets = ctx
+                .client()?
+                .get_packets(tag.to_hex())
+                .await
+                .map_err(classify)?;
+            let mut out = String::new();
+            for p in &packets {
+                out.push_str(&serde_json::to_string(p)?);
+                out.push('\n');
+            }
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, out)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("exported {} packet(s) to {}", packets.len(), path.display());
+                }
+                None => write_stdout(out.as_bytes())?,
+            }
+        }
+        Cmd::Status { json } => {
+            let s = ctx.client()?.status().await.map_err(classify)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("BuMP node {} on {}", s.version, s.network);
+                println!("datadir      {}", s.datadir);
+                println!("packets      {} of {} max", s.packets, s.max_packets);
+                println!("store size   {} bytes on disk", s.store_bytes_on_disk);
+                println!("max ttl      {} s", s.max_ttl);
+                println!("max message  {} bytes", s.max_message_size);
+                println!("uptime       {} s", s.uptime_secs);
+            }
+        }
+        Cmd::Watch { tag, count } => {
+            let tag = Tag::from_arg(&tag)?;
+            let ws = ctx.target()?.ws(CLIENT_MAX_BODY).await?;
+            let mut sub: jsonrpsee::core::client::Subscription<serde_json::Value> = ws
+                .subscribe(
+                    "bump_subscribe",
+                    jsonrpsee::rpc_params![tag.to_hex()],
+                    "bump_unsubscribe",
+                )
+                .await
+                .map_err(classify)?;
+            let mut seen = 0;
+            while count.map(|c| seen < c).unwrap_or(true) {
+                match sub.next().await {
+                    Some(Ok(v)) => {
+                        println!("{v}");
+                        std::io::stdout().flush()?;
+                        seen += 1;
+                    }
+                    Some(Err(e)) => bail!("subscription error: {e}"),
+                    None => bail!("the node closed the subscription"),
+                }
+            }
+        }
+        Cmd::Stop => {
+            let msg = ctx.client()?.stop().await.map_err(classify)?;
+            println!("{msg}");
+        }
+        Cmd::Node(_) | Cmd::Tag { .. } => unreachable!("handled before"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("30s").unwrap(), 30);
+        assert_eq!(parse_duration("15m").unwrap(), 900);
+        assert_eq!(parse_duration("2h").unwrap(), 7200);
+        assert_eq!(parse_duration("2d").unwrap(), 172800);
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999d").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,315 @@
+//! The node's state and its rules for admitting packets.
+//!
+//! [`Node`] owns the store and the limits. Every packet that enters — sent by the local user,
+//! imported from a file, and later received from peers — goes through [`Node::admit`]: checked
+//! (expiry window), inserted, made durable, and only then announced on the node's event channel
+//! and acknowledged. Reading (messages and packets by tag) is also here, so the RPC layer only
+//! translates.
+
+use crate::message::{self, Assembler, Message, MessageError, MessageId, PartialMessage};
+use crate::packet::{Packet, PacketError, PacketId, DEFAULT_MAX_TTL};
+use crate::store::{Inserted, Store, StoreError};
+use crate::tag::Tag;
+use namecoin::Network;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Limits a node enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest accepted time-to-live in seconds.
+    pub max_ttl: u32,
+    /// Largest message `send` accepts, in bytes.
+    pub max_message: usize,
+    /// Most packets one read returns.
+    pub max_read_packets: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_ttl: DEFAULT_MAX_TTL,
+            max_message: message::DEFAULT_MAX_MESSAGE,
+            max_read_packets: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("packet {index}: {err}")]
+    InvalidPacket { index: usize, err: PacketError },
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error("ttl of {ttl}s is over this node's maximum of {max}s")]
+    TtlTooLong { ttl: u32, max: u32 },
+    #[error("ttl must be at least 60 seconds")]
+    TtlTooShort,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A packet that was newly stored: what subscribers and (later) peers are told about.
+#[derive(Debug, Clone)]
+pub struct NewPacket {
+    pub seq: u64,
+    pub id: PacketId,
+    pub packet: Arc<Packet>,
+}
+
+/// Outcome of admitting a batch of packets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admitted {
+    pub new: usize,
+    pub duplicates: usize,
+}
+
+/// What a node reports about itself.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub network: Network,
+    pub netdir: PathBuf,
+}
+
+pub struct Node {
+    store: Arc<Store>,
+    limits: Limits,
+    info: NodeInfo,
+    events: broadcast::Sender<NewPacket>,
+    started: Instant,
+    shutdown: CancellationToken,
+}
+
+/// Expiry for a message sent now with `ttl`: quantized so that it tells observers little about
+/// when the message was sent (rounded down to the hour for TTLs of two hours or more, to the
+/// minute below that).
+pub fn quantized_expiry(now: u32, ttl: u32) -> u32 {
+    let quantum = if ttl >= 7200 { 3600 } else { 60 };
+    let raw = now.saturating_add(ttl);
+    (raw / quantum) * quantum
+}
+
+impl Node {
+    pub fn new(
+        store: Arc<Store>,
+        limits: Limits,
+        info: NodeInfo,
+        shutdown: CancellationToken,
+    ) -> Node {
+        let (events, _) = broadcast::channel(4096);
+        Node {
+            store,
+            limits,
+            info,
+            events,
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Receive every packet newly stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NewPacket> {
+        self.events.subscribe()
+    }
+
+    /// Validate all packets first (nothing is stored if one is invalid), then store them, wait
+    /// until they are durable, then announce the new ones.
+    pub async fn admit(&self, packets: Vec<Packet>, now: u32) -> Result<Admitted, NodeError> {
+        for (index, p) in packets.iter().enumerate() {
+            p.check_expiry(now, self.limits.max_ttl)
+                .map_err(|err| NodeError::InvalidPacket { index, err })?;
+        }
+        let store = self.store.clone();
+        let (results, packets) = tokio::task::spawn_blocking(move || {
+            let r = store.insert_many(&packets, now);
+            (r, packets)
+        })
+        .await
+        .map_err(|_| StoreError::Corrupt("insert task panicked"))?;
+        let results = results?;
+        self.store.durable().await?;
+        let mut out = Admitted::default();
+        for (p, r) in packets.into_iter().zip(results) {
+            match r {
+                Inserted::New(seq) => {
+                    out.new += 1;
+                    let id = p.id();
+                    // No receivers is fine: nobody is listening.
+                    let _ = self.events.send(NewPacket {
+                        seq,
+                        id,
+                        packet: Arc::new(p),
+                    });
+                }
+                Inserted::Duplicate => out.duplicates += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Split `data` into packets under `tag` and admit them. Returns the message id, the
+    /// number of packets and their expiry.
+    pub async fn send_message(
+        &self,
+        tag: Tag,
+        data: &[u8],
+        ttl: Option<u32>,
+        now: u32,
+    ) -> Result<(MessageId, usize, u32), NodeError> {
+        let ttl = ttl.unwrap_or(self.limits.max_ttl);
+        if ttl > self.limits.max_ttl {
+            return Err(NodeError::TtlTooLong {
+                ttl,
+                max: self.limits.max_ttl,
+            });
+        }
+        if ttl < 60 {
+            return Err(NodeError::TtlTooShort);
+        }
+        let expires = quantized_expiry(now, ttl);
+        let (id, packets) = message::split(
+            data,
+            tag,
+            expires,
+            self.limits.max_message,
+            &mut rand::rngs::OsRng,
+        )?;
+        let n = packets.len();
+        self.admit(packets, now).await?;
+        Ok((id, n, expires))
+    }
+
+    /// Packets of a tag in arrival order, with their sequence numbers.
+    pub async fn packets(&self, tag: Tag) -> Result<Vec<(u64, Packet)>, NodeError> {
+        let store = self.store.clone();
+        let limit = self.limits.max_read_packets;
+        let r = tokio::task::spawn_blocking(move || store.by_tag(&tag, 0, limit))
+            .await
+            .map_err(|_| StoreError::Corrupt("read task panicked"))?;
+        Ok(r?)
+    }
+
+    /// Reassemble the messages of a tag.
+    pub async fn messages(
+        &self,
+        tag: Tag,
+    ) -> Result<(Vec<Message>, Vec<PartialMessage>, usize), NodeError> {
+        let mut a = Assembler::new();
+        for (seq, p) in self.packets(tag).await? {
+            a.push(seq, &p);
+        }
+        let unframed = a.unframed;
+        let (done, partial) = a.finish();
+        Ok((done, partial, unframed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    fn node(dir: &std::path::Path) -> Node {
+        let store = Arc::new(Store::open(dir, &StoreConfig::default()).unwrap());
+        let info = NodeInfo {
+            network: Network::Regtest,
+            netdir: dir.to_path_buf(),
+        };
+        Node::new(
+            store,
+            Limits {
+                max_message: 5000,
+                ..Limits::default()
+            },
+            info,
+            CancellationToken::new(),
+        )
+    }
+
+    #[test]
+    fn expiry_is_quantized_and_in_the_future() {
+        let now = 1_700_000_123;
+        let e = quantized_expiry(now, 48 * 3600);
+        assert_eq!(e % 3600, 0);
+        assert!(e > now + 47 * 3600 && e <= now + 48 * 3600);
+        let e = quantized_expiry(now, 120);
+        assert_eq!(e % 60, 0);
+        assert!(e > now);
+    }
+
+    #[tokio::test]
+    async fn send_then_read_back_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let mut rx = n.subscribe();
+        let now = crate::unix_now();
+        let data = vec![42u8; 2500];
+        let (id, parts, _) = n
+            .send_message(Tag([1; 20]), &data, None, now)
+            .await
+            .unwrap();
+        assert_eq!(parts, 3);
+        for _ in 0..3 {
+            assert_eq!(rx.recv().await.unwrap().packet.tag, Tag([1; 20]));
+        }
+        let (done, partial, unframed) = n.messages(Tag([1; 20])).await.unwrap();
+        assert_eq!((done.len(), partial.len(), unframed), (1, 0, 0));
+        assert_eq!(done[0].id, id);
+        assert_eq!(done[0].data, data);
+        assert!(matches!(
+            n.send_message(Tag([1; 20]), &[0; 5001], None, now).await,
+            Err(NodeError::Message(MessageError::TooLarge { .. }))
+        ));
+        assert!(matches!(
+            n.send_message(Tag([1; 20]), b"x", Some(DEFAULT_MAX_TTL + 1), now)
+                .await,
+            Err(NodeError::TtlTooLong { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn admit_is_all_or_nothing_on_invalid_packets() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node(dir.path());
+        let now = crate::unix_now();
+        let good = Packet {
+            tag: Tag([2; 20]),
+            expires: now + 100,
+            body: Box::new([0; 1000]),
+        };
+        let old = Packet {
+            tag: Tag([2; 20]),
+            expires: now - 1,
+            body: Box::new([1; 1000]),
+        };
+        let r = n.admit(vec![good.clone(), old], now).await;
+        assert!(matches!(r, Err(NodeError::InvalidPacket { index: 1, .. })));
+        assert!(n.store().is_empty());
+        assert_eq!(
+            n.admit(vec![good.clone(), good], now).await.unwrap(),
+            Admitted {
+                new: 1,
+                duplicates: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! The BuMP packet: the fixed-size unit that is stored, flooded and mixed.
+//!
+//! Wire layout (exactly [`PACKET_LEN`] = 1024 bytes):
+//!
+//! | offset | size | field                          |
+//! |--------|------|--------------------------------|
+//! | 0      | 20   | tag                            |
+//! | 20     | 4    | expires, u32 little endian, unix seconds |
+//! | 24     | 1000 | body                           |
+//!
+//! The packet id is the double SHA-256 of the 1024 bytes. The interchange form is one JSON
+//! object `{"tag":"<40 hex>","chunk":"<base64 of body>","expires":<u32>}`.
+
+use crate::tag::{Tag, TagError, TAG_LEN};
+use base64::Engine as _;
+use bitcoin::hashes::{sha256d, Hash};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Size of a packet on the wire.
+pub const PACKET_LEN: usize = 1024;
+/// Size of a packet body.
+pub const BODY_LEN: usize = PACKET_LEN - TAG_LEN - 4;
+/// Default and usual maximum time-to-live: 48 hours.
+pub const DEFAULT_MAX_TTL: u32 = 48 * 3600;
+/// How far in the future beyond the max TTL an `expires` may lie, to absorb clock skew.
+pub const CLOCK_SKEW: u32 = 600;
+
+/// 32-byte packet id: double SHA-256 of the encoded packet.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PacketId(pub [u8; 32]);
+
+impl PacketId {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for PacketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for PacketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PacketId({})", self.to_hex())
+    }
+}
+
+/// A decoded packet.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub tag: Tag,
+    pub expires: u32,
+    pub body: Box<[u8; BODY_LEN]>,
+}
+
+impl fmt::Debug for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packet")
+            .field("tag", &self.tag)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why bytes or JSON are not a valid packet, or a packet is not acceptable now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error("a packet is exactly {PACKET_LEN} bytes, got {0}")]
+    WrongLength(usize),
+    #[error("malformed packet JSON: {0}")]
+    Json(String),
+    #[error("bad tag: {0}")]
+    Tag(#[from] TagError),
+    #[error("chunk is not valid base64: {0}")]
+    Base64(String),
+    #[error("chunk decodes to {0} bytes, a packet body must be exactly {BODY_LEN}")]
+    WrongChunkSize(usize),
+    #[error("packet expired at {expires} (now {now})")]
+    Expired { expires: u32, now: u32 },
+    #[error(
+        "packet expires at {expires}, more than the maximum TTL of {max_ttl}s after now ({now})"
+    )]
+    TooFarAhead {
+        expires: u32,
+        now: u32,
+        max_ttl: u32,
+    },
+}
+
+/// The interchange (JSON) form of a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketJson {
+    pub tag: String,
+    pub chunk: String,
+    pub expires: u32,
+}
+
+impl Packet {
+    /// Encode to the 1024-byte wire form.
+    pub fn encode(&self) -> [u8; PACKET_LEN] {
+        let mut out = [0u8; PACKET_LEN];
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Encode into a caller-provided buffer.
+    pub fn encode_into(&self, out: &mut [u8; PACKET_LEN]) {
+        out[..TAG_LEN].copy_from_slice(&self.tag.0);
+        out[TAG_LEN..TAG_LEN + 4].copy_from_slice(&self.expires.to_le_bytes());
+        out[TAG_LEN + 4..].copy_from_slice(&self.body[..]);
+    }
+
+    /// Decode from the wire form. Any 1024 bytes are a well-formed packet; expiry is checked
+    /// separately with [`Packet::check_expiry`].
+    pub fn decode(bytes: &[u8]) -> Result<Packet, PacketError> {
+        if bytes.len() != PACKET_LEN {
+            return Err(PacketError::WrongLength(bytes.len()));
+        }
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&bytes[..TAG_LEN]);
+        let mut exp = [0u8; 4];
+        exp.copy_from_slice(&bytes[TAG_LEN..TAG_LEN + 4]);
+        let mut body = Box::new([0u8; BODY_LEN]);
+        body.copy_from_slice(&bytes[TAG_LEN + 4..]);
+        Ok(Packet {
+            tag: Tag(tag),
+            expires: u32::from_le_bytes(exp),
+            body,
+        })
+    }
+
+    /// The packet id: double SHA-256 of the wire form.
+    pub fn id(&self) -> PacketId {
+        PacketId::of_bytes(&self.encode())
+    }
+
+    /// Accept only packets that expire after `now` and no later than `now + max_ttl` (plus
+    /// [`CLOCK_SKEW`]).
+    pub fn check_expiry(&self, now: u32, max_ttl: u32) -> Result<(), PacketError> {
+        if self.expires <= now {
+            return Err(PacketError::Expired {
+                expires: self.expires,
+                now,
+            });
+        }
+        let limit = now.saturating_add(max_ttl).saturating_add(CLOCK_SKEW);
+        if self.expires > limit {
+            return Err(PacketError::TooFarAhead {
+                expires: self.expires,
+                now,
+                max_ttl,
+            });
+        }
+        Ok(())
+    }
+
+    /// The interchange form.
+    pub fn to_json(&self) -> PacketJson {
+        PacketJson {
+            tag: self.tag.to_hex(),
+            chunk: base64::engine::general_purpose::STANDARD.encode(&self.body[..]),
+            expires: self.expires,
+        }
+    }
+
+    /// Parse the interchange form (hex tag in either case, standard base64 with padding).
+    pub fn from_json(j: &PacketJson) -> Result<Packet, PacketError> {
+        let tag = Tag::from_hex(j.tag.trim())?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(j.chunk.trim())
+            .map_err(|e| PacketError::Base64(e.to_string()))?;
+        if raw.len() != BODY_LEN {
+            return Err(PacketError::WrongChunkSize(raw.len()));
+        }
+        let mut body = Box::new([0u8; BODY_LEN]);
+        body.copy_from_slice(&raw);
+        Ok(Packet {
+            tag,
+            expires: j.expires,
+            body,
+        })
+    }
+
+    /// Parse one interchange JSON object from text.
+    pub fn from_json_str(s: &str) -> Result<Packet, PacketError> {
+        let j: PacketJson =
+            serde_json::from_str(s).map_err(|e| PacketError::Json(e.to_string()))?;
+        Packet::from_json(&j)
+    }
+}
+
+impl PacketId {
+    /// Id of an encoded packet.
+    pub fn of_bytes(bytes: &[u8; PACKET_LEN]) -> PacketId {
+        PacketId(sha256d::Hash::hash(bytes).to_byte_array())
+    }
+}
+
+/// Parse a file of packets in interchange form: a single JSON object, a JSON array of objects,
+/// or JSON Lines (one object per line; blank lines ignored). Errors name the entry (1-based).
+pub fn parse_interchange(text: &str) -> Result<Vec<Packet>, (usize, PacketError)> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let list: Vec<PacketJson> =
+            serde_json::from_str(trimmed).map_err(|e| (1, PacketError::Json(e.to_string())))?;
+        return list
+            .iter()
+            .enumerate()
+            .map(|(i, j)| Packet::from_json(j).map_err(|e| (i + 1, e)))
+            .collect();
+    }
+    let mut out = Vec::new();
+    // A JSON stream covers both one object and JSON Lines (and pretty-printed objects).
+    let stream = serde_json::Deserializer::from_str(text).into_iter::<PacketJson>();
+    for (i, item) in stream.enumerate() {
+        let j = item.map_err(|e| (i + 1, PacketError::Json(e.to_string())))?;
+        out.push(Packet::from_json(&j).map_err(|e| (i + 1, e))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_packet() -> impl Strategy<Value = Packet> {
+        (
+            any::<[u8; 20]>(),
+            any::<u32>(),
+            proptest::collection::vec(any::<u8>(), BODY_LEN),
+        )
+            .prop_map(|(t, e, b)| {
+                let mut body = Box::new([0u8; BODY_LEN]);
+                body.copy_from_slice(&b);
+                Packet {
+                    tag: Tag(t),
+                    expires: e,
+                    body,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn wire_round_trip(p in arb_packet()) {
+            let bytes = p.encode();
+            prop_assert_eq!(bytes.len(), PACKET_LEN);
+            let q = Packet::decode(&bytes).unwrap();
+            prop_assert_eq!(&q, &p);
+            prop_assert_eq!(q.id(), p.id());
+        }
+
+        #[test]
+        fn json_round_trip(p in arb_packet()) {
+            let s = serde_json::to_string(&p.to_json()).unwrap();
+            prop_assert_eq!(Packet::from_json_str(&s).unwrap(), p);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let r = Packet::decode(&bytes);
+            prop_assert_eq!(r.is_ok(), bytes.len() == PACKET_LEN);
+        }
+    }
+
+    #[test]
+    fn layout_is_tag_expires_body() {
+        let mut body = Box::new([0u8; BODY_LEN]);
+        body[0] = 0xaa;
+        body[BODY_LEN - 1] = 0xbb;
+        let p = Packet {
+            tag: Tag([7; 20]),
+            expires: 0x0403_0201,
+            body,
+        };
+        let b = p.encode();
+        assert_eq!(&b[..20], &[7; 20]);
+        assert_eq!(&b[20..24], &[1, 2, 3, 4]);
+        assert_eq!(b[24], 0xaa);
+        assert_eq!(b[1023], 0xbb);
+    }
+
+    #[test]
+    fn json_accepts_upper_case_and_rejects_bad_chunks() {
+        let p = Packet {
+            tag: Tag([0xab; 20]),
+            expires: 5,
+            body: Box::new([1; BODY_LEN]),
+        };
+        let mut j = p.to_json();
+        j.tag = j.tag.to_uppercase();
+        assert_eq!(Packet::from_json(&j).unwrap(), p);
+
+        let mut short = p.to_json();
+        short.chunk = base64::engine::general_purpose::STANDARD.encode([0u8; 999]);
+        assert_eq!(
+            Packet::from_json(&short),
+            Err(PacketError::WrongChunkSize(999))
+        );
+
+        let mut bad = p.to_json();
+        bad.chunk = "!!!".into();
+        assert!(matches!(
+            Packet::from_json(&bad),
+            Err(PacketError::Base64(_))
+        ));
+
+        assert!(matches!(
+            Packet::from_json_str("{\"tag\":1}"),
+            Err(PacketError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn expiry_window() {
+        let p = |e| Packet {
+            tag: Tag([0; 20]),
+            expires: e,
+            body: Box::new([0; BODY_LEN]),
+        };
+        let now = 1_000_000;
+        assert!(matches!(
+            p(now).check_expiry(now, 3600),
+            Err(PacketError::Expired { .. })
+        ));
+        assert!(p(now + 1).check_expiry(now, 3600).is_ok());
+        assert!(p(now + 3600 + CLOCK_SKEW).check_expiry(now, 3600).is_ok());
+        assert!(matches!(
+            p(now + 3601 + CLOCK_SKEW).check_expiry(now, 3600),
+            Err(PacketError::TooFarAhead { .. })
+        ));
+    }
+
+    #[test]
+    fn interchange_files_in_three_shapes() {
+        let a = Packet {
+            tag: Tag([1; 20]),
+            expires: 9,
+            body: Box::new([2; BODY_LEN]),
+        };
+        let b = Packet {
+            tag: Tag([3; 20]),
+            expires: 8,
+            body: Box::new([4; BODY_LEN]),
+        };
+        let ja = serde_json::to_string(&a.to_json()).unwrap();
+        let jb = serde_json::to_string(&b.to_json()).unwrap();
+        let want = vec![a.clone(), b.clone()];
+        assert_eq!(parse_interchange(&format!("{ja}\n\n{jb}\n")).unwrap(), want);
+        assert_eq!(parse_interchange(&format!("[{ja},{jb}]")).unwrap(), want);
+        assert_eq!(parse_interchange(&ja).unwrap(), vec![a]);
+        let err = parse_interchange(&format!("{ja}\n{{\"tag\":\"x\"}}")).unwrap_err();
+        assert_eq!(err.0, 2);
+        assert!(parse_interchange("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,146 @@
+//! JSON-RPC methods of a BuMP node and their parameter and result shapes.
+//!
+//! Methods are in the `bump_` namespace (documented in docs/rpc.md). Tags given to methods
+//! follow the command line's rule: 40 hex digits are a tag, anything else is a human tag.
+//! Binary data travels as standard base64.
+
+use crate::packet::PacketJson;
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::{Deserialize, Serialize};
+
+/// Error codes returned by the node (JSON-RPC "server error" range).
+pub mod codes {
+    /// Bad parameters: malformed tag, base64, message id, or options.
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// A message over the node's size limit.
+    pub const MESSAGE_TOO_LARGE: i32 = -32001;
+    /// The store is full and nothing has expired.
+    pub const STORE_FULL: i32 = -32002;
+    /// A packet is malformed or outside the accepted expiry window.
+    pub const INVALID_PACKET: i32 = -32003;
+    /// The node failed internally (storage error).
+    pub const INTERNAL: i32 = -32004;
+    /// A TTL outside the accepted range.
+    pub const BAD_TTL: i32 = -32005;
+}
+
+pub fn rpc_error(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, msg.into(), None::<()>)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendParams {
+    pub tag: String,
+    /// Message bytes, base64.
+    pub data: String,
+    /// Time-to-live in seconds; default: the node's maximum TTL.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendResult {
+    pub msgid: String,
+    pub tag: String,
+    pub packets: usize,
+    pub bytes: usize,
+    pub expires: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetOptions {
+    /// Only this message (32 hex digits).
+    #[serde(default)]
+    pub msgid: Option<String>,
+    /// Only the most recently completed message.
+    #[serde(default)]
+    pub last: bool,
+    /// Leave out the data (for listings).
+    #[serde(default)]
+    pub no_data: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageJson {
+    pub msgid: String,
+    pub tag: String,
+    /// Base64 of the message bytes; empty when `no_data` was asked.
+    pub data: String,
+    pub size: usize,
+    pub parts: u16,
+    /// Arrival sequence number of the part that completed it.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialJson {
+    pub msgid: String,
+    pub have: u16,
+    pub count: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessagesResult {
+    pub tag: String,
+    pub messages: Vec<MessageJson>,
+    pub partial: Vec<PartialJson>,
+    /// Packets under the tag that carry no message frame (e.g. onion packets).
+    pub unframed: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResult {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub version: String,
+    pub network: String,
+    pub datadir: String,
+    pub packets: u64,
+    pub max_packets: u64,
+    pub store_bytes_on_disk: u64,
+    pub max_ttl: u32,
+    pub max_message_size: usize,
+    pub uptime_secs: u64,
+}
+
+#[rpc(server, client, namespace = "bump")]
+pub trait BumpApi {
+    /// Split a message into packets under a tag and store them; returns once durable.
+    #[method(name = "send")]
+    async fn send(&self, params: SendParams) -> RpcResult<SendResult>;
+
+    /// Complete messages of a tag (in completion order) and the incomplete ones.
+    #[method(name = "getmessages")]
+    async fn get_messages(
+        &self,
+        tag: String,
+        options: Option<GetOptions>,
+    ) -> RpcResult<MessagesResult>;
+
+    /// Raw packets of a tag in interchange form, in arrival order.
+    #[method(name = "getpackets")]
+    async fn get_packets(&self, tag: String) -> RpcResult<Vec<PacketJson>>;
+
+    /// Store packets given in interchange form. All are checked first; if one is invalid,
+    /// none is stored.
+    #[method(name = "importpackets")]
+    async fn import_packets(&self, packets: Vec<PacketJson>) -> RpcResult<ImportResult>;
+
+    /// Node status.
+    #[method(name = "status")]
+    async fn status(&self) -> RpcResult<StatusResult>;
+
+    /// Shut the node down cleanly.
+    #[method(name = "stop")]
+    async fn stop(&self) -> RpcResult<String>;
+
+    /// Push every message of a tag as soon as it is complete (WebSocket only).
+    #[subscription(name = "subscribe" => "message", unsubscribe = "unsubscribe", item = MessageJson)]
+    async fn subscribe_messages(&self, tag: String) -> SubscriptionResult;
+}

@@ -1,0 +1,270 @@
+//! The JSON-RPC server: method implementations over a [`Node`], served by jsonrpsee on a
+//! loopback address behind [`auth`](super::auth). HTTP and WebSocket share one port.
+
+use super::api::{
+    codes, rpc_error, BumpApiServer, GetOptions, ImportResult, MessageJson, MessagesResult,
+    PartialJson, SendParams, SendResult, StatusResult,
+};
+use super::auth::Credentials;
+use crate::message::{Assembler, Message, MessageError, MessageId};
+use crate::node::{Node, NodeError};
+use crate::packet::{Packet, PacketJson};
+use crate::store::StoreError;
+use crate::tag::Tag;
+use base64::Engine as _;
+use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
+use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::ErrorObjectOwned;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::validate_request::ValidateRequestHeaderLayer;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn node_error(e: NodeError) -> ErrorObjectOwned {
+    let code = match &e {
+        NodeError::InvalidPacket { .. } => codes::INVALID_PACKET,
+        NodeError::Message(MessageError::TooLarge { .. }) => codes::MESSAGE_TOO_LARGE,
+        NodeError::Message(MessageError::BadFrame(_)) => codes::INVALID_PARAMS,
+        NodeError::TtlTooLong { .. } | NodeError::TtlTooShort => codes::BAD_TTL,
+        NodeError::Store(StoreError::Full { .. }) => codes::STORE_FULL,
+        NodeError::Store(_) => {
+            tracing::error!("store error: {e}");
+            codes::INTERNAL
+        }
+    };
+    rpc_error(code, e.to_string())
+}
+
+fn parse_tag(s: &str) -> Result<Tag, ErrorObjectOwned> {
+    Tag::from_arg(s).map_err(|e| rpc_error(codes::INVALID_PARAMS, e.to_string()))
+}
+
+fn message_json(tag: &Tag, m: &Message, with_data: bool) -> MessageJson {
+    MessageJson {
+        msgid: m.id.to_hex(),
+        tag: tag.to_hex(),
+        data: if with_data {
+            B64.encode(&m.data)
+        } else {
+            String::new()
+        },
+        size: m.data.len(),
+        parts: m.parts,
+        seq: m.completed_seq,
+    }
+}
+
+pub struct RpcImpl {
+    node: Arc<Node>,
+}
+
+impl RpcImpl {
+    pub fn new(node: Arc<Node>) -> Self {
+        RpcImpl { node }
+    }
+}
+
+#[async_trait]
+impl BumpApiServer for RpcImpl {
+    async fn send(&self, params: SendParams) -> RpcResult<SendResult> {
+        let tag = parse_tag(&params.tag)?;
+        let data = B64.decode(params.data.trim()).map_err(|e| {
+            rpc_error(
+                codes::INVALID_PARAMS,
+                format!("data is not valid base64: {e}"),
+            )
+        })?;
+        let (id, packets, expires) = self
+            .node
+            .send_message(tag, &data, params.ttl, crate::unix_now())
+            .await
+            .map_err(node_error)?;
+        tracing::debug!(packets, "message stored");
+        Ok(SendResult {
+            msgid: id.to_hex(),
+            tag: tag.to_hex(),
+            packets,
+            bytes: data.len(),
+            expires,
+        })
+    }
+
+    async fn get_messages(
+        &self,
+        tag: String,
+        options: Option<GetOptions>,
+    ) -> RpcResult<MessagesResult> {
+        let tag = parse_tag(&tag)?;
+        let opts = options.unwrap_or_default();
+        let want = match &opts.msgid {
+            Some(s) => Some(MessageId::from_hex(s).ok_or_else(|| {
+                rpc_error(
+                    codes::INVALID_PARAMS,
+                    format!("message id must be 32 hex digits, got {s:?}"),
+                )
+            })?),
+            None => None,
+        };
+        let (mut done, mut partial, unframed) =
+            self.node.messages(tag).await.map_err(node_error)?;
+        if let Some(id) = want {
+            done.retain(|m| m.id == id);
+            partial.retain(|p| p.id == id);
+        }
+        if opts.last && done.len() > 1 {
+            done.drain(..done.len() - 1);
+        }
+        Ok(MessagesResult {
+            tag: tag.to_hex(),
+            messages: done
+                .iter()
+                .map(|m| message_json(&tag, m, !opts.no_data))
+                .collect(),
+            partial: partial
+                .iter()
+                .map(|p| PartialJson {
+                    msgid: p.id.to_hex(),
+                    have: p.have,
+                    count: p.count,
+                })
+                .collect(),
+            unframed,
+        })
+    }
+
+    async fn get_packets(&self, tag: String) -> RpcResult<Vec<PacketJson>> {
+        let tag = parse_tag(&tag)?;
+        let packets = self.node.packets(tag).await.map_err(node_error)?;
+        Ok(packets.iter().map(|(_, p)| p.to_json()).collect())
+    }
+
+    async fn import_packets(&self, packets: Vec<PacketJson>) -> RpcResult<ImportResult> {
+        let mut parsed = Vec::with_capacity(packets.len());
+        for (i, j) in packets.iter().enumerate() {
+            let p = Packet::from_json(j)
+                .map_err(|e| rpc_error(codes::INVALID_PACKET, format!("packet {}: {e}", i + 1)))?;
+            parsed.push(p);
+        }
+        let r = self
+            .node
+            .admit(parsed, crate::unix_now())
+            .await
+            .map_err(|e| match e {
+                // Report 1-based positions, as in the file the user gave.
+                NodeError::InvalidPacket { index, err } => rpc_error(
+                    codes::INVALID_PACKET,
+                    format!("packet {}: {err}", index + 1),
+                ),
+                other => node_error(other),
+            })?;
+        Ok(ImportResult {
+            accepted: r.new,
+            duplicates: r.duplicates,
+        })
+    }
+
+    async fn status(&self) -> RpcResult<StatusResult> {
+        let store = self.node.store();
+        Ok(StatusResult {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            network: self.node.info().network.name().to_string(),
+            datadir: self.node.info().netdir.display().to_string(),
+            packets: store.len(),
+            max_packets: store.max_packets(),
+            store_bytes_on_disk: store.size_on_disk(),
+            max_ttl: self.node.limits().max_ttl,
+            max_message_size: self.node.limits().max_message,
+            uptime_secs: self.node.uptime().as_secs(),
+        })
+    }
+
+    async fn stop(&self) -> RpcResult<String> {
+        tracing::info!("stop requested over RPC");
+        self.node.shutdown_token().cancel();
+        Ok("BuMP node stopping".into())
+    }
+
+    async fn subscribe_messages(
+        &self,
+        pending: PendingSubscriptionSink,
+        tag: String,
+    ) -> SubscriptionResult {
+        let tag = match parse_tag(&tag) {
+            Ok(t) => t,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
+        };
+        // Listen before reading the store so nothing falls between the two.
+        let mut rx = self.node.subscribe();
+        let mut asm = Assembler::new();
+        let mut last_seq = 0;
+        for (seq, p) in self.node.packets(tag).await.map_err(node_error)? {
+            asm.push(seq, &p);
+            last_seq = last_seq.max(seq);
+        }
+        let sink = pending.accept().await?;
+        loop {
+            let batch: Vec<(u64, Arc<Packet>)> = tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                _ = self.node.shutdown_token().cancelled() => return Ok(()),
+                ev = rx.recv() => match ev {
+                    Ok(ev) if ev.packet.tag == tag => vec![(ev.seq, ev.packet)],
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "subscription lagged; rereading the store");
+                        self.node
+                            .packets(tag)
+                            .await
+                            .map_err(node_error)?
+                            .into_iter()
+                            .filter(|(seq, _)| *seq > last_seq)
+                            .map(|(s, p)| (s, Arc::new(p)))
+                            .collect()
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+            };
+            for (seq, p) in batch {
+                last_seq = last_seq.max(seq);
+                if let Some(m) = asm.push(seq, &p) {
+                    let item = serde_json::value::to_raw_value(&message_json(&tag, m, true))?;
+                    if sink.send(item).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Start serving on `bind` (port 0 picks a free port). Returns the bound address and a handle
+/// whose `stop()` ends the server.
+pub async fn start(
+    node: Arc<Node>,
+    bind: SocketAddr,
+    creds: Credentials,
+    max_body_bytes: u32,
+) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let middleware = tower::ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+        ]))
+        .layer(ValidateRequestHeaderLayer::custom(creds.validator()));
+    let config = ServerConfig::builder()
+        .max_request_body_size(max_body_bytes)
+        .max_response_body_size(max_body_bytes)
+        .build();
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(middleware)
+        .build(bind)
+        .await?;
+    let addr = server.local_addr()?;
+    let handle = server.start(RpcImpl::new(node).into_rpc());
+    Ok((addr, handle))
+}

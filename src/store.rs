@@ -1,0 +1,485 @@
+//! The packet store: every packet this node holds, on disk in sled.
+//!
+//! One [`Store`] owns the sled database; nothing else opens it. Trees (one per index):
+//!
+//! | tree        | key                         | value                       |
+//! |-------------|-----------------------------|-----------------------------|
+//! | `packets`   | packet id (32)              | seq (u64 BE) ‖ packet (1024)|
+//! | `by_tag`    | tag (20) ‖ seq (u64 BE)     | packet id (32)              |
+//! | `by_expiry` | expires (u32 BE) ‖ id (32)  | empty                       |
+//! | `meta`      | `format_version`            | u32 BE                      |
+//!
+//! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
+//! come back in arrival order. Inserting is idempotent (a known id is reported as a duplicate)
+//! and changes the three trees in one transaction. Inserts are not durable until
+//! [`Store::durable`] returns: it flushes with `flush_async`, and concurrent callers share one
+//! flush (group commit), which is what batches flushes under load.
+//!
+//! Quota: at most `max_packets` packets. When full, expired packets are swept first; unexpired
+//! packets are never evicted (every node is meant to hold the same set), so if none has
+//! expired the insert fails with [`StoreError::Full`].
+
+use crate::packet::{Packet, PacketId, PACKET_LEN};
+use crate::tag::{Tag, TAG_LEN};
+use sled::Transactional;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+/// Version of the on-disk layout described above.
+pub const FORMAT_VERSION: u32 = 1;
+/// Default quota: 1,048,576 packets (1 GiB of packet data).
+pub const DEFAULT_MAX_PACKETS: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store is full ({max} packets) and holds no expired packet to make room")]
+    Full { max: u64 },
+    #[error(
+        "store format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
+    FormatVersion { found: u32 },
+    #[error("corrupt store entry: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Result of inserting one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Newly stored with this arrival sequence number.
+    New(u64),
+    /// Already held; nothing changed.
+    Duplicate,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub max_packets: u64,
+    /// sled page cache in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_packets: DEFAULT_MAX_PACKETS,
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+pub struct Store {
+    db: sled::Db,
+    packets: sled::Tree,
+    by_tag: sled::Tree,
+    by_expiry: sled::Tree,
+    count: AtomicU64,
+    max_packets: u64,
+    /// Serialises quota check + insert so the count stays exact.
+    write_lock: Mutex<()>,
+    /// Number of writes made so far (a generation counter for group commit).
+    written: AtomicU64,
+    /// Highest generation known to be on disk.
+    flushed: watch::Sender<u64>,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+type TxError = sled::transaction::ConflictableTransactionError<StoreError>;
+
+fn tx_result<T>(r: sled::transaction::TransactionResult<T, StoreError>) -> Result<T, StoreError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(sled::transaction::TransactionError::Abort(e)) => Err(e),
+        Err(sled::transaction::TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+    }
+}
+
+fn tag_key(tag: &Tag, seq: u64) -> [u8; TAG_LEN + 8] {
+    let mut k = [0u8; TAG_LEN + 8];
+    k[..TAG_LEN].copy_from_slice(&tag.0);
+    k[TAG_LEN..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn expiry_key(expires: u32, id: &PacketId) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..4].copy_from_slice(&expires.to_be_bytes());
+    k[4..].copy_from_slice(&id.0);
+    k
+}
+
+fn decode_entry(v: &[u8]) -> Result<(u64, Packet), StoreError> {
+    if v.len() != 8 + PACKET_LEN {
+        return Err(StoreError::Corrupt("packet entry has the wrong length"));
+    }
+    let seq = u64::from_be_bytes(v[..8].try_into().map_err(|_| StoreError::Corrupt("seq"))?);
+    let p = Packet::decode(&v[8..]).map_err(|_| StoreError::Corrupt("packet bytes"))?;
+    Ok((seq, p))
+}
+
+impl Store {
+    /// Open (or create) the store in directory `path`.
+    pub fn open(path: &Path, cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(cfg.cache_bytes)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format_version")? {
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("format_version"))?,
+                );
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::FormatVersion { found });
+                }
+            }
+            None => {
+                meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        let packets = db.open_tree("packets")?;
+        let count = packets.len() as u64;
+        Ok(Store {
+            by_tag: db.open_tree("by_tag")?,
+            by_expiry: db.open_tree("by_expiry")?,
+            packets,
+            db,
+            count: AtomicU64::new(count),
+            max_packets: cfg.max_packets,
+            write_lock: Mutex::new(()),
+            written: AtomicU64::new(0),
+            flushed: watch::Sender::new(0),
+            flush_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Number of packets held.
+    pub fn len(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn max_packets(&self) -> u64 {
+        self.max_packets
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    pub fn contains(&self, id: &PacketId) -> Result<bool, StoreError> {
+        Ok(self.packets.contains_key(id.0)?)
+    }
+
+    /// Insert one packet (not yet durable: await [`Store::durable`] before acknowledging).
+    /// `now` is used only to sweep expired packets when the store is full.
+    pub fn insert(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {
+        self.insert_many(std::slice::from_ref(packet), now)
+            .map(|mut v| v.remove(0))
+    }
+
+    /// Insert several packets under one lock. Stops at the first error; packets before it stay
+    /// inserted.
+    pub fn insert_many(&self, packets: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(packets.len());
+        for packet in packets {
+            out.push(self.insert_locked(packet, now)?);
+        }
+        Ok(out)
+    }
+
+    fn insert_locked(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {
+        let bytes = packet.encode();
+        let id = PacketId::of_bytes(&bytes);
+        if self.packets.contains_key(id.0)? {
+            return Ok(Inserted::Duplicate);
+        }
+        if self.len() >= self.max_packets {
+            self.sweep_expired_locked(now)?;
+            if self.len() >= self.max_packets {
+                return Err(StoreError::Full {
+                    max: self.max_packets,
+                });
+            }
+        }
+        // Sequence numbers start at 1 so that "after 0" means "from the start".
+        let seq = self.db.generate_id()? + 1;
+        let mut value = Vec::with_capacity(8 + PACKET_LEN);
+        value.extend_from_slice(&seq.to_be_bytes());
+        value.extend_from_slice(&bytes);
+        let tkey = tag_key(&packet.tag, seq);
+        let ekey = expiry_key(packet.expires, &id);
+        let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
+            if p.get(id.0)?.is_some() {
+                return Ok(Inserted::Duplicate);
+            }
+            p.insert(&id.0[..], value.as_slice())?;
+            t.insert(&tkey[..], &id.0[..])?;
+            e.insert(&ekey[..], &[][..])?;
+            Ok::<_, TxError>(Inserted::New(seq))
+        });
+        let r = tx_result(r)?;
+        if let Inserted::New(_) = r {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            self.written.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(r)
+    }
+
+    /// Wait until every insert made before this call is on disk. Concurrent callers share
+    /// flushes, so under load one flush covers many inserts.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        let target = self.written.load(Ordering::SeqCst);
+        let mut rx = self.flushed.subscribe();
+        loop {
+            if *rx.borrow_and_update() >= target {
+                return Ok(());
+            }
+            let _g = self.flush_lock.lock().await;
+            if *self.flushed.borrow() >= target {
+                return Ok(());
+            }
+            let upto = self.written.load(Ordering::SeqCst);
+            self.db.flush_async().await?;
+            self.flushed.send_modify(|v| *v = (*v).max(upto));
+        }
+    }
+
+    /// Blocking flush, for shutdown paths outside the runtime.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Look up one packet with its arrival sequence number.
+    pub fn get(&self, id: &PacketId) -> Result<Option<(u64, Packet)>, StoreError> {
+        match self.packets.get(id.0)? {
+            Some(v) => Ok(Some(decode_entry(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All packets of a tag with seq > `after`, in arrival order, at most `limit`.
+    pub fn by_tag(
+        &self,
+        tag: &Tag,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Packet)>, StoreError> {
+        let start = tag_key(tag, after.saturating_add(1));
+        let end = tag_key(tag, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.by_tag.range(start..=end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_k, id) = item?;
+            let id: [u8; 32] = id
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("tag index"))?;
+            // A packet swept between the index read and this get is simply skipped.
+            if let Some(entry) = self.get(&PacketId(id))? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of all held packets (for catch-up with peers).
+    pub fn ids(&self) -> impl Iterator<Item = Result<PacketId, StoreError>> + '_ {
+        self.packets.iter().keys().map(|k| {
+            let k = k?;
+            let id: [u8; 32] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("packet key"))?;
+            Ok(PacketId(id))
+        })
+    }
+
+    /// Delete every packet with `expires <= now`. Returns how many were removed.
+    pub fn sweep_expired(&self, now: u32) -> Result<usize, StoreError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.sweep_expired_locked(now)
+    }
+
+    fn sweep_expired_locked(&self, now: u32) -> Result<usize, StoreError> {
+        let end = expiry_key(now, &PacketId([0xff; 32]));
+        let mut removed = 0;
+        loop {
+            let keys: Vec<sled::IVec> = self
+                .by_expiry
+                .range(..=&end[..])
+                .keys()
+                .take(1000)
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            for ekey in keys {
+                let id: [u8; 32] = ekey[4..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("expiry index"))?;
+                let entry = self.packets.get(id)?;
+                let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
+                    e.remove(&ekey[..])?;
+                    if let Some(v) = &entry {
+                        let (seq, packet) = decode_entry(v)
+                            .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+                        p.remove(&id[..])?;
+                        t.remove(&tag_key(&packet.tag, seq)[..])?;
+                        return Ok::<_, TxError>(true);
+                    }
+                    Ok(false)
+                });
+                if tx_result(r)? {
+                    removed += 1;
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if removed > 0 {
+            self.written.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::BODY_LEN;
+
+    fn pkt(tag: u8, expires: u32, fill: u8) -> Packet {
+        Packet {
+            tag: Tag([tag; 20]),
+            expires,
+            body: Box::new([fill; BODY_LEN]),
+        }
+    }
+
+    fn open(dir: &Path, max: u64) -> Store {
+        Store::open(
+            dir,
+            &StoreConfig {
+                max_packets: max,
+                cache_bytes: 1 << 20,
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn insert_is_idempotent_and_ordered_by_arrival() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 100);
+        let a = pkt(1, 50, 1);
+        let b = pkt(1, 40, 2);
+        let c = pkt(2, 60, 3);
+        assert!(matches!(s.insert(&a, 0).unwrap(), Inserted::New(_)));
+        assert!(matches!(s.insert(&b, 0).unwrap(), Inserted::New(_)));
+        assert!(matches!(s.insert(&c, 0).unwrap(), Inserted::New(_)));
+        assert_eq!(s.insert(&a, 0).unwrap(), Inserted::Duplicate);
+        s.durable().await.unwrap();
+        assert_eq!(s.len(), 3);
+        let got: Vec<Packet> = s
+            .by_tag(&Tag([1; 20]), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(got, vec![a.clone(), b.clone()]);
+        let (seq_a, _) = s.get(&a.id()).unwrap().unwrap();
+        let after: Vec<Packet> = s
+            .by_tag(&Tag([1; 20]), seq_a, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(after, vec![b]);
+        assert_eq!(s.ids().count(), 3);
+    }
+
+    #[tokio::test]
+    async fn reopen_keeps_packets_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path(), 100);
+            s.insert(&pkt(1, 50, 1), 0).unwrap();
+            s.insert(&pkt(1, 50, 2), 0).unwrap();
+            s.durable().await.unwrap();
+        }
+        let s = open(dir.path(), 100);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sweep_removes_only_expired_from_every_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 100);
+        let old = pkt(1, 10, 1);
+        let new = pkt(1, 30, 2);
+        s.insert(&old, 0).unwrap();
+        s.insert(&new, 0).unwrap();
+        assert_eq!(s.sweep_expired(10).unwrap(), 1);
+        assert_eq!(s.len(), 1);
+        assert!(s.get(&old.id()).unwrap().is_none());
+        assert_eq!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().len(), 1);
+        assert_eq!(s.sweep_expired(10).unwrap(), 0);
+        assert_eq!(s.sweep_expired(30).unwrap(), 1);
+        assert!(s.is_empty());
+        assert_eq!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().len(), 0);
+        // An expired packet can be stored again only after a sweep forgot it.
+        assert!(matches!(s.insert(&old, 0).unwrap(), Inserted::New(_)));
+    }
+
+    #[test]
+    fn quota_sweeps_expired_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 2);
+        s.insert(&pkt(1, 10, 1), 0).unwrap();
+        s.insert(&pkt(1, 100, 2), 0).unwrap();
+        // Full, but one packet has expired by now=20: it makes room.
+        assert!(matches!(
+            s.insert(&pkt(1, 100, 3), 20).unwrap(),
+            Inserted::New(_)
+        ));
+        assert!(matches!(
+            s.insert(&pkt(1, 100, 4), 20),
+            Err(StoreError::Full { max: 2 })
+        ));
+        // Duplicates of held packets are still reported as duplicates when full.
+        assert_eq!(s.insert(&pkt(1, 100, 3), 20).unwrap(), Inserted::Duplicate);
+    }
+
+    #[test]
+    fn refuses_unknown_format_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format_version", &99u32.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let r = Store::open(dir.path(), &StoreConfig::default());
+        assert!(matches!(r, Err(StoreError::FormatVersion { found: 99 })));
+    }
+}

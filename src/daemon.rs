@@ -47,8 +47,27 @@ pub enum DaemonError {
     Flush(StoreError),
 }
 
-/// Run a node until it is told to stop.
+/// Run a node until SIGINT, SIGTERM or `bump stop`.
 pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
+    let shutdown = CancellationToken::new();
+    let mut sigterm = signal_term().map_err(DaemonError::Signal)?;
+    let watcher = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = watcher.cancelled() => {},
+        }
+        watcher.cancel();
+    });
+    run_until(settings, shutdown).await
+}
+
+/// Run a node until `shutdown` is cancelled (by the caller or by `bump stop`).
+pub async fn run_until(
+    settings: DaemonSettings,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let netdir = settings.netdir.clone();
     std::fs::create_dir_all(&netdir).map_err(|err| DaemonError::CreateDir {
         path: netdir.clone(),
@@ -62,7 +81,6 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
     let store = Arc::new(store);
     tracing::info!(network = %settings.network, datadir = %netdir.display(), packets = store.len(), "store opened");
 
-    let shutdown = CancellationToken::new();
     let info = NodeInfo {
         network: settings.network,
         netdir: netdir.clone(),
@@ -111,13 +129,7 @@ pub async fn run(settings: DaemonSettings) -> Result<(), DaemonError> {
         shutdown.clone(),
     ));
 
-    let mut sigterm = signal_term().map_err(DaemonError::Signal)?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = shutdown.cancelled() => {},
-    }
-    shutdown.cancel();
+    shutdown.cancelled().await;
     let _ = handle.stop();
     handle.stopped().await;
     let _ = sweeper.await;

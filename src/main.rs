@@ -2,6 +2,8 @@
 //! it over JSON-RPC (`send`, `get`, `import`, `export`, `status`, `watch`, `stop`), plus the
 //! offline helper `bump tag`. Errors end here as one line on stderr and exit status 1.
 
+mod cli;
+
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use bump::config::{self, ConfFile};
@@ -122,6 +124,8 @@ enum Cmd {
     },
     /// Stop the running node cleanly
     Stop,
+    /// Run a self-contained demo in a temporary datadir and exit (0 on success)
+    Demo,
 }
 
 #[derive(Args)]
@@ -269,6 +273,14 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 fn run(cli: Cli) -> Result<ExitCode> {
     if let Cmd::Tag { tag } = &cli.cmd {
         println!("{}", Tag::from_arg(tag)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Cmd::Demo = &cli.cmd {
+        init_logging("warn");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(cli::demo::run())?;
         return Ok(ExitCode::SUCCESS);
     }
     let ctx = Ctx::from_cli(&cli)?;
@@ -504,7 +516,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
             let msg = ctx.client()?.stop().await.map_err(classify)?;
             println!("{msg}");
         }
-        Cmd::Node(_) | Cmd::Tag { .. } => unreachable!("handled before"),
+        Cmd::Node(_) | Cmd::Tag { .. } | Cmd::Demo => unreachable!("handled before"),
     }
     Ok(ExitCode::SUCCESS)
 }

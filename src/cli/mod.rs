@@ -1,0 +1,3 @@
+//! Pieces of the `bump` binary that are not argument parsing: the demo.
+
+pub mod demo;

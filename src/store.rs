@@ -6,7 +6,7 @@
 //! |-------------|-----------------------------|-----------------------------|
 //! | `packets`   | packet id (32)              | seq (u64 BE) ‖ packet (1024)|
 //! | `by_tag`    | tag (20) ‖ seq (u64 BE)     | packet id (32)              |
-//! | `by_expiry` | expires (u32 BE) ‖ id (32)  | empty                       |
+//! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32)          |
 //! | `meta`      | `format_version`            | u32 BE                      |
 //!
 //! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
@@ -28,9 +28,11 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// Version of the on-disk layout described above.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Default quota: 1,048,576 packets (1 GiB of packet data).
 pub const DEFAULT_MAX_PACKETS: u64 = 1 << 20;
+/// Most packets written in one sled transaction.
+pub const TX_BATCH: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,10 +107,12 @@ fn tag_key(tag: &Tag, seq: u64) -> [u8; TAG_LEN + 8] {
     k
 }
 
-fn expiry_key(expires: u32, id: &PacketId) -> [u8; 36] {
-    let mut k = [0u8; 36];
+/// Keyed by seq rather than id so that inserts append (expiries are quantized, so few
+/// distinct prefixes are live at once).
+fn expiry_key(expires: u32, seq: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
     k[..4].copy_from_slice(&expires.to_be_bytes());
-    k[4..].copy_from_slice(&id.0);
+    k[4..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -191,53 +195,107 @@ impl Store {
             .map(|mut v| v.remove(0))
     }
 
-    /// Insert several packets under one lock. Stops at the first error; packets before it stay
-    /// inserted.
+    /// Insert several packets under one lock and in one transaction per batch of up to
+    /// [`TX_BATCH`] packets. Stops at the first error; batches before it stay inserted.
     pub fn insert_many(&self, packets: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(packets.len());
-        for packet in packets {
-            out.push(self.insert_locked(packet, now)?);
+        for chunk in packets.chunks(TX_BATCH) {
+            out.extend(self.insert_chunk_locked(chunk, now)?);
         }
         Ok(out)
     }
 
-    fn insert_locked(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {
-        let bytes = packet.encode();
-        let id = PacketId::of_bytes(&bytes);
-        if self.packets.contains_key(id.0)? {
-            return Ok(Inserted::Duplicate);
+    fn insert_chunk_locked(&self, chunk: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
+        let encoded: Vec<(PacketId, [u8; PACKET_LEN])> = chunk
+            .iter()
+            .map(|p| {
+                let bytes = p.encode();
+                (PacketId::of_bytes(&bytes), bytes)
+            })
+            .collect();
+        if chunk.len() as u64 > self.max_packets.saturating_sub(self.len()) {
+            return self.insert_near_quota_locked(chunk, &encoded, now);
         }
-        if self.len() >= self.max_packets {
-            self.sweep_expired_locked(now)?;
-            if self.len() >= self.max_packets {
-                return Err(StoreError::Full {
-                    max: self.max_packets,
-                });
-            }
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (packet, (id, bytes)) in chunk.iter().zip(&encoded) {
+            // Sequence numbers start at 1 so that "after 0" means "from the start".
+            let seq = self.db.generate_id()? + 1;
+            let mut value = Vec::with_capacity(8 + PACKET_LEN);
+            value.extend_from_slice(&seq.to_be_bytes());
+            value.extend_from_slice(bytes);
+            rows.push((
+                seq,
+                *id,
+                value,
+                tag_key(&packet.tag, seq),
+                expiry_key(packet.expires, seq),
+            ));
         }
-        // Sequence numbers start at 1 so that "after 0" means "from the start".
-        let seq = self.db.generate_id()? + 1;
-        let mut value = Vec::with_capacity(8 + PACKET_LEN);
-        value.extend_from_slice(&seq.to_be_bytes());
-        value.extend_from_slice(&bytes);
-        let tkey = tag_key(&packet.tag, seq);
-        let ekey = expiry_key(packet.expires, &id);
+        // No lookup before writing: `insert` hands back a previous value, which marks a
+        // duplicate; that value is put back and the indexes are left alone.
         let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
-            if p.get(id.0)?.is_some() {
-                return Ok(Inserted::Duplicate);
+            let mut out = Vec::with_capacity(rows.len());
+            for (seq, id, value, tkey, ekey) in &rows {
+                match p.insert(&id.0[..], value.as_slice())? {
+                    Some(old) => {
+                        p.insert(&id.0[..], old)?;
+                        out.push(Inserted::Duplicate);
+                    }
+                    None => {
+                        t.insert(&tkey[..], &id.0[..])?;
+                        e.insert(&ekey[..], &id.0[..])?;
+                        out.push(Inserted::New(*seq));
+                    }
+                }
             }
-            p.insert(&id.0[..], value.as_slice())?;
-            t.insert(&tkey[..], &id.0[..])?;
-            e.insert(&ekey[..], &[][..])?;
-            Ok::<_, TxError>(Inserted::New(seq))
+            Ok::<_, TxError>(out)
         });
-        let r = tx_result(r)?;
-        if let Inserted::New(_) = r {
-            self.count.fetch_add(1, Ordering::Relaxed);
+        let out = tx_result(r)?;
+        let new = out.iter().filter(|r| matches!(r, Inserted::New(_))).count() as u64;
+        if new > 0 {
+            self.count.fetch_add(new, Ordering::Relaxed);
             self.written.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(r)
+        Ok(out)
+    }
+
+    /// The slow path when a chunk may not fit: count exactly what is new, sweep expired
+    /// packets if needed, store what fits in order, and report the store full if not all did.
+    fn insert_near_quota_locked(
+        &self,
+        chunk: &[Packet],
+        encoded: &[(PacketId, [u8; PACKET_LEN])],
+        now: u32,
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut fresh = Vec::new();
+        for (i, (id, _)) in encoded.iter().enumerate() {
+            if seen.insert(*id) && !self.packets.contains_key(id.0)? {
+                fresh.push(i);
+            }
+        }
+        let mut room = self.max_packets.saturating_sub(self.len()) as usize;
+        if fresh.len() > room {
+            self.sweep_expired_locked(now)?;
+            room = self.max_packets.saturating_sub(self.len()) as usize;
+        }
+        if fresh.len() > room {
+            if room > 0 {
+                let fits: Vec<Packet> = fresh[..room].iter().map(|&i| chunk[i].clone()).collect();
+                self.insert_chunk_locked(&fits, now)?;
+            }
+            return Err(StoreError::Full {
+                max: self.max_packets,
+            });
+        }
+        let fresh_packets: Vec<Packet> = fresh.iter().map(|&i| chunk[i].clone()).collect();
+        let inserted = self.insert_chunk_locked(&fresh_packets, now)?;
+        let mut out = vec![Inserted::Duplicate; chunk.len()];
+        for (&i, r) in fresh.iter().zip(inserted) {
+            out[i] = r;
+        }
+        Ok(out)
     }
 
     /// Wait until every insert made before this call is on disk. Concurrent callers share
@@ -319,39 +377,48 @@ impl Store {
     }
 
     fn sweep_expired_locked(&self, now: u32) -> Result<usize, StoreError> {
-        let end = expiry_key(now, &PacketId([0xff; 32]));
+        let end = expiry_key(now, u64::MAX);
         let mut removed = 0;
         loop {
-            let keys: Vec<sled::IVec> = self
+            let entries: Vec<(sled::IVec, sled::IVec)> = self
                 .by_expiry
                 .range(..=&end[..])
-                .keys()
-                .take(1000)
+                .take(TX_BATCH)
                 .collect::<Result<_, _>>()?;
-            if keys.is_empty() {
+            if entries.is_empty() {
                 break;
             }
-            for ekey in keys {
-                let id: [u8; 32] = ekey[4..]
+            let mut doomed = Vec::with_capacity(entries.len());
+            for (ekey, id) in &entries {
+                let id: [u8; 32] = id
+                    .as_ref()
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("expiry index"))?;
-                let entry = self.packets.get(id)?;
-                let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
-                    e.remove(&ekey[..])?;
-                    if let Some(v) = &entry {
-                        let (seq, packet) = decode_entry(v)
-                            .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
-                        p.remove(&id[..])?;
-                        t.remove(&tag_key(&packet.tag, seq)[..])?;
-                        return Ok::<_, TxError>(true);
+                // An index entry without its packet is removed alone.
+                let tkey = match self.packets.get(id)? {
+                    Some(v) => {
+                        let (seq, packet) = decode_entry(&v)?;
+                        Some(tag_key(&packet.tag, seq))
                     }
-                    Ok(false)
-                });
-                if tx_result(r)? {
-                    removed += 1;
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                }
+                    None => None,
+                };
+                doomed.push((ekey.clone(), id, tkey));
             }
+            let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
+                let mut n = 0;
+                for (ekey, id, tkey) in &doomed {
+                    e.remove(ekey)?;
+                    if let Some(tkey) = tkey {
+                        p.remove(&id[..])?;
+                        t.remove(&tkey[..])?;
+                        n += 1;
+                    }
+                }
+                Ok::<_, TxError>(n)
+            });
+            let n = tx_result(r)?;
+            removed += n;
+            self.count.fetch_sub(n as u64, Ordering::Relaxed);
         }
         if removed > 0 {
             self.written.fetch_add(1, Ordering::SeqCst);
@@ -466,6 +533,40 @@ mod tests {
         ));
         // Duplicates of held packets are still reported as duplicates when full.
         assert_eq!(s.insert(&pkt(1, 100, 3), 20).unwrap(), Inserted::Duplicate);
+    }
+
+    #[test]
+    fn batches_with_duplicates_inside_and_across() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 100);
+        let a = pkt(1, 50, 1);
+        let b = pkt(1, 50, 2);
+        s.insert(&a, 0).unwrap();
+        let r = s
+            .insert_many(&[b.clone(), a.clone(), b.clone()], 0)
+            .unwrap();
+        assert!(matches!(r[0], Inserted::New(_)));
+        assert_eq!(&r[1..], &[Inserted::Duplicate, Inserted::Duplicate]);
+        assert_eq!(s.len(), 2);
+        // The duplicate did not disturb the original's entry or the tag index.
+        let got: Vec<Packet> = s
+            .by_tag(&Tag([1; 20]), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(got, vec![a.clone(), b]);
+        assert_eq!(s.get(&a.id()).unwrap().unwrap().0, 1);
+        // Near the quota the exact path stores what fits, in order.
+        let s2 = open(tempfile::tempdir().unwrap().path(), 2);
+        let batch = [pkt(2, 50, 1), pkt(2, 50, 1), pkt(2, 50, 2), pkt(2, 50, 3)];
+        assert!(matches!(
+            s2.insert_many(&batch, 0),
+            Err(StoreError::Full { max: 2 })
+        ));
+        assert_eq!(s2.len(), 2);
+        assert!(s2.contains(&pkt(2, 50, 2).id()).unwrap());
+        assert!(!s2.contains(&pkt(2, 50, 3).id()).unwrap());
     }
 
     #[test]

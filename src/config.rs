@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 pub const CONF_FILE: &str = "bump.conf";
 pub const COOKIE_FILE: &str = ".cookie";
 pub const RPC_ADDR_FILE: &str = "rpc.addr";
+/// Address the P2P listener is bound to, while the node runs.
+pub const P2P_ADDR_FILE: &str = "p2p.addr";
+/// The persisted peer table.
+pub const PEERS_FILE: &str = "peers.json";
 pub const STORE_DIR: &str = "store";
 /// User name in the cookie file, as namecoind writes it.
 pub const COOKIE_USER: &str = "__cookie__";
@@ -32,6 +36,13 @@ pub const CONF_KEYS: &[&str] = &[
     "maxttl",
     "maxmessagesize",
     "maxpackets",
+    "listen",
+    "connect",
+    "addnode",
+    "maxinbound",
+    "maxoutbound",
+    "trickle",
+    "bantime",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +66,11 @@ pub fn default_rpc_port(net: Network) -> u16 {
     net.rpc_port() + 3
 }
 
+/// BuMP's default P2P port per network (namecoind's P2P port + 3).
+pub fn default_p2p_port(net: Network) -> u16 {
+    net.p2p_port() + 3
+}
+
 /// `~/.bump`.
 pub fn default_datadir() -> Result<PathBuf, ConfigError> {
     std::env::var_os("HOME")
@@ -75,8 +91,8 @@ pub fn network_dir(datadir: &Path, net: Network) -> PathBuf {
 /// Parsed `bump.conf`: top-level keys and per-section keys.
 #[derive(Debug, Default, Clone)]
 pub struct ConfFile {
-    top: HashMap<String, String>,
-    sections: HashMap<String, HashMap<String, String>>,
+    top: HashMap<String, Vec<String>>,
+    sections: HashMap<String, HashMap<String, Vec<String>>>,
 }
 
 impl ConfFile {
@@ -124,8 +140,14 @@ impl ConfFile {
                 )));
             }
             match &section {
-                None => conf.top.insert(k, v),
-                Some(s) => conf.sections.entry(s.clone()).or_default().insert(k, v),
+                None => conf.top.entry(k).or_default().push(v),
+                Some(s) => conf
+                    .sections
+                    .entry(s.clone())
+                    .or_default()
+                    .entry(k)
+                    .or_default()
+                    .push(v),
             };
         }
         Ok(conf)
@@ -133,7 +155,7 @@ impl ConfFile {
 
     /// The network the file selects at top level, if any.
     pub fn network(&self) -> Result<Option<Network>, ConfigError> {
-        if let Some(n) = self.top.get("network") {
+        if let Some(n) = self.top.get("network").and_then(|v| v.last()) {
             return n
                 .parse()
                 .map(Some)
@@ -142,22 +164,38 @@ impl ConfFile {
                     msg: e.to_string(),
                 });
         }
-        if self.top.get("regtest").map(|v| v == "1").unwrap_or(false) {
+        let flag = |k: &str| {
+            self.top
+                .get(k)
+                .and_then(|v| v.last())
+                .map(|v| v == "1")
+                .unwrap_or(false)
+        };
+        if flag("regtest") {
             return Ok(Some(Network::Regtest));
         }
-        if self.top.get("testnet").map(|v| v == "1").unwrap_or(false) {
+        if flag("testnet") {
             return Ok(Some(Network::Testnet));
         }
         Ok(None)
     }
 
-    /// A key's value for `net`: its section wins over the top level.
+    /// A key's value for `net`: its section wins over the top level; the last line wins.
     pub fn get(&self, net: Network, key: &str) -> Option<&str> {
-        self.sections
-            .get(net.name())
-            .and_then(|s| s.get(key))
-            .or_else(|| self.top.get(key))
-            .map(|s| s.as_str())
+        self.get_all(net, key).last().copied()
+    }
+
+    /// Every value of a repeatable key (e.g. `addnode`) for `net`: top level, then section.
+    pub fn get_all(&self, net: Network, key: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .top
+            .get(key)
+            .map(|v| v.iter().map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        if let Some(v) = self.sections.get(net.name()).and_then(|s| s.get(key)) {
+            out.extend(v.iter().map(|s| s.as_str()));
+        }
+        out
     }
 
     /// Parse a key's value for `net` with `FromStr`.
@@ -225,6 +263,16 @@ mod tests {
         );
         assert_eq!(c.get(Network::Regtest, "rpcbind"), None);
         assert_eq!(c.get(Network::Mainnet, "rpcbind"), Some("127.0.0.1:1"));
+        let c = ConfFile::parse(
+            "addnode=a:1\n[regtest]\naddnode=b:2\naddnode=c:3\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.get_all(Network::Regtest, "addnode"),
+            vec!["a:1", "b:2", "c:3"]
+        );
+        assert_eq!(c.get_all(Network::Mainnet, "addnode"), vec!["a:1"]);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! server, then publish its address in `rpc.addr`. Shutdown (SIGINT, SIGTERM or `bump stop`)
 //! runs the other way round and flushes the store last.
 
-use crate::config::{COOKIE_FILE, COOKIE_USER, RPC_ADDR_FILE, STORE_DIR};
+use crate::config::{COOKIE_FILE, COOKIE_USER, P2P_ADDR_FILE, RPC_ADDR_FILE, STORE_DIR};
 use crate::node::{Limits, Node, NodeInfo};
+use crate::p2p::{Overlay, P2pConfig};
 use crate::rpc::auth::{write_cookie, Credentials};
 use crate::store::{Store, StoreConfig, StoreError};
 use namecoin::Network;
@@ -26,6 +27,7 @@ pub struct DaemonSettings {
     pub limits: Limits,
     pub store: StoreConfig,
     pub sweep_interval: Duration,
+    pub p2p: P2pConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,8 @@ pub enum DaemonError {
     Store { path: PathBuf, err: StoreError },
     #[error("cannot write {path}: {err}")]
     WriteFile { path: PathBuf, err: std::io::Error },
+    #[error("cannot listen for P2P on {addr}: {err}")]
+    P2pBind { addr: String, err: std::io::Error },
     #[error("cannot listen for RPC on {addr}: {err}")]
     Bind {
         addr: SocketAddr,
@@ -92,6 +96,24 @@ pub async fn run_until(
         shutdown.clone(),
     ));
 
+    let overlay = Overlay::start(node.clone(), settings.p2p.clone(), shutdown.clone())
+        .await
+        .map_err(|err| DaemonError::P2pBind {
+            addr: settings
+                .p2p
+                .listen
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            err,
+        })?;
+    if let Some(a) = overlay.listen_addr() {
+        let p2p_path = netdir.join(P2P_ADDR_FILE);
+        std::fs::write(&p2p_path, format!("{a}\n")).map_err(|err| DaemonError::WriteFile {
+            path: p2p_path,
+            err,
+        })?;
+    }
+
     let cookie_path = netdir.join(COOKIE_FILE);
     let cookie = write_cookie(&cookie_path).map_err(|err| DaemonError::WriteFile {
         path: cookie_path.clone(),
@@ -107,6 +129,7 @@ pub async fn run_until(
         .min(u32::MAX as u64) as u32;
     let (addr, handle) = crate::rpc::server::start(
         node.clone(),
+        Some(overlay.clone()),
         settings.rpc_bind,
         Credentials::new(&pairs),
         max_body,
@@ -133,6 +156,8 @@ pub async fn run_until(
     let _ = handle.stop();
     handle.stopped().await;
     let _ = sweeper.await;
+    overlay.save_peers();
+    let _ = std::fs::remove_file(netdir.join(P2P_ADDR_FILE));
     let _ = std::fs::remove_file(&addr_path);
     let _ = std::fs::remove_file(&cookie_path);
     store.durable().await.map_err(DaemonError::Flush)?;

@@ -122,6 +122,12 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         count: Option<usize>,
     },
+    /// List the node's peers
+    Peers {
+        /// Print the raw JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop the running node cleanly
     Stop,
     /// Run a self-contained demo in a temporary datadir and exit (0 on success)
@@ -144,6 +150,29 @@ struct NodeArgs {
     /// ones are never evicted, so new packets are refused [default: 1048576]
     #[arg(long, value_name = "N")]
     max_packets: Option<u64>,
+    /// Accept P2P connections on this address, e.g. 0.0.0.0:8337 (port 0 = any free port,
+    /// written to DATADIR/<net>/p2p.addr) [default: no listening]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Connect only to this peer (repeatable); no other outbound connections are made
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Vec<String>,
+    /// Also keep a connection to this peer (repeatable), e.g. your namecoind at 127.0.0.1:8334
+    #[arg(long, value_name = "HOST:PORT")]
+    addnode: Vec<String>,
+    /// Most inbound P2P connections [default: 64]
+    #[arg(long, value_name = "N")]
+    max_inbound: Option<usize>,
+    /// Most outbound connections picked from the peer table [default: 8]
+    #[arg(long, value_name = "N")]
+    max_outbound: Option<usize>,
+    /// Announce new packets after a random (Poisson) delay with this mean, in milliseconds,
+    /// which makes it harder to tell which node a packet started at [default: 0 = at once]
+    #[arg(long, value_name = "MS")]
+    trickle: Option<u64>,
+    /// How long a misbehaving peer's IP stays banned, in seconds [default: 86400]
+    #[arg(long, value_name = "SECS")]
+    ban_time: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -332,7 +361,40 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
         .or(conf.parsed(net, "maxpackets")?)
         .unwrap_or(bump::store::DEFAULT_MAX_PACKETS);
     let _ = &ctx.datadir;
+    let mut p2p = bump::p2p::P2pConfig::new(net);
+    p2p.listen = match args.listen {
+        Some(a) => Some(a),
+        None => conf.parsed(net, "listen")?,
+    };
+    p2p.connect = if args.connect.is_empty() {
+        conf.get_all(net, "connect")
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        args.connect.clone()
+    };
+    p2p.addnode = args.addnode.clone();
+    p2p.addnode
+        .extend(conf.get_all(net, "addnode").into_iter().map(String::from));
+    p2p.max_inbound = args
+        .max_inbound
+        .or(conf.parsed(net, "maxinbound")?)
+        .unwrap_or(p2p.max_inbound);
+    p2p.max_outbound = args
+        .max_outbound
+        .or(conf.parsed(net, "maxoutbound")?)
+        .unwrap_or(p2p.max_outbound);
+    let trickle: u64 = args.trickle.or(conf.parsed(net, "trickle")?).unwrap_or(0);
+    p2p.trickle = (trickle > 0).then(|| Duration::from_millis(trickle));
+    let ban: u64 = args
+        .ban_time
+        .or(conf.parsed(net, "bantime")?)
+        .unwrap_or(p2p.ban_time.as_secs());
+    p2p.ban_time = Duration::from_secs(ban);
+    p2p.peers_file = Some(ctx.netdir.join(config::PEERS_FILE));
     Ok(DaemonSettings {
+        p2p,
         network: net,
         netdir: ctx.netdir.clone(),
         rpc_bind,
@@ -486,6 +548,11 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 println!("max ttl      {} s", s.max_ttl);
                 println!("max message  {} bytes", s.max_message_size);
                 println!("uptime       {} s", s.uptime_secs);
+                if let Some(p) = s.p2p {
+                    println!("peers        {} ({} BuMP)", p.peers, p.bump_peers);
+                    println!("listening    {}", p.listening.as_deref().unwrap_or("no"));
+                    println!("sync         {} packets received from peers, {} still to fetch, {} to serve", p.received, p.requested, p.serving);
+                }
             }
         }
         Cmd::Watch { tag, count } => {
@@ -509,6 +576,32 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                     }
                     Some(Err(e)) => bail!("subscription error: {e}"),
                     None => bail!("the node closed the subscription"),
+                }
+            }
+        }
+        Cmd::Peers { json } => {
+            let rows = ctx.client()?.peers().await.map_err(classify)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("no peers");
+            } else {
+                println!(
+                    "{:<22} {:<3} {:<5} {:>10} {:>10} {:>5} {:>6}  agent",
+                    "address", "dir", "bump", "bytes in", "bytes out", "score", "secs"
+                );
+                for r in rows {
+                    println!(
+                        "{:<22} {:<3} {:<5} {:>10} {:>10} {:>5} {:>6}  {}",
+                        r.addr,
+                        if r.inbound { "in" } else { "out" },
+                        if r.bump { "yes" } else { "coin" },
+                        r.bytes_in,
+                        r.bytes_out,
+                        r.score,
+                        r.connected_secs,
+                        r.user_agent
+                    );
                 }
             }
         }

@@ -15,8 +15,8 @@
 use bitcoin::block::Header;
 use bitcoin::consensus::{encode, Decodable};
 use bitcoin::hashes::Hash;
-use bitcoin::{BlockHash, Transaction, VarInt};
 use bitcoin::io::{Cursor, Read};
+use bitcoin::{BlockHash, Transaction, VarInt};
 
 /// Version bit that says an AuxPoW follows the header.
 pub const AUXPOW_FLAG: i32 = 0x100;
@@ -52,7 +52,11 @@ pub enum AuxPowError {
     #[error("truncated or malformed: {0}")]
     Decode(#[from] encode::Error),
     #[error("{what} has {n} entries, more than {max}")]
-    TooMany { what: &'static str, n: u64, max: u64 },
+    TooMany {
+        what: &'static str,
+        n: u64,
+        max: u64,
+    },
     #[error("{0} trailing bytes after the message")]
     Trailing(usize),
 }
@@ -79,12 +83,18 @@ impl BlockHeader {
     }
 }
 
-fn read_branch<R: Read + ?Sized>(r: &mut R, what: &'static str, max: u64) -> Result<Vec<[u8; 32]>, AuxPowError> {
+fn read_branch<R: Read + ?Sized>(
+    r: &mut R,
+    what: &'static str,
+    max: u64,
+) -> Result<Vec<[u8; 32]>, AuxPowError> {
     let n = VarInt::consensus_decode(r)?.0;
     if n > max {
         return Err(AuxPowError::TooMany { what, n, max });
     }
-    (0..n).map(|_| Ok(<[u8; 32]>::consensus_decode(r)?)).collect()
+    (0..n)
+        .map(|_| Ok(<[u8; 32]>::consensus_decode(r)?))
+        .collect()
 }
 
 impl AuxPow {
@@ -96,7 +106,15 @@ impl AuxPow {
         let chain_merkle_branch = read_branch(r, "chain merkle branch", MAX_CHAIN_BRANCH)?;
         let chain_index = i32::consensus_decode(r)?;
         let parent_header = Header::consensus_decode(r)?;
-        Ok(AuxPow { coinbase_tx, parent_hash, merkle_branch, index, chain_merkle_branch, chain_index, parent_header })
+        Ok(AuxPow {
+            coinbase_tx,
+            parent_hash,
+            merkle_branch,
+            index,
+            chain_merkle_branch,
+            chain_index,
+            parent_header,
+        })
     }
 
     /// Hash of the parent block (whose proof of work secures this block).
@@ -110,7 +128,11 @@ pub fn decode_headers(payload: &[u8]) -> Result<Vec<BlockHeader>, AuxPowError> {
     let mut r = Cursor::new(payload);
     let n = VarInt::consensus_decode(&mut r)?.0;
     if n > MAX_HEADERS {
-        return Err(AuxPowError::TooMany { what: "headers", n, max: MAX_HEADERS });
+        return Err(AuxPowError::TooMany {
+            what: "headers",
+            n,
+            max: MAX_HEADERS,
+        });
     }
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {

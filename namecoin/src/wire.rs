@@ -53,7 +53,8 @@ impl Command {
     /// Well-formed: printable ASCII, then only NULs.
     pub fn is_well_formed(&self) -> bool {
         let end = self.0.iter().position(|&b| b == 0).unwrap_or(12);
-        self.0[..end].iter().all(|&b| (0x20..0x7f).contains(&b)) && self.0[end..].iter().all(|&b| b == 0)
+        self.0[..end].iter().all(|&b| (0x20..0x7f).contains(&b))
+            && self.0[end..].iter().all(|&b| b == 0)
     }
 }
 
@@ -94,7 +95,11 @@ pub enum WireError {
     #[error("malformed command name {0:02x?}")]
     BadCommand([u8; 12]),
     #[error("{command} payload of {len} bytes is over the limit of {max}")]
-    Oversize { command: Command, len: usize, max: usize },
+    Oversize {
+        command: Command,
+        len: usize,
+        max: usize,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -113,8 +118,16 @@ impl<F: Fn(&Command) -> Option<usize>> CommandPolicy for F {
 
 enum State {
     Header,
-    Payload { command: Command, len: usize, sum: [u8; 4] },
-    Skip { command: Command, len: usize, left: usize },
+    Payload {
+        command: Command,
+        len: usize,
+        sum: [u8; 4],
+    },
+    Skip {
+        command: Command,
+        len: usize,
+        left: usize,
+    },
 }
 
 /// tokio-util codec for Namecoin P2P messages.
@@ -126,7 +139,11 @@ pub struct MessageCodec<P> {
 
 impl<P: CommandPolicy> MessageCodec<P> {
     pub fn new(magic: [u8; 4], policy: P) -> Self {
-        MessageCodec { magic, policy, state: State::Header }
+        MessageCodec {
+            magic,
+            policy,
+            state: State::Header,
+        }
     }
 }
 
@@ -165,16 +182,28 @@ impl<P: CommandPolicy> Decoder for MessageCodec<P> {
                     let len = u32::from_le_bytes([src[16], src[17], src[18], src[19]]) as usize;
                     let sum = [src[20], src[21], src[22], src[23]];
                     if len > MAX_MESSAGE_LEN {
-                        return Err(WireError::Oversize { command, len, max: MAX_MESSAGE_LEN });
+                        return Err(WireError::Oversize {
+                            command,
+                            len,
+                            max: MAX_MESSAGE_LEN,
+                        });
                     }
                     src.advance(HEADER_LEN);
                     match self.policy.max_payload(&command) {
-                        Some(max) if len > max => return Err(WireError::Oversize { command, len, max }),
+                        Some(max) if len > max => {
+                            return Err(WireError::Oversize { command, len, max })
+                        }
                         Some(_) => {
                             src.reserve(len.saturating_sub(src.len()));
                             self.state = State::Payload { command, len, sum };
                         }
-                        None => self.state = State::Skip { command, len, left: len },
+                        None => {
+                            self.state = State::Skip {
+                                command,
+                                len,
+                                left: len,
+                            }
+                        }
                     }
                 }
                 State::Payload { command, len, sum } => {
@@ -196,7 +225,10 @@ impl<P: CommandPolicy> Decoder for MessageCodec<P> {
                     if *left > 0 {
                         return Ok(None);
                     }
-                    let frame = Frame::Skipped { command: *command, len: *len };
+                    let frame = Frame::Skipped {
+                        command: *command,
+                        len: *len,
+                    };
                     self.state = State::Header;
                     return Ok(Some(frame));
                 }
@@ -231,7 +263,11 @@ mod tests {
         Some(MAX_MESSAGE_LEN)
     }
 
-    fn decode_all<P: CommandPolicy>(codec: &mut MessageCodec<P>, bytes: &[u8], step: usize) -> Vec<Frame> {
+    fn decode_all<P: CommandPolicy>(
+        codec: &mut MessageCodec<P>,
+        bytes: &[u8],
+        step: usize,
+    ) -> Vec<Frame> {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         for chunk in bytes.chunks(step.max(1)) {
@@ -269,10 +305,28 @@ mod tests {
         encode_message(MAGIC, Command::new("ping"), &[0; 8], &mut buf);
         let n = buf.len();
         buf[n - 9] ^= 1; // corrupt the ping checksum
-        let policy = |c: &Command| if c.name() == "headers" { None } else { Some(100) };
+        let policy = |c: &Command| {
+            if c.name() == "headers" {
+                None
+            } else {
+                Some(100)
+            }
+        };
         let frames = decode_all(&mut MessageCodec::new(MAGIC, policy), &buf, 333);
-        assert_eq!(frames[0], Frame::Skipped { command: Command::new("headers"), len: 5000 });
-        assert_eq!(frames[1], Frame::BadChecksum { command: Command::new("ping"), len: 8 });
+        assert_eq!(
+            frames[0],
+            Frame::Skipped {
+                command: Command::new("headers"),
+                len: 5000
+            }
+        );
+        assert_eq!(
+            frames[1],
+            Frame::BadChecksum {
+                command: Command::new("ping"),
+                len: 8
+            }
+        );
     }
 
     #[test]
@@ -284,17 +338,36 @@ mod tests {
         hdr.put_slice(&[0; 4]);
         let policy = |_: &Command| Some(1024);
         let mut codec = MessageCodec::new(MAGIC, policy);
-        assert!(matches!(codec.decode(&mut hdr.clone()), Err(WireError::Oversize { len: 2000, max: 1024, .. })));
+        assert!(matches!(
+            codec.decode(&mut hdr.clone()),
+            Err(WireError::Oversize {
+                len: 2000,
+                max: 1024,
+                ..
+            })
+        ));
         let mut huge = hdr.clone();
         huge[16..20].copy_from_slice(&(MAX_MESSAGE_LEN as u32 + 1).to_le_bytes());
         let mut codec = MessageCodec::new(MAGIC, all);
-        assert!(matches!(codec.decode(&mut huge), Err(WireError::Oversize { .. })));
-        assert!(huge.capacity() < 1 << 20, "no buffer reserved for an oversize payload");
+        assert!(matches!(
+            codec.decode(&mut huge),
+            Err(WireError::Oversize { .. })
+        ));
+        assert!(
+            huge.capacity() < 1 << 20,
+            "no buffer reserved for an oversize payload"
+        );
         let mut wrong = hdr.clone();
         wrong[0] = 0xf9;
-        assert!(matches!(MessageCodec::new(MAGIC, all).decode(&mut wrong), Err(WireError::BadMagic(_))));
+        assert!(matches!(
+            MessageCodec::new(MAGIC, all).decode(&mut wrong),
+            Err(WireError::BadMagic(_))
+        ));
         let mut badcmd = hdr;
         badcmd[4] = 0x01;
-        assert!(matches!(MessageCodec::new(MAGIC, all).decode(&mut badcmd), Err(WireError::BadCommand(_))));
+        assert!(matches!(
+            MessageCodec::new(MAGIC, all).decode(&mut badcmd),
+            Err(WireError::BadCommand(_))
+        ));
     }
 }

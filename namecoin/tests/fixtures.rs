@@ -27,13 +27,22 @@ fn messages() -> Vec<Msg> {
     for m in v["messages"].as_array().unwrap() {
         let Some(h) = m["hex"].as_str() else { continue };
         let bytes = hex::decode(h).unwrap();
-        let mut codec = MessageCodec::new(Network::Regtest.magic(), |_: &namecoin::wire::Command| Some(MAX_MESSAGE_LEN));
+        let mut codec =
+            MessageCodec::new(Network::Regtest.magic(), |_: &namecoin::wire::Command| {
+                Some(MAX_MESSAGE_LEN)
+            });
         let mut buf = bytes::BytesMut::from(&bytes[..]);
         let frame = codec.decode(&mut buf).unwrap().expect("one whole message");
         assert!(buf.is_empty(), "one message per entry");
-        let Frame::Message { command, payload } = frame else { panic!("checksum failed for {}", m["command"]) };
+        let Frame::Message { command, payload } = frame else {
+            panic!("checksum failed for {}", m["command"])
+        };
         assert_eq!(command.name(), m["command"].as_str().unwrap());
-        out.push(Msg { dir: m["dir"].as_str().unwrap().into(), command: command.name(), payload: payload.to_vec() });
+        out.push(Msg {
+            dir: m["dir"].as_str().unwrap().into(),
+            command: command.name(),
+            payload: payload.to_vec(),
+        });
     }
     out
 }
@@ -80,13 +89,22 @@ fn blocks_decode_with_their_transactions() {
     let blocks: Vec<&Msg> = msgs.iter().filter(|m| m.command == "block").collect();
     assert_eq!(blocks.len(), 2);
     let (tip, txs) = decode_block(&blocks[0].payload).unwrap();
-    assert_eq!(hash_hex(&tip.block_hash()), rpc_result("getblockhash_tip").as_str().unwrap());
+    assert_eq!(
+        hash_hex(&tip.block_hash()),
+        rpc_result("getblockhash_tip").as_str().unwrap()
+    );
     let payment = rpc_result("sendtoaddress");
     let txids: Vec<String> = txs.iter().map(|t| t.compute_txid().to_string()).collect();
-    assert!(txids.contains(&payment.as_str().unwrap().to_string()), "payment tx in the tip block");
+    assert!(
+        txids.contains(&payment.as_str().unwrap().to_string()),
+        "payment tx in the tip block"
+    );
     let (_, txs) = decode_block(&blocks[1].payload).unwrap();
     // A name transaction has Namecoin's tx version 0x7100.
-    assert!(txs.iter().any(|t| t.version.0 == 0x7100), "name_firstupdate block holds a name tx");
+    assert!(
+        txs.iter().any(|t| t.version.0 == 0x7100),
+        "name_firstupdate block holds a name tx"
+    );
     // A truncated block is an error, not a panic.
     assert!(decode_block(&blocks[1].payload[..blocks[1].payload.len() - 1]).is_err());
 }

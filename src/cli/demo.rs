@@ -41,6 +41,7 @@ async fn start_node(datadir: &Path) -> Result<RunningNode> {
             ..StoreConfig::default()
         },
         sweep_interval: Duration::from_secs(60),
+        p2p: bump::p2p::P2pConfig::new(Network::Regtest),
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(run_until(settings, stop.clone()));

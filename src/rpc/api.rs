@@ -107,6 +107,9 @@ pub struct StatusResult {
     pub max_ttl: u32,
     pub max_message_size: usize,
     pub uptime_secs: u64,
+    /// P2P overlay state (absent when the node runs without P2P).
+    #[serde(default)]
+    pub p2p: Option<crate::p2p::overlay::SyncStatus>,
 }
 
 #[rpc(server, client, namespace = "bump")]
@@ -135,6 +138,10 @@ pub trait BumpApi {
     /// Node status.
     #[method(name = "status")]
     async fn status(&self) -> RpcResult<StatusResult>;
+
+    /// Connected peers.
+    #[method(name = "peers")]
+    async fn peers(&self) -> RpcResult<Vec<crate::p2p::overlay::PeerRow>>;
 
     /// Shut the node down cleanly.
     #[method(name = "stop")]

@@ -8,6 +8,8 @@ use super::api::{
 use super::auth::Credentials;
 use crate::message::{Assembler, Message, MessageError, MessageId};
 use crate::node::{Node, NodeError};
+use crate::p2p::overlay::PeerRow;
+use crate::p2p::Overlay;
 use crate::packet::{Packet, PacketJson};
 use crate::store::StoreError;
 use crate::tag::Tag;
@@ -59,11 +61,12 @@ fn message_json(tag: &Tag, m: &Message, with_data: bool) -> MessageJson {
 
 pub struct RpcImpl {
     node: Arc<Node>,
+    overlay: Option<Arc<Overlay>>,
 }
 
 impl RpcImpl {
-    pub fn new(node: Arc<Node>) -> Self {
-        RpcImpl { node }
+    pub fn new(node: Arc<Node>, overlay: Option<Arc<Overlay>>) -> Self {
+        RpcImpl { node, overlay }
     }
 }
 
@@ -178,7 +181,16 @@ impl BumpApiServer for RpcImpl {
             max_ttl: self.node.limits().max_ttl,
             max_message_size: self.node.limits().max_message,
             uptime_secs: self.node.uptime().as_secs(),
+            p2p: self.overlay.as_ref().map(|o| o.sync_status()),
         })
+    }
+
+    async fn peers(&self) -> RpcResult<Vec<PeerRow>> {
+        Ok(self
+            .overlay
+            .as_ref()
+            .map(|o| o.peer_rows())
+            .unwrap_or_default())
     }
 
     async fn stop(&self) -> RpcResult<String> {
@@ -246,6 +258,7 @@ impl BumpApiServer for RpcImpl {
 /// whose `stop()` ends the server.
 pub async fn start(
     node: Arc<Node>,
+    overlay: Option<Arc<Overlay>>,
     bind: SocketAddr,
     creds: Credentials,
     max_body_bytes: u32,
@@ -265,6 +278,6 @@ pub async fn start(
         .build(bind)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcImpl::new(node).into_rpc());
+    let handle = server.start(RpcImpl::new(node, overlay).into_rpc());
     Ok((addr, handle))
 }

@@ -1,0 +1,408 @@
+//! The P2P messages a BuMP node handles, with one encoder and one decoder each.
+//!
+//! Coin messages reuse `bitcoin`'s consensus encoding (`version`, `addr`, `addrv2`,
+//! inventory entries). BuMP adds one command and one inventory type:
+//!
+//! - `bump`: payload is exactly one 1024-byte packet;
+//! - inventory type [`INV_BUMP`] (`0x42554d50`): an inv/getdata/notfound entry whose 32-byte
+//!   hash is a packet id.
+//!
+//! Capability is negotiated with a BIP 434 `feature` message (id [`FEATURE_ID`]). Commands not
+//! listed in [`max_payload`] are skipped unread by the codec.
+
+use crate::packet::{Packet, PacketId, PACKET_LEN};
+use bitcoin::consensus::{deserialize_partial, encode, serialize, Decodable, Encodable};
+use bitcoin::p2p::address::{AddrV2Message, Address};
+use bitcoin::p2p::message_blockdata::Inventory;
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::VarInt;
+use bytes::Bytes;
+use namecoin::wire::{Command, Outgoing};
+
+/// Inventory type of BuMP packets: the ASCII bytes "PMUB" read as u32 LE, i.e. "BUMP" BE.
+pub const INV_BUMP: u32 = 0x4255_4d50;
+/// Service bit (experimental range 24-31) advertising BuMP; a hint only, never trusted alone.
+pub const NODE_BUMP: u64 = 1 << 24;
+/// BIP 434 feature id that marks a BuMP peer. Its data is one byte: the BuMP protocol version.
+pub const FEATURE_ID: &str = "bump/1";
+pub const BUMP_PROTOCOL_VERSION: u8 = 1;
+/// Most entries in one inv, getdata or notfound (sent and accepted).
+pub const MAX_INV: usize = 50_000;
+/// Most entries in one addr or addrv2.
+pub const MAX_ADDR: usize = 1000;
+
+pub mod cmd {
+    use namecoin::wire::Command;
+    pub const VERSION: Command = Command::new("version");
+    pub const VERACK: Command = Command::new("verack");
+    pub const FEATURE: Command = Command::new("feature");
+    pub const PING: Command = Command::new("ping");
+    pub const PONG: Command = Command::new("pong");
+    pub const INV: Command = Command::new("inv");
+    pub const GETDATA: Command = Command::new("getdata");
+    pub const NOTFOUND: Command = Command::new("notfound");
+    pub const BUMP: Command = Command::new("bump");
+    pub const ADDR: Command = Command::new("addr");
+    pub const ADDRV2: Command = Command::new("addrv2");
+    pub const GETADDR: Command = Command::new("getaddr");
+    pub const SENDADDRV2: Command = Command::new("sendaddrv2");
+}
+
+/// Largest payload accepted per command; `None` means "skip it unread".
+pub fn max_payload(c: &Command) -> Option<usize> {
+    let inv = 9 + MAX_INV * 36;
+    Some(match *c {
+        cmd::VERSION => 1024,
+        cmd::VERACK | cmd::GETADDR | cmd::SENDADDRV2 => 0,
+        cmd::FEATURE => 1 + 80 + 3 + 512,
+        cmd::PING | cmd::PONG => 8,
+        cmd::INV | cmd::GETDATA | cmd::NOTFOUND => inv,
+        cmd::BUMP => PACKET_LEN,
+        cmd::ADDR => 3 + MAX_ADDR * 30,
+        cmd::ADDRV2 => 3 + MAX_ADDR * 600,
+        _ => return None,
+    })
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Version(VersionMessage),
+    Verack,
+    Feature {
+        id: String,
+        data: Vec<u8>,
+    },
+    Ping(u64),
+    Pong(u64),
+    /// Packet ids announced; `other` counts entries of other inventory types (ignored).
+    Inv {
+        ids: Vec<PacketId>,
+        other: usize,
+    },
+    GetData {
+        ids: Vec<PacketId>,
+        other: usize,
+    },
+    NotFound {
+        ids: Vec<PacketId>,
+        other: usize,
+    },
+    Bump(Box<Packet>),
+    Addr(Vec<(u32, Address)>),
+    AddrV2(Vec<AddrV2Message>),
+    GetAddr,
+    SendAddrV2,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{command}: {err}")]
+    Malformed { command: Command, err: String },
+    #[error("{command} has {n} entries, more than {max}")]
+    TooMany {
+        command: Command,
+        n: u64,
+        max: usize,
+    },
+    #[error("{command}: {n} trailing bytes")]
+    Trailing { command: Command, n: usize },
+    #[error("command {0} is not handled")]
+    Unhandled(Command),
+}
+
+fn full<T: Decodable>(command: Command, payload: &[u8]) -> Result<T, DecodeError> {
+    let (v, used) = deserialize_partial::<T>(payload).map_err(|e| DecodeError::Malformed {
+        command,
+        err: e.to_string(),
+    })?;
+    if used != payload.len() {
+        return Err(DecodeError::Trailing {
+            command,
+            n: payload.len() - used,
+        });
+    }
+    Ok(v)
+}
+
+fn decode_inv(command: Command, payload: &[u8]) -> Result<(Vec<PacketId>, usize), DecodeError> {
+    let mal = |e: encode::Error| DecodeError::Malformed {
+        command,
+        err: e.to_string(),
+    };
+    let mut r = payload;
+    let n = VarInt::consensus_decode(&mut r).map_err(mal)?.0;
+    if n > MAX_INV as u64 {
+        return Err(DecodeError::TooMany {
+            command,
+            n,
+            max: MAX_INV,
+        });
+    }
+    let mut ids = Vec::with_capacity(n as usize);
+    let mut other = 0;
+    for _ in 0..n {
+        match Inventory::consensus_decode(&mut r).map_err(mal)? {
+            Inventory::Unknown {
+                inv_type: INV_BUMP,
+                hash,
+            } => ids.push(PacketId(hash)),
+            _ => other += 1,
+        }
+    }
+    if !r.is_empty() {
+        return Err(DecodeError::Trailing {
+            command,
+            n: r.len(),
+        });
+    }
+    Ok((ids, other))
+}
+
+fn encode_inv(ids: &[PacketId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + ids.len() * 36);
+    VarInt(ids.len() as u64)
+        .consensus_encode(&mut out)
+        .expect("vec write");
+    for id in ids {
+        Inventory::Unknown {
+            inv_type: INV_BUMP,
+            hash: id.0,
+        }
+        .consensus_encode(&mut out)
+        .expect("vec write");
+    }
+    out
+}
+
+fn check_count(command: Command, payload: &[u8], max: usize) -> Result<(), DecodeError> {
+    let mut r = payload;
+    let n = VarInt::consensus_decode(&mut r)
+        .map_err(|e| DecodeError::Malformed {
+            command,
+            err: e.to_string(),
+        })?
+        .0;
+    if n > max as u64 {
+        return Err(DecodeError::TooMany { command, n, max });
+    }
+    Ok(())
+}
+
+impl Message {
+    pub fn decode(command: Command, payload: &[u8]) -> Result<Message, DecodeError> {
+        let empty = |m: Message| {
+            if payload.is_empty() {
+                Ok(m)
+            } else {
+                Err(DecodeError::Trailing {
+                    command,
+                    n: payload.len(),
+                })
+            }
+        };
+        match command {
+            cmd::VERSION => {
+                // Trailing bytes after a version are allowed (future fields).
+                let (v, _) = deserialize_partial::<VersionMessage>(payload).map_err(|e| {
+                    DecodeError::Malformed {
+                        command,
+                        err: e.to_string(),
+                    }
+                })?;
+                Ok(Message::Version(v))
+            }
+            cmd::VERACK => empty(Message::Verack),
+            cmd::GETADDR => empty(Message::GetAddr),
+            cmd::SENDADDRV2 => empty(Message::SendAddrV2),
+            cmd::FEATURE => {
+                let mut r = payload;
+                let mal = |e: encode::Error| DecodeError::Malformed {
+                    command,
+                    err: e.to_string(),
+                };
+                let id = String::consensus_decode(&mut r).map_err(mal)?;
+                let data = Vec::<u8>::consensus_decode(&mut r).map_err(mal)?;
+                if !(4..=80).contains(&id.len()) || data.len() > 512 {
+                    return Err(DecodeError::Malformed {
+                        command,
+                        err: "feature id or data out of range".into(),
+                    });
+                }
+                Ok(Message::Feature { id, data })
+            }
+            cmd::PING => Ok(Message::Ping(full(command, payload)?)),
+            cmd::PONG => Ok(Message::Pong(full(command, payload)?)),
+            cmd::INV => {
+                decode_inv(command, payload).map(|(ids, other)| Message::Inv { ids, other })
+            }
+            cmd::GETDATA => {
+                decode_inv(command, payload).map(|(ids, other)| Message::GetData { ids, other })
+            }
+            cmd::NOTFOUND => {
+                decode_inv(command, payload).map(|(ids, other)| Message::NotFound { ids, other })
+            }
+            cmd::BUMP => Packet::decode(payload)
+                .map(|p| Message::Bump(Box::new(p)))
+                .map_err(|e| DecodeError::Malformed {
+                    command,
+                    err: e.to_string(),
+                }),
+            cmd::ADDR => {
+                check_count(command, payload, MAX_ADDR)?;
+                Ok(Message::Addr(full(command, payload)?))
+            }
+            cmd::ADDRV2 => {
+                check_count(command, payload, MAX_ADDR)?;
+                Ok(Message::AddrV2(full(command, payload)?))
+            }
+            other => Err(DecodeError::Unhandled(other)),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        match self {
+            Message::Version(_) => cmd::VERSION,
+            Message::Verack => cmd::VERACK,
+            Message::Feature { .. } => cmd::FEATURE,
+            Message::Ping(_) => cmd::PING,
+            Message::Pong(_) => cmd::PONG,
+            Message::Inv { .. } => cmd::INV,
+            Message::GetData { .. } => cmd::GETDATA,
+            Message::NotFound { .. } => cmd::NOTFOUND,
+            Message::Bump(_) => cmd::BUMP,
+            Message::Addr(_) => cmd::ADDR,
+            Message::AddrV2(_) => cmd::ADDRV2,
+            Message::GetAddr => cmd::GETADDR,
+            Message::SendAddrV2 => cmd::SENDADDRV2,
+        }
+    }
+
+    /// Encode the payload. Inventory messages carry only BuMP entries (`other` is not sent).
+    pub fn encode(&self) -> Outgoing {
+        let payload: Vec<u8> = match self {
+            Message::Version(v) => serialize(v),
+            Message::Verack | Message::GetAddr | Message::SendAddrV2 => Vec::new(),
+            Message::Feature { id, data } => {
+                let mut out = serialize(id);
+                out.extend(serialize(data));
+                out
+            }
+            Message::Ping(n) | Message::Pong(n) => n.to_le_bytes().to_vec(),
+            Message::Inv { ids, .. }
+            | Message::GetData { ids, .. }
+            | Message::NotFound { ids, .. } => encode_inv(ids),
+            Message::Bump(p) => p.encode().to_vec(),
+            Message::Addr(a) => serialize(a),
+            Message::AddrV2(a) => serialize(a),
+        };
+        Outgoing {
+            command: self.command(),
+            payload: Bytes::from(payload),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::BODY_LEN;
+    use crate::tag::Tag;
+    use proptest::prelude::*;
+
+    fn round_trip(m: Message) {
+        let out = m.encode();
+        assert!(
+            out.payload.len() <= max_payload(&out.command).unwrap(),
+            "{:?} over its cap",
+            out.command
+        );
+        assert_eq!(Message::decode(out.command, &out.payload).unwrap(), m);
+    }
+
+    #[test]
+    fn fixed_messages_round_trip() {
+        round_trip(Message::Verack);
+        round_trip(Message::GetAddr);
+        round_trip(Message::SendAddrV2);
+        round_trip(Message::Ping(7));
+        round_trip(Message::Pong(u64::MAX));
+        round_trip(Message::Feature {
+            id: FEATURE_ID.into(),
+            data: vec![1],
+        });
+        round_trip(Message::Bump(Box::new(Packet {
+            tag: Tag([3; 20]),
+            expires: 9,
+            body: Box::new([4; BODY_LEN]),
+        })));
+        let addr = Address::new(
+            &"127.0.0.7:8338".parse().unwrap(),
+            bitcoin::p2p::ServiceFlags::from(NODE_BUMP),
+        );
+        round_trip(Message::Addr(vec![(1_700_000_000, addr)]));
+        let ids: Vec<PacketId> = (0..MAX_INV as u32)
+            .map(|i| PacketId([(i % 251) as u8; 32]))
+            .collect();
+        round_trip(Message::Inv { ids, other: 0 });
+    }
+
+    #[test]
+    fn inventory_limits_and_foreign_types() {
+        // 50,001 entries: refused before reading them.
+        let mut big = Vec::new();
+        VarInt(MAX_INV as u64 + 1)
+            .consensus_encode(&mut big)
+            .unwrap();
+        assert!(matches!(
+            Message::decode(cmd::INV, &big),
+            Err(DecodeError::TooMany { .. })
+        ));
+        // A block inv next to a BuMP inv: the block entry is counted, not returned.
+        let mut p = Vec::new();
+        VarInt(2).consensus_encode(&mut p).unwrap();
+        Inventory::Unknown {
+            inv_type: INV_BUMP,
+            hash: [1; 32],
+        }
+        .consensus_encode(&mut p)
+        .unwrap();
+        Inventory::Block(bitcoin::BlockHash::from_byte_array([2; 32]))
+            .consensus_encode(&mut p)
+            .unwrap();
+        match Message::decode(cmd::INV, &p).unwrap() {
+            Message::Inv { ids, other } => assert_eq!((ids, other), (vec![PacketId([1; 32])], 1)),
+            m => panic!("{m:?}"),
+        }
+        assert!(matches!(
+            Message::decode(cmd::PING, &[1, 2, 3]),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Message::decode(cmd::VERACK, &[0]),
+            Err(DecodeError::Trailing { .. })
+        ));
+        assert!(matches!(
+            Message::decode(cmd::BUMP, &[0; 1023]),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+
+    use bitcoin::hashes::Hash;
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(which in 0usize..12, payload in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let cmds = [cmd::VERSION, cmd::VERACK, cmd::FEATURE, cmd::PING, cmd::PONG, cmd::INV, cmd::GETDATA,
+                cmd::NOTFOUND, cmd::BUMP, cmd::ADDR, cmd::ADDRV2, cmd::GETADDR];
+            let _ = Message::decode(cmds[which], &payload);
+        }
+
+        #[test]
+        fn inv_round_trips(ids in proptest::collection::vec(any::<[u8; 32]>(), 0..300)) {
+            let ids: Vec<PacketId> = ids.into_iter().map(PacketId).collect();
+            round_trip(Message::GetData { ids: ids.clone(), other: 0 });
+            round_trip(Message::NotFound { ids, other: 0 });
+        }
+    }
+}

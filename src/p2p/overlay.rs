@@ -1,0 +1,764 @@
+//! The overlay: every connected peer, and the rules that make every BuMP node hold every
+//! packet.
+//!
+//! - **Relay.** Each packet newly stored (sent locally, imported, or received) is announced by
+//!   `inv` (type `INV_BUMP`) to every BuMP peer not known to have it. Coin-only peers get none.
+//! - **Fetch.** Announced ids that the store lacks and nobody is already delivering are asked
+//!   for with `getdata`; replies (`bump`) must have been requested from that peer.
+//! - **Catch-up.** When a BuMP handshake completes, each side announces the ids of all its
+//!   unexpired packets (inv batches ≤ 50,000), so both fetch what they missed.
+//! - **Scoring.** Misbehaviour adds points; at 100 the peer is disconnected and its IP banned.
+//! - **Connections.** `--connect` (only these), `--addnode` (these too), outbound slots filled
+//!   from the peer table, inbound up to a limit, reconnects with exponential backoff.
+
+use super::addrbook::AddrBook;
+use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP};
+use super::peer::{self, Ended, PeerShared};
+use crate::node::Node;
+use crate::packet::{Packet, PacketError, PacketId};
+use bitcoin::p2p::address::Address;
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::ServiceFlags;
+use namecoin::Network;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Score at which a peer is disconnected and banned.
+pub const BAN_SCORE: u32 = 100;
+/// A `getdata` not answered within this time may be sent to another peer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Packets waiting to be stored before readers are slowed down.
+const INGEST_QUEUE: usize = 8192;
+
+/// P2P settings.
+#[derive(Debug, Clone)]
+pub struct P2pConfig {
+    pub network: Network,
+    pub listen: Option<SocketAddr>,
+    /// Connect only to these (host:port); disables outbound slots from the peer table.
+    pub connect: Vec<String>,
+    /// Keep connections to these as well.
+    pub addnode: Vec<String>,
+    pub max_inbound: usize,
+    pub max_outbound: usize,
+    /// Mean announcement delay for origin hiding; `None` announces at once.
+    pub trickle: Option<Duration>,
+    pub ban_time: Duration,
+    pub peers_file: Option<PathBuf>,
+    /// Address to advertise to peers (default: the listen address if it is a specific IP).
+    pub external: Option<SocketAddr>,
+}
+
+impl P2pConfig {
+    pub fn new(network: Network) -> P2pConfig {
+        P2pConfig {
+            network,
+            listen: None,
+            connect: Vec::new(),
+            addnode: Vec::new(),
+            max_inbound: 64,
+            max_outbound: 8,
+            trickle: None,
+            ban_time: Duration::from_secs(24 * 3600),
+            peers_file: None,
+            external: None,
+        }
+    }
+}
+
+/// One row of `bump peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRow {
+    pub addr: String,
+    pub inbound: bool,
+    pub user_agent: String,
+    pub version: u32,
+    pub services: String,
+    pub bump: bool,
+    pub handshake_done: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub score: u32,
+    pub connected_secs: u64,
+    pub ping_ms: Option<u64>,
+}
+
+/// Catch-up and relay progress for `bump status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub peers: usize,
+    pub bump_peers: usize,
+    /// Packets asked for and not yet received.
+    pub requested: usize,
+    /// Packets received from peers since start.
+    pub received: u64,
+    /// Packets peers have asked us for and we have not sent yet.
+    pub serving: usize,
+    pub listening: Option<String>,
+}
+
+pub struct Overlay {
+    node: Arc<Node>,
+    cfg: P2pConfig,
+    peers: Mutex<HashMap<u64, Arc<PeerShared>>>,
+    requested: Mutex<HashMap<PacketId, (u64, Instant)>>,
+    addrbook: Mutex<AddrBook>,
+    nonces: Mutex<HashSet<u64>>,
+    dialing: Mutex<HashSet<SocketAddr>>,
+    ingest: mpsc::Sender<(u64, Packet)>,
+    next_id: AtomicU64,
+    received: AtomicU64,
+    listening: Mutex<Option<SocketAddr>>,
+    shutdown: CancellationToken,
+}
+
+fn unix_now_u64() -> u64 {
+    crate::unix_now() as u64
+}
+
+impl Overlay {
+    /// Start the overlay: listener (if configured), connector, relay, ingest and upkeep tasks.
+    /// Returns once the listener is bound.
+    pub async fn start(
+        node: Arc<Node>,
+        cfg: P2pConfig,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Arc<Overlay>> {
+        let book = match &cfg.peers_file {
+            Some(p) => AddrBook::load(p),
+            None => AddrBook::in_memory(),
+        };
+        let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+        let overlay = Arc::new(Overlay {
+            node,
+            cfg,
+            peers: Mutex::new(HashMap::new()),
+            requested: Mutex::new(HashMap::new()),
+            addrbook: Mutex::new(book),
+            nonces: Mutex::new(HashSet::new()),
+            dialing: Mutex::new(HashSet::new()),
+            ingest: ingest_tx,
+            next_id: AtomicU64::new(1),
+            received: AtomicU64::new(0),
+            listening: Mutex::new(None),
+            shutdown,
+        });
+        if let Some(addr) = overlay.cfg.listen {
+            let listener = TcpListener::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            *overlay.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(bound);
+            tracing::info!(%bound, "P2P listening");
+            tokio::spawn(overlay.clone().accept_loop(listener));
+        }
+        tokio::spawn(overlay.clone().ingest_loop(ingest_rx));
+        tokio::spawn(overlay.clone().relay_loop());
+        tokio::spawn(overlay.clone().connect_loop());
+        tokio::spawn(overlay.clone().upkeep_loop());
+        Ok(overlay)
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+    pub fn network(&self) -> Network {
+        self.cfg.network
+    }
+    pub fn trickle(&self) -> Option<Duration> {
+        self.cfg.trickle
+    }
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+    pub fn next_peer_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        *self.listening.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn advertised_addr(&self) -> Option<SocketAddr> {
+        self.cfg
+            .external
+            .or_else(|| self.listen_addr().filter(|a| !a.ip().is_unspecified()))
+    }
+
+    pub fn add_nonce(&self, n: u64) {
+        self.nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(n);
+    }
+    pub fn remove_nonce(&self, n: u64) {
+        self.nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&n);
+    }
+    pub fn is_own_nonce(&self, n: u64) -> bool {
+        self.nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&n)
+    }
+
+    fn peers_snapshot(&self) -> Vec<Arc<PeerShared>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Our `version`: Namecoin's protocol version, BuMP's service bit, relay=false.
+    pub fn version_message(&self, to: SocketAddr, nonce: u64) -> VersionMessage {
+        let services = ServiceFlags::from(NODE_BUMP);
+        let from = self
+            .advertised_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        VersionMessage {
+            version: namecoin::PROTOCOL_VERSION,
+            services,
+            timestamp: unix_now_u64() as i64,
+            receiver: Address::new(&to, ServiceFlags::NONE),
+            sender: Address::new(&from, services),
+            nonce,
+            user_agent: format!("/bump:{}/", env!("CARGO_PKG_VERSION")),
+            start_height: 0,
+            relay: false,
+        }
+    }
+
+    pub fn track(&self, peer: Arc<PeerShared>) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer.id, peer);
+    }
+
+    pub fn untrack(&self, peer: &Arc<PeerShared>, why: Option<Ended>) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&peer.id);
+        // Let other peers deliver what this one owed us.
+        self.requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (p, _)| *p != peer.id);
+        if peer.handshake_done() {
+            tracing::info!(peer = %peer.addr, reason = ?why, "peer disconnected");
+        } else {
+            tracing::debug!(peer = %peer.addr, reason = ?why, "connection ended before handshake");
+            if peer.outbound {
+                self.addrbook
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failed(peer.addr);
+            }
+        }
+    }
+
+    /// Add misbehaviour points; at [`BAN_SCORE`] disconnect and ban the peer's IP.
+    pub fn misbehave(&self, peer: &PeerShared, points: u32, why: &str) {
+        let score = peer.score.fetch_add(points, Ordering::Relaxed) + points;
+        tracing::info!(peer = %peer.addr, points, score, "misbehaviour: {why}");
+        if score >= BAN_SCORE && !peer.cancel.is_cancelled() {
+            let until = unix_now_u64() + self.cfg.ban_time.as_secs();
+            self.addrbook
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ban(peer.addr.ip(), until);
+            tracing::warn!(peer = %peer.addr, "banned for {} s", self.cfg.ban_time.as_secs());
+            peer.cancel.cancel();
+        }
+    }
+
+    pub fn handshake_complete(self: &Arc<Self>, peer: &Arc<PeerShared>) {
+        let info = peer.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        tracing::info!(
+            peer = %peer.addr, inbound = !peer.outbound, agent = %info.user_agent, bump = peer.is_bump(),
+            "peer connected"
+        );
+        if peer.outbound {
+            self.addrbook
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .connected(peer.addr, info.services, peer.is_bump(), unix_now_u64());
+        }
+        if peer.is_bump() {
+            peer.send(&Message::GetAddr);
+            let (me, p) = (self.clone(), peer.clone());
+            tokio::spawn(async move { me.catch_up(&p).await });
+        }
+    }
+
+    /// Announce every packet we hold to a newly connected BuMP peer.
+    async fn catch_up(&self, peer: &Arc<PeerShared>) {
+        let store = self.node.store().clone();
+        let ids =
+            match tokio::task::spawn_blocking(move || store.ids().collect::<Result<Vec<_>, _>>())
+                .await
+            {
+                Ok(Ok(ids)) => ids,
+                Ok(Err(e)) => return tracing::warn!("cannot list packets for catch-up: {e}"),
+                Err(e) => return tracing::warn!("catch-up task failed: {e}"),
+            };
+        tracing::debug!(peer = %peer.addr, packets = ids.len(), "announcing inventory for catch-up");
+        peer.mark_known(&ids);
+        for chunk in ids.chunks(MAX_INV) {
+            if !peer.send(&Message::Inv {
+                ids: chunk.to_vec(),
+                other: 0,
+            }) {
+                return;
+            }
+        }
+    }
+
+    /// A BuMP peer announced ids: ask for those we lack and nobody is delivering.
+    pub fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
+        peer.mark_known(ids);
+        let store = self.node.store();
+        let lacking: Vec<PacketId> = ids
+            .iter()
+            .filter(|id| !store.contains(id).unwrap_or(true))
+            .copied()
+            .collect();
+        if lacking.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut want = Vec::with_capacity(lacking.len());
+        {
+            let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+            for id in lacking {
+                match req.get(&id) {
+                    Some((_, at)) if now.duration_since(*at) < REQUEST_TIMEOUT => continue,
+                    _ => {
+                        req.insert(id, (peer.id, now));
+                        want.push(id);
+                    }
+                }
+            }
+        }
+        for chunk in want.chunks(MAX_INV) {
+            peer.send(&Message::GetData {
+                ids: chunk.to_vec(),
+                other: 0,
+            });
+        }
+    }
+
+    pub fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
+        let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if req.get(id).map(|(p, _)| *p == peer.id).unwrap_or(false) {
+                req.remove(id);
+            }
+        }
+    }
+
+    /// A `bump` message: accept it only if we asked this peer for it and it is valid now.
+    pub async fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet) {
+        let id = packet.id();
+        let requested_here = {
+            let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+            match req.get(&id) {
+                Some((p, _)) if *p == peer.id => {
+                    req.remove(&id);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !requested_here {
+            self.misbehave(peer, 10, "unrequested bump packet");
+            return;
+        }
+        let now = crate::unix_now();
+        if let Err(e) = packet.check_expiry(now, self.node.limits().max_ttl) {
+            // A packet that expired in transit is no fault; anything else is.
+            let innocent = matches!(e, PacketError::Expired { expires, .. } if now.saturating_sub(expires) < 3600);
+            if !innocent {
+                self.misbehave(peer, 10, &format!("invalid packet: {e}"));
+            }
+            return;
+        }
+        peer.packets_in.fetch_add(1, Ordering::Relaxed);
+        peer.mark_known([&id]);
+        let _ = self.ingest.send((peer.id, packet)).await;
+    }
+
+    pub fn on_addr(&self, peer: &PeerShared, entries: &[(u64, SocketAddr)]) {
+        if entries.len() > MAX_ADDR {
+            return self.misbehave(peer, 20, "addr with too many entries");
+        }
+        let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+        for (services, addr) in entries {
+            if services & NODE_BUMP != 0 && addr.port() != 0 && !addr.ip().is_unspecified() {
+                book.add(*addr, *services, "gossip");
+            }
+        }
+    }
+
+    pub fn answer_getaddr(&self, peer: &PeerShared) {
+        let mut list: Vec<(u32, Address)> = Vec::new();
+        let services = ServiceFlags::from(NODE_BUMP);
+        if let Some(me) = self.advertised_addr() {
+            list.push((crate::unix_now(), Address::new(&me, services)));
+        }
+        let book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+        for (seen, a) in book.gossip(MAX_ADDR - 1) {
+            if a != peer.addr {
+                list.push((seen as u32, Address::new(&a, services)));
+            }
+        }
+        drop(book);
+        peer.send(&Message::Addr(list));
+    }
+
+    async fn ingest_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(u64, Packet)>) {
+        let mut buf = Vec::with_capacity(1024);
+        loop {
+            buf.clear();
+            let n = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                n = rx.recv_many(&mut buf, 1024) => n,
+            };
+            if n == 0 {
+                return;
+            }
+            let now = crate::unix_now();
+            let packets: Vec<Packet> = buf
+                .drain(..)
+                .map(|(_, p)| p)
+                .filter(|p| p.check_expiry(now, self.node.limits().max_ttl).is_ok())
+                .collect();
+            let count = packets.len() as u64;
+            match self.node.admit(packets, now).await {
+                Ok(a) => {
+                    self.received.fetch_add(count, Ordering::Relaxed);
+                    tracing::trace!(
+                        new = a.new,
+                        duplicates = a.duplicates,
+                        "stored packets from peers"
+                    );
+                }
+                Err(e) => tracing::warn!("could not store packets from peers: {e}"),
+            }
+        }
+    }
+
+    /// Announce newly stored packets to BuMP peers.
+    async fn relay_loop(self: Arc<Self>) {
+        let mut rx = self.node.subscribe();
+        loop {
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                ev = rx.recv() => ev,
+            };
+            let mut ids = Vec::new();
+            match first {
+                Ok(ev) => ids.push(ev.id),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "relay fell behind; re-announcing the whole inventory"
+                    );
+                    for p in self
+                        .peers_snapshot()
+                        .into_iter()
+                        .filter(|p| p.is_bump() && p.handshake_done())
+                    {
+                        self.catch_up(&p).await;
+                    }
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+            while ids.len() < MAX_INV {
+                match rx.try_recv() {
+                    Ok(ev) => ids.push(ev.id),
+                    Err(_) => break,
+                }
+            }
+            for p in self.peers_snapshot() {
+                if p.is_bump() && p.handshake_done() {
+                    p.announce(&ids);
+                }
+            }
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, addr) = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            if self
+                .addrbook
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_banned(&addr.ip(), unix_now_u64())
+            {
+                tracing::debug!(peer = %addr, "refused: banned");
+                continue;
+            }
+            let inbound = self.peers_snapshot().iter().filter(|p| !p.outbound).count();
+            if inbound >= self.cfg.max_inbound {
+                tracing::debug!(peer = %addr, "refused: inbound slots full");
+                continue;
+            }
+            tokio::spawn(peer::run(self.clone(), stream, addr, false));
+        }
+    }
+
+    async fn dial(self: Arc<Self>, addr: SocketAddr) {
+        self.addrbook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempted(addr, unix_now_u64());
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                self.dialing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&addr);
+                peer::run(self.clone(), stream, addr, true).await;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %addr, "connect failed: {e}");
+                self.addrbook
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failed(addr);
+                self.dialing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&addr);
+            }
+            Err(_) => {
+                tracing::debug!(peer = %addr, "connect timed out");
+                self.addrbook
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failed(addr);
+                self.dialing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&addr);
+            }
+        }
+    }
+
+    async fn resolve(target: &str, default_port: u16) -> Vec<SocketAddr> {
+        if let Ok(a) = target.parse::<SocketAddr>() {
+            return vec![a];
+        }
+        let with_port = if target.contains(':') {
+            target.to_string()
+        } else {
+            format!("{target}:{default_port}")
+        };
+        match tokio::net::lookup_host(with_port).await {
+            Ok(it) => it.collect(),
+            Err(e) => {
+                tracing::warn!("cannot resolve {target}: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Keep manual connections up and outbound slots filled.
+    async fn connect_loop(self: Arc<Self>) {
+        let default_port = crate::config::default_p2p_port(self.cfg.network);
+        let mut manual: Vec<SocketAddr> = Vec::new();
+        for t in self.cfg.connect.iter().chain(&self.cfg.addnode) {
+            manual.extend(Self::resolve(t, default_port).await);
+        }
+        {
+            let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+            for a in &manual {
+                book.add(*a, 0, "manual");
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = unix_now_u64();
+            let peers = self.peers_snapshot();
+            let mut busy: HashSet<SocketAddr> = peers
+                .iter()
+                .filter(|p| p.outbound)
+                .map(|p| p.addr)
+                .collect();
+            busy.extend(
+                self.dialing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .copied(),
+            );
+            let mut to_dial = Vec::new();
+            {
+                let book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+                for a in &manual {
+                    if !busy.contains(a) && book.may_dial(a, now) {
+                        to_dial.push(*a);
+                    }
+                }
+                if self.cfg.connect.is_empty() {
+                    let outbound_auto = peers
+                        .iter()
+                        .filter(|p| p.outbound && !manual.contains(&p.addr))
+                        .count();
+                    let free = self.cfg.max_outbound.saturating_sub(outbound_auto);
+                    let mut exclude = busy.clone();
+                    exclude.extend(manual.iter().copied());
+                    if let Some(me) = self.listen_addr() {
+                        exclude.insert(me);
+                    }
+                    to_dial.extend(
+                        book.candidates(now, NODE_BUMP, &exclude)
+                            .into_iter()
+                            .take(free),
+                    );
+                }
+            }
+            for a in to_dial {
+                if self
+                    .dialing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(a)
+                {
+                    tokio::spawn(self.clone().dial(a));
+                }
+            }
+        }
+    }
+
+    /// Periodic chores: expire stale requests, save the peer table, log catch-up progress.
+    async fn upkeep_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut saves = 0u32;
+        let mut last_received = 0u64;
+        loop {
+            let stop = tokio::select! {
+                _ = self.shutdown.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            let now = Instant::now();
+            let outstanding = {
+                let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+                req.retain(|_, (_, at)| now.duration_since(*at) < REQUEST_TIMEOUT);
+                req.len()
+            };
+            let received = self.received.load(Ordering::Relaxed);
+            if outstanding > 1000 {
+                tracing::info!(
+                    outstanding,
+                    received,
+                    rate = (received - last_received) / 5,
+                    "catching up: packets still to fetch from peers"
+                );
+            }
+            last_received = received;
+            saves += 1;
+            if stop || saves % 12 == 0 {
+                let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+                book.prune_bans(unix_now_u64());
+                if let Err(e) = book.save() {
+                    tracing::warn!("cannot save the peer table: {e}");
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    pub fn peer_rows(&self) -> Vec<PeerRow> {
+        let mut rows: Vec<PeerRow> = self
+            .peers_snapshot()
+            .iter()
+            .map(|p| {
+                let i = p.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                PeerRow {
+                    addr: p.addr.to_string(),
+                    inbound: !p.outbound,
+                    user_agent: i.user_agent,
+                    version: i.version,
+                    services: format!("{:016x}", i.services),
+                    bump: p.is_bump(),
+                    handshake_done: i.handshake_done,
+                    bytes_in: p.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: p.bytes_out.load(Ordering::Relaxed),
+                    packets_in: p.packets_in.load(Ordering::Relaxed),
+                    packets_out: p.packets_out.load(Ordering::Relaxed),
+                    score: p.score.load(Ordering::Relaxed),
+                    connected_secs: p.connected_at.elapsed().as_secs(),
+                    ping_ms: i.ping_ms,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.addr.cmp(&b.addr));
+        rows
+    }
+
+    pub fn sync_status(&self) -> SyncStatus {
+        let peers = self.peers_snapshot();
+        SyncStatus {
+            peers: peers.iter().filter(|p| p.handshake_done()).count(),
+            bump_peers: peers
+                .iter()
+                .filter(|p| p.handshake_done() && p.is_bump())
+                .count(),
+            requested: self.requested.lock().map(|r| r.len()).unwrap_or(0),
+            received: self.received.load(Ordering::Relaxed),
+            serving: peers.iter().map(|p| p.serve_backlog()).sum(),
+            listening: self.listen_addr().map(|a| a.to_string()),
+        }
+    }
+
+    /// Save the peer table now (at shutdown).
+    pub fn save_peers(&self) {
+        if let Err(e) = self
+            .addrbook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .save()
+        {
+            tracing::warn!("cannot save the peer table: {e}");
+        }
+    }
+
+    pub fn banned(&self) -> Vec<(std::net::IpAddr, u64)> {
+        self.addrbook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bans()
+    }
+}

@@ -23,6 +23,30 @@ pub fn netdir(datadir: &Path) -> PathBuf {
 }
 
 impl TestNode {
+    /// The P2P listen address (the node must have been started with `--listen`).
+    pub fn p2p(&self) -> String {
+        std::fs::read_to_string(netdir(&self.datadir).join("p2p.addr"))
+            .expect("node listens")
+            .trim()
+            .to_string()
+    }
+
+    /// Packets the node holds, from `bump status --json`.
+    pub fn packet_count(&self) -> u64 {
+        let out = self.ok(&["status", "--json"], None);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v["packets"].as_u64().unwrap()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.ok(&["status", "--json"], None)).unwrap()
+    }
+
+    pub fn peers(&self) -> Vec<serde_json::Value> {
+        serde_json::from_slice::<Vec<serde_json::Value>>(&self.ok(&["peers", "--json"], None))
+            .unwrap()
+    }
+
     /// Start a regtest node in `datadir` with extra `node` arguments.
     pub fn start(datadir: &Path, extra: &[&str]) -> TestNode {
         let addr_file = netdir(datadir).join("rpc.addr");
@@ -192,4 +216,18 @@ pub fn cookie_auth(datadir: &Path) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(cookie.trim())
     )
+}
+
+/// Poll `cond` every 50 ms until it holds or `secs` pass; returns whether it held.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

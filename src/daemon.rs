@@ -72,6 +72,48 @@ pub async fn run_until(
     settings: DaemonSettings,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
+    let running = start(settings, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    running.finish().await
+}
+
+/// A started node: its parts, for callers (tests, benchmarks, the demo) that drive it in-process.
+pub struct Running {
+    pub node: Arc<Node>,
+    pub overlay: Arc<Overlay>,
+    pub rpc_addr: std::net::SocketAddr,
+    handle: jsonrpsee::server::ServerHandle,
+    sweeper: tokio::task::JoinHandle<()>,
+    netdir: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    /// Stop everything started by [`start`] and flush the store.
+    pub async fn finish(self) -> Result<(), DaemonError> {
+        self.shutdown.cancel();
+        let _ = self.handle.stop();
+        self.handle.stopped().await;
+        let _ = self.sweeper.await;
+        self.overlay.save_peers();
+        let netdir = &self.netdir;
+        let _ = std::fs::remove_file(netdir.join(P2P_ADDR_FILE));
+        let _ = std::fs::remove_file(netdir.join(RPC_ADDR_FILE));
+        let _ = std::fs::remove_file(netdir.join(COOKIE_FILE));
+        let store = self.node.store();
+        store.durable().await.map_err(DaemonError::Flush)?;
+        store.flush_blocking().map_err(DaemonError::Flush)?;
+        tracing::info!(packets = store.len(), "store flushed; bye");
+        Ok(())
+    }
+}
+
+/// Start a node: store, P2P overlay, RPC server, sweeper. It runs until `shutdown` is
+/// cancelled; then call [`Running::finish`].
+pub async fn start(
+    settings: DaemonSettings,
+    shutdown: CancellationToken,
+) -> Result<Running, DaemonError> {
     let netdir = settings.netdir.clone();
     std::fs::create_dir_all(&netdir).map_err(|err| DaemonError::CreateDir {
         path: netdir.clone(),
@@ -152,18 +194,15 @@ pub async fn run_until(
         shutdown.clone(),
     ));
 
-    shutdown.cancelled().await;
-    let _ = handle.stop();
-    handle.stopped().await;
-    let _ = sweeper.await;
-    overlay.save_peers();
-    let _ = std::fs::remove_file(netdir.join(P2P_ADDR_FILE));
-    let _ = std::fs::remove_file(&addr_path);
-    let _ = std::fs::remove_file(&cookie_path);
-    store.durable().await.map_err(DaemonError::Flush)?;
-    store.flush_blocking().map_err(DaemonError::Flush)?;
-    tracing::info!(packets = store.len(), "store flushed; bye");
-    Ok(())
+    Ok(Running {
+        node,
+        overlay,
+        rpc_addr: addr,
+        handle,
+        sweeper,
+        netdir,
+        shutdown,
+    })
 }
 
 #[cfg(unix)]

@@ -2,18 +2,25 @@
 //!
 //! One [`Store`] owns the sled database; nothing else opens it. Trees (one per index):
 //!
-//! | tree        | key                         | value                       |
-//! |-------------|-----------------------------|-----------------------------|
-//! | `packets`   | packet id (32)              | seq (u64 BE) ‖ packet (1024)|
-//! | `by_tag`    | tag (20) ‖ seq (u64 BE)     | packet id (32)              |
-//! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32)          |
-//! | `meta`      | `format_version`            | u32 BE                      |
+//! | tree        | key                             | value                        |
+//! |-------------|---------------------------------|------------------------------|
+//! | `packets`   | packet id (32)                  | seq (u64 BE) ‖ packet (1024) |
+//! | `by_tag`    | tag (20) ‖ seq (u64 BE)         | packet id (32)               |
+//! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32) ‖ tag (20)    |
+//! | `meta`      | `format_version`                | u32 BE                       |
 //!
 //! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
-//! come back in arrival order. Inserting is idempotent (a known id is reported as a duplicate)
-//! and changes the three trees in one transaction. Inserts are not durable until
-//! [`Store::durable`] returns: it flushes with `flush_async`, and concurrent callers share one
-//! flush (group commit), which is what batches flushes under load.
+//! come back in arrival order.
+//!
+//! **No sled transactions or batches.** In sled 0.34 the first transaction or batch switches a
+//! process-wide lock on, after which a transaction can deadlock against sled's own flush
+//! threads (seen here under load). Consistency comes from write order instead: an insert
+//! writes the two index entries first and the `packets` entry last (the commit point); a
+//! delete removes the `packets` entry first. An index entry whose packet is missing, or whose
+//! seq differs from the packet's, is dangling: readers skip it and the sweeper removes it.
+//! Inserting is idempotent (a known id is reported as a duplicate). Inserts are not durable
+//! until [`Store::durable`] returns: it flushes on tokio's blocking pool, and concurrent callers share
+//! one flush (group commit), which is what batches flushes under load.
 //!
 //! Quota: at most `max_packets` packets. When full, expired packets are swept first; unexpired
 //! packets are never evicted (every node is meant to hold the same set), so if none has
@@ -21,18 +28,17 @@
 
 use crate::packet::{Packet, PacketId, PACKET_LEN};
 use crate::tag::{Tag, TAG_LEN};
-use sled::Transactional;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// Version of the on-disk layout described above.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Default quota: 1,048,576 packets (1 GiB of packet data).
 pub const DEFAULT_MAX_PACKETS: u64 = 1 << 20;
-/// Most packets written in one sled transaction.
-pub const TX_BATCH: usize = 1000;
+/// Most expired packets the sweeper handles per pass over the index.
+pub const SWEEP_BATCH: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,16 +94,6 @@ pub struct Store {
     /// Highest generation known to be on disk.
     flushed: watch::Sender<u64>,
     flush_lock: tokio::sync::Mutex<()>,
-}
-
-type TxError = sled::transaction::ConflictableTransactionError<StoreError>;
-
-fn tx_result<T>(r: sled::transaction::TransactionResult<T, StoreError>) -> Result<T, StoreError> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(sled::transaction::TransactionError::Abort(e)) => Err(e),
-        Err(sled::transaction::TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-    }
 }
 
 fn tag_key(tag: &Tag, seq: u64) -> [u8; TAG_LEN + 8] {
@@ -195,107 +191,44 @@ impl Store {
             .map(|mut v| v.remove(0))
     }
 
-    /// Insert several packets under one lock and in one transaction per batch of up to
-    /// [`TX_BATCH`] packets. Stops at the first error; batches before it stay inserted.
+    /// Insert several packets under one lock. Stops at the first error; packets before it stay
+    /// inserted.
     pub fn insert_many(&self, packets: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(packets.len());
-        for chunk in packets.chunks(TX_BATCH) {
-            out.extend(self.insert_chunk_locked(chunk, now)?);
-        }
-        Ok(out)
+        // Count a write generation even on error: what went in before it must be flushable.
+        self.written.fetch_add(1, Ordering::SeqCst);
+        packets.iter().map(|p| self.insert_locked(p, now)).collect()
     }
 
-    fn insert_chunk_locked(&self, chunk: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
-        let encoded: Vec<(PacketId, [u8; PACKET_LEN])> = chunk
-            .iter()
-            .map(|p| {
-                let bytes = p.encode();
-                (PacketId::of_bytes(&bytes), bytes)
-            })
-            .collect();
-        if chunk.len() as u64 > self.max_packets.saturating_sub(self.len()) {
-            return self.insert_near_quota_locked(chunk, &encoded, now);
+    fn insert_locked(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {
+        let bytes = packet.encode();
+        let id = PacketId::of_bytes(&bytes);
+        if self.packets.contains_key(id.0)? {
+            return Ok(Inserted::Duplicate);
         }
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (packet, (id, bytes)) in chunk.iter().zip(&encoded) {
-            // Sequence numbers start at 1 so that "after 0" means "from the start".
-            let seq = self.db.generate_id()? + 1;
-            let mut value = Vec::with_capacity(8 + PACKET_LEN);
-            value.extend_from_slice(&seq.to_be_bytes());
-            value.extend_from_slice(bytes);
-            rows.push((
-                seq,
-                *id,
-                value,
-                tag_key(&packet.tag, seq),
-                expiry_key(packet.expires, seq),
-            ));
-        }
-        // No lookup before writing: `insert` hands back a previous value, which marks a
-        // duplicate; that value is put back and the indexes are left alone.
-        let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
-            let mut out = Vec::with_capacity(rows.len());
-            for (seq, id, value, tkey, ekey) in &rows {
-                match p.insert(&id.0[..], value.as_slice())? {
-                    Some(old) => {
-                        p.insert(&id.0[..], old)?;
-                        out.push(Inserted::Duplicate);
-                    }
-                    None => {
-                        t.insert(&tkey[..], &id.0[..])?;
-                        e.insert(&ekey[..], &id.0[..])?;
-                        out.push(Inserted::New(*seq));
-                    }
-                }
-            }
-            Ok::<_, TxError>(out)
-        });
-        let out = tx_result(r)?;
-        let new = out.iter().filter(|r| matches!(r, Inserted::New(_))).count() as u64;
-        if new > 0 {
-            self.count.fetch_add(new, Ordering::Relaxed);
-            self.written.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(out)
-    }
-
-    /// The slow path when a chunk may not fit: count exactly what is new, sweep expired
-    /// packets if needed, store what fits in order, and report the store full if not all did.
-    fn insert_near_quota_locked(
-        &self,
-        chunk: &[Packet],
-        encoded: &[(PacketId, [u8; PACKET_LEN])],
-        now: u32,
-    ) -> Result<Vec<Inserted>, StoreError> {
-        let mut seen = std::collections::HashSet::new();
-        let mut fresh = Vec::new();
-        for (i, (id, _)) in encoded.iter().enumerate() {
-            if seen.insert(*id) && !self.packets.contains_key(id.0)? {
-                fresh.push(i);
-            }
-        }
-        let mut room = self.max_packets.saturating_sub(self.len()) as usize;
-        if fresh.len() > room {
+        if self.len() >= self.max_packets {
             self.sweep_expired_locked(now)?;
-            room = self.max_packets.saturating_sub(self.len()) as usize;
-        }
-        if fresh.len() > room {
-            if room > 0 {
-                let fits: Vec<Packet> = fresh[..room].iter().map(|&i| chunk[i].clone()).collect();
-                self.insert_chunk_locked(&fits, now)?;
+            if self.len() >= self.max_packets {
+                return Err(StoreError::Full {
+                    max: self.max_packets,
+                });
             }
-            return Err(StoreError::Full {
-                max: self.max_packets,
-            });
         }
-        let fresh_packets: Vec<Packet> = fresh.iter().map(|&i| chunk[i].clone()).collect();
-        let inserted = self.insert_chunk_locked(&fresh_packets, now)?;
-        let mut out = vec![Inserted::Duplicate; chunk.len()];
-        for (&i, r) in fresh.iter().zip(inserted) {
-            out[i] = r;
-        }
-        Ok(out)
+        // Sequence numbers start at 1 so that "after 0" means "from the start".
+        let seq = self.db.generate_id()? + 1;
+        let mut expiry_value = [0u8; 32 + TAG_LEN];
+        expiry_value[..32].copy_from_slice(&id.0);
+        expiry_value[32..].copy_from_slice(&packet.tag.0);
+        self.by_tag.insert(tag_key(&packet.tag, seq), &id.0[..])?;
+        self.by_expiry
+            .insert(expiry_key(packet.expires, seq), &expiry_value[..])?;
+        let mut value = Vec::with_capacity(8 + PACKET_LEN);
+        value.extend_from_slice(&seq.to_be_bytes());
+        value.extend_from_slice(&bytes);
+        // The commit point: from here on the packet exists.
+        self.packets.insert(&id.0[..], value)?;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(Inserted::New(seq))
     }
 
     /// Wait until every insert made before this call is on disk. Concurrent callers share
@@ -312,7 +245,14 @@ impl Store {
                 return Ok(());
             }
             let upto = self.written.load(Ordering::SeqCst);
-            self.db.flush_async().await?;
+            // Not `flush_async`: that parks a thread of sled's small I/O pool, which the flush
+            // itself needs for buffer writes; with several stores in one process (demo,
+            // tests, benchmarks) the pool runs dry and flushes hang. A blocking flush on
+            // tokio's blocking pool never occupies a runtime worker nor sled's pool.
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|_| StoreError::Corrupt("flush task panicked"))??;
             self.flushed.send_modify(|v| *v = (*v).max(upto));
         }
     }
@@ -345,14 +285,20 @@ impl Store {
             if out.len() >= limit {
                 break;
             }
-            let (_k, id) = item?;
+            let (k, id) = item?;
             let id: [u8; 32] = id
                 .as_ref()
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("tag index"))?;
-            // A packet swept between the index read and this get is simply skipped.
-            if let Some(entry) = self.get(&PacketId(id))? {
-                out.push(entry);
+            let seq = u64::from_be_bytes(
+                k[TAG_LEN..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("tag key"))?,
+            );
+            // Dangling entries (packet swept, or an insert cut short by a crash) are skipped.
+            match self.get(&PacketId(id))? {
+                Some(entry) if entry.0 == seq => out.push(entry),
+                _ => {}
             }
         }
         Ok(out)
@@ -383,42 +329,38 @@ impl Store {
             let entries: Vec<(sled::IVec, sled::IVec)> = self
                 .by_expiry
                 .range(..=&end[..])
-                .take(TX_BATCH)
+                .take(SWEEP_BATCH)
                 .collect::<Result<_, _>>()?;
             if entries.is_empty() {
                 break;
             }
-            let mut doomed = Vec::with_capacity(entries.len());
-            for (ekey, id) in &entries {
-                let id: [u8; 32] = id
-                    .as_ref()
+            for (ekey, v) in &entries {
+                if ekey.len() != 12 || v.len() != 32 + TAG_LEN {
+                    return Err(StoreError::Corrupt("expiry index"));
+                }
+                let seq = u64::from_be_bytes(
+                    ekey[4..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("expiry key"))?,
+                );
+                let id: [u8; 32] = v[..32]
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("expiry index"))?;
-                // An index entry without its packet is removed alone.
-                let tkey = match self.packets.get(id)? {
-                    Some(v) => {
-                        let (seq, packet) = decode_entry(&v)?;
-                        Some(tag_key(&packet.tag, seq))
-                    }
-                    None => None,
-                };
-                doomed.push((ekey.clone(), id, tkey));
-            }
-            let r = (&self.packets, &self.by_tag, &self.by_expiry).transaction(|(p, t, e)| {
-                let mut n = 0;
-                for (ekey, id, tkey) in &doomed {
-                    e.remove(ekey)?;
-                    if let Some(tkey) = tkey {
-                        p.remove(&id[..])?;
-                        t.remove(&tkey[..])?;
-                        n += 1;
+                let tag = Tag(v[32..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("expiry index"))?);
+                // Delete the packet first (only if this entry is really its own), then indexes.
+                if let Some(entry) = self.packets.get(id)? {
+                    let (packet_seq, _) = decode_entry(&entry)?;
+                    if packet_seq == seq {
+                        self.packets.remove(id)?;
+                        self.count.fetch_sub(1, Ordering::Relaxed);
+                        removed += 1;
                     }
                 }
-                Ok::<_, TxError>(n)
-            });
-            let n = tx_result(r)?;
-            removed += n;
-            self.count.fetch_sub(n as u64, Ordering::Relaxed);
+                self.by_tag.remove(tag_key(&tag, seq))?;
+                self.by_expiry.remove(ekey)?;
+            }
         }
         if removed > 0 {
             self.written.fetch_add(1, Ordering::SeqCst);
@@ -567,6 +509,39 @@ mod tests {
         assert_eq!(s2.len(), 2);
         assert!(s2.contains(&pkt(2, 50, 2).id()).unwrap());
         assert!(!s2.contains(&pkt(2, 50, 3).id()).unwrap());
+    }
+
+    #[test]
+    fn dangling_index_entries_are_skipped_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 100);
+        let a = pkt(1, 50, 1);
+        s.insert(&a, 0).unwrap();
+        // What a crash between the index writes and the commit point leaves behind: index
+        // entries for seq 99 with no packet, and a stale entry naming `a` with a wrong seq.
+        let ghost = pkt(1, 40, 2);
+        let mut v = [0u8; 52];
+        v[..32].copy_from_slice(&ghost.id().0);
+        v[32..].copy_from_slice(&ghost.tag.0);
+        s.by_tag
+            .insert(tag_key(&ghost.tag, 99), &ghost.id().0[..])
+            .unwrap();
+        s.by_expiry.insert(expiry_key(40, 99), &v[..]).unwrap();
+        s.by_tag.insert(tag_key(&a.tag, 98), &a.id().0[..]).unwrap();
+        let got: Vec<Packet> = s
+            .by_tag(&Tag([1; 20]), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(got, vec![a.clone()], "dangling entries are invisible");
+        // Sweeping past 40 removes the ghost's entries and leaves `a` alone.
+        assert_eq!(s.sweep_expired(45).unwrap(), 0);
+        assert_eq!(s.by_expiry.len(), 1);
+        assert_eq!(s.len(), 1);
+        // The ghost can now be inserted for real.
+        assert!(matches!(s.insert(&ghost, 0).unwrap(), Inserted::New(_)));
+        assert_eq!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().len(), 2);
     }
 
     #[test]

@@ -537,37 +537,21 @@ impl Overlay {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .attempted(addr, unix_now_u64());
-        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                self.dialing
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&addr);
-                peer::run(self.clone(), stream, addr, true).await;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %addr, "connect failed: {e}");
-                self.addrbook
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failed(addr);
-                self.dialing
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&addr);
-            }
-            Err(_) => {
-                tracing::debug!(peer = %addr, "connect timed out");
-                self.addrbook
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failed(addr);
-                self.dialing
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&addr);
-            }
-        }
+        let result = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await;
+        self.dialing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
+        let err = match result {
+            Ok(Ok(stream)) => return peer::run(self.clone(), stream, addr, true).await,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        tracing::debug!(peer = %addr, "connect failed: {err}");
+        self.addrbook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed(addr);
     }
 
     async fn resolve(target: &str, default_port: u16) -> Vec<SocketAddr> {

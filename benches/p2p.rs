@@ -52,6 +52,14 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
         .expect("node starts")
 }
 
+/// sled page cache per node, MiB (`BUMP_BENCH_CACHE_MB`, default: the node's default, 64).
+fn cache_mb() -> u64 {
+    std::env::var("BUMP_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
 fn p2p_addr(r: &Running) -> String {
     r.overlay.listen_addr().unwrap().to_string()
 }
@@ -307,6 +315,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        if std::env::var_os("BUMP_BENCH_ONLY_RELAY").is_some() {
+            return relay_throughput(if full { 100_000 } else { 2_000 }).await;
+        }
         relay_throughput(if full { 100_000 } else { 2_000 }).await;
         flood_latency(20, if full { 200 } else { 20 }).await;
         if full {

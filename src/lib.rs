@@ -13,6 +13,7 @@ pub mod node;
 pub mod p2p;
 pub mod packet;
 pub mod rpc;
+pub mod segments;
 pub mod store;
 pub mod tag;
 

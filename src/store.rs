@@ -4,13 +4,15 @@
 //!
 //! | tree        | key                             | value                        |
 //! |-------------|---------------------------------|------------------------------|
-//! | `packets`   | packet id (32)                  | seq (u64 BE) ‖ packet (1024) |
+//! | `packets`   | packet id (32)                  | seq (u64 BE) ‖ hour (u32 BE) ‖ offset (u64 BE) |
 //! | `by_tag`    | tag (20) ‖ seq (u64 BE)         | packet id (32)               |
 //! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32) ‖ tag (20)    |
 //! | `meta`      | `format_version`                | u32 BE                       |
 //!
 //! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
-//! come back in arrival order.
+//! come back in arrival order. The packet bytes themselves live in append-only segment files,
+//! one per expiry hour ([`crate::segments`]); sled holds only small index entries, which keeps it
+//! fast and its size on disk small. Every read checks that the bytes hash to the id.
 //!
 //! **No sled transactions or batches.** In sled 0.34 the first transaction or batch switches a
 //! process-wide lock on, after which a transaction can deadlock against sled's own flush
@@ -26,15 +28,16 @@
 //! packets are never evicted (every node is meant to hold the same set), so if none has
 //! expired the insert fails with [`StoreError::Full`].
 
-use crate::packet::{Packet, PacketId, PACKET_LEN};
+use crate::packet::{Packet, PacketId};
+use crate::segments::{Location, Segments};
 use crate::tag::{Tag, TAG_LEN};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// Version of the on-disk layout described above.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Default quota: 1,048,576 packets (1 GiB of packet data).
 pub const DEFAULT_MAX_PACKETS: u64 = 1 << 20;
 /// Most expired packets the sweeper handles per pass over the index.
@@ -50,6 +53,8 @@ pub enum StoreError {
         "store format version {found} is not supported (this build reads version {FORMAT_VERSION})"
     )]
     FormatVersion { found: u32 },
+    #[error("segment file: {0}")]
+    Io(#[from] std::io::Error),
     #[error("corrupt store entry: {0}")]
     Corrupt(&'static str),
 }
@@ -82,6 +87,7 @@ impl Default for StoreConfig {
 
 pub struct Store {
     db: sled::Db,
+    segments: Arc<Segments>,
     packets: sled::Tree,
     by_tag: sled::Tree,
     by_expiry: sled::Tree,
@@ -112,13 +118,25 @@ fn expiry_key(expires: u32, seq: u64) -> [u8; 12] {
     k
 }
 
-fn decode_entry(v: &[u8]) -> Result<(u64, Packet), StoreError> {
-    if v.len() != 8 + PACKET_LEN {
+const ENTRY_LEN: usize = 8 + 4 + 8;
+
+fn encode_entry(seq: u64, loc: Location) -> [u8; ENTRY_LEN] {
+    let mut v = [0u8; ENTRY_LEN];
+    v[..8].copy_from_slice(&seq.to_be_bytes());
+    v[8..12].copy_from_slice(&loc.hour.to_be_bytes());
+    v[12..].copy_from_slice(&loc.offset.to_be_bytes());
+    v
+}
+
+fn decode_entry(v: &[u8]) -> Result<(u64, Location), StoreError> {
+    if v.len() != ENTRY_LEN {
         return Err(StoreError::Corrupt("packet entry has the wrong length"));
     }
-    let seq = u64::from_be_bytes(v[..8].try_into().map_err(|_| StoreError::Corrupt("seq"))?);
-    let p = Packet::decode(&v[8..]).map_err(|_| StoreError::Corrupt("packet bytes"))?;
-    Ok((seq, p))
+    let bad = |_| StoreError::Corrupt("packet entry");
+    let seq = u64::from_be_bytes(v[..8].try_into().map_err(bad)?);
+    let hour = u32::from_be_bytes(v[8..12].try_into().map_err(bad)?);
+    let offset = u64::from_be_bytes(v[12..].try_into().map_err(bad)?);
+    Ok((seq, Location { hour, offset }))
 }
 
 impl Store {
@@ -147,12 +165,14 @@ impl Store {
             }
         }
         let packets = db.open_tree("packets")?;
+        let segments = Arc::new(Segments::open(&path.join("segments"))?);
         let count = packets.len() as u64;
         Ok(Store {
             by_tag: db.open_tree("by_tag")?,
             by_expiry: db.open_tree("by_expiry")?,
             packets,
             db,
+            segments,
             count: AtomicU64::new(count),
             max_packets: cfg.max_packets,
             write_lock: Mutex::new(()),
@@ -175,9 +195,9 @@ impl Store {
         self.max_packets
     }
 
-    /// Bytes sled uses on disk.
+    /// Bytes used on disk: sled's index plus the segment files.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.segments.size_on_disk()
     }
 
     pub fn contains(&self, id: &PacketId) -> Result<bool, StoreError> {
@@ -222,11 +242,10 @@ impl Store {
         self.by_tag.insert(tag_key(&packet.tag, seq), &id.0[..])?;
         self.by_expiry
             .insert(expiry_key(packet.expires, seq), &expiry_value[..])?;
-        let mut value = Vec::with_capacity(8 + PACKET_LEN);
-        value.extend_from_slice(&seq.to_be_bytes());
-        value.extend_from_slice(&bytes);
+        let loc = self.segments.append(packet.expires, &bytes)?;
         // The commit point: from here on the packet exists.
-        self.packets.insert(&id.0[..], value)?;
+        self.packets
+            .insert(&id.0[..], &encode_entry(seq, loc)[..])?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(Inserted::New(seq))
     }
@@ -249,25 +268,50 @@ impl Store {
             // itself needs for buffer writes; with several stores in one process (demo,
             // tests, benchmarks) the pool runs dry and flushes hang. A blocking flush on
             // tokio's blocking pool never occupies a runtime worker nor sled's pool.
-            let db = self.db.clone();
-            tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(|_| StoreError::Corrupt("flush task panicked"))??;
+            let (db, segments) = (self.db.clone(), self.segments.clone());
+            // Packet bytes first, then the index that points at them.
+            tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+                segments.sync()?;
+                db.flush()?;
+                Ok(())
+            })
+            .await
+            .map_err(|_| StoreError::Corrupt("flush task panicked"))??;
             self.flushed.send_modify(|v| *v = (*v).max(upto));
         }
     }
 
     /// Blocking flush, for shutdown paths outside the runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.segments.sync()?;
         self.db.flush()?;
         Ok(())
     }
 
     /// Look up one packet with its arrival sequence number.
     pub fn get(&self, id: &PacketId) -> Result<Option<(u64, Packet)>, StoreError> {
-        match self.packets.get(id.0)? {
-            Some(v) => Ok(Some(decode_entry(&v)?)),
-            None => Ok(None),
+        let Some(v) = self.packets.get(id.0)? else {
+            return Ok(None);
+        };
+        let (seq, loc) = decode_entry(&v)?;
+        // Bytes that do not hash to the id (a write torn by an OS crash, a deleted segment)
+        // count as missing.
+        match self.segments.read(loc) {
+            Ok(bytes) if PacketId::of_bytes(&bytes) == *id => {
+                let p = Packet::decode(&bytes).map_err(|_| StoreError::Corrupt("packet bytes"))?;
+                Ok(Some((seq, p)))
+            }
+            Ok(_) => {
+                tracing::warn!("packet bytes on disk do not match their id; treating as missing");
+                Ok(None)
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -365,6 +409,7 @@ impl Store {
         if removed > 0 {
             self.written.fetch_add(1, Ordering::SeqCst);
         }
+        self.segments.remove_expired(now)?;
         Ok(removed)
     }
 }
@@ -500,7 +545,8 @@ mod tests {
         assert_eq!(got, vec![a.clone(), b]);
         assert_eq!(s.get(&a.id()).unwrap().unwrap().0, 1);
         // Near the quota the exact path stores what fits, in order.
-        let s2 = open(tempfile::tempdir().unwrap().path(), 2);
+        let dir2 = tempfile::tempdir().unwrap();
+        let s2 = open(dir2.path(), 2);
         let batch = [pkt(2, 50, 1), pkt(2, 50, 1), pkt(2, 50, 2), pkt(2, 50, 3)];
         assert!(matches!(
             s2.insert_many(&batch, 0),
@@ -542,6 +588,25 @@ mod tests {
         // The ghost can now be inserted for real.
         assert!(matches!(s.insert(&ghost, 0).unwrap(), Inserted::New(_)));
         assert_eq!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_do_not_match_their_id_read_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), 100);
+        let a = pkt(1, 7200, 1);
+        s.insert(&a, 0).unwrap();
+        s.durable().await.unwrap();
+        // Flip one byte of the packet on disk (what a torn write after an OS crash looks like).
+        let seg = dir.path().join("segments").join("2.seg");
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[500] ^= 0xff;
+        std::fs::write(&seg, bytes).unwrap();
+        assert!(s.get(&a.id()).unwrap().is_none());
+        assert!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().is_empty());
+        // Expiry deletes the whole segment file.
+        assert_eq!(s.sweep_expired(7200).unwrap(), 1);
+        assert!(!seg.exists());
     }
 
     #[test]

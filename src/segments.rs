@@ -1,0 +1,210 @@
+//! Packet bytes on disk: append-only segment files, one per expiry hour.
+//!
+//! A packet whose `expires` falls in hour `h` (`expires / 3600`) is appended to
+//! `<dir>/<h>.seg`; its location is (h, byte offset). Segments are never rewritten: once every
+//! packet in hour `h` has expired the whole file is deleted, so expiry needs no compaction and
+//! the disk holds 1024 bytes per packet. The index that says which packets exist lives in sled
+//! ([`crate::store`]); a segment may hold bytes no index entry points to (an insert cut short by
+//! a crash), which are simply never read.
+//!
+//! On open, a file whose length is not a multiple of 1024 (a torn append) is truncated to the
+//! last whole packet.
+
+use crate::packet::PACKET_LEN;
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Seconds per segment.
+pub const SEGMENT_SECS: u32 = 3600;
+
+/// Where a packet's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub hour: u32,
+    pub offset: u64,
+}
+
+struct Segment {
+    file: Arc<File>,
+    len: u64,
+}
+
+pub struct Segments {
+    dir: PathBuf,
+    open: Mutex<HashMap<u32, Segment>>,
+    dirty: Mutex<HashSet<u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Segments {
+    pub fn open(dir: &Path) -> std::io::Result<Segments> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Segments {
+            dir: dir.to_path_buf(),
+            open: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn path(&self, hour: u32) -> PathBuf {
+        self.dir.join(format!("{hour}.seg"))
+    }
+
+    fn segment(
+        &self,
+        map: &mut HashMap<u32, Segment>,
+        hour: u32,
+    ) -> std::io::Result<(Arc<File>, u64)> {
+        if let Some(s) = map.get(&hour) {
+            return Ok((s.file.clone(), s.len));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.path(hour))?;
+        let mut len = file.metadata()?.len();
+        if len % PACKET_LEN as u64 != 0 {
+            len -= len % PACKET_LEN as u64;
+            file.set_len(len)?;
+        }
+        let file = Arc::new(file);
+        map.insert(
+            hour,
+            Segment {
+                file: file.clone(),
+                len,
+            },
+        );
+        Ok((file, len))
+    }
+
+    /// Append a packet expiring at `expires`; returns where it went. Not durable until
+    /// [`Segments::sync`].
+    pub fn append(&self, expires: u32, bytes: &[u8; PACKET_LEN]) -> std::io::Result<Location> {
+        let hour = expires / SEGMENT_SECS;
+        let mut map = lock(&self.open);
+        let (file, offset) = self.segment(&mut map, hour)?;
+        file.write_all_at(bytes, offset)?;
+        if let Some(s) = map.get_mut(&hour) {
+            s.len = offset + PACKET_LEN as u64;
+        }
+        drop(map);
+        lock(&self.dirty).insert(hour);
+        Ok(Location { hour, offset })
+    }
+
+    /// Read the packet bytes at `loc` (the caller checks they hash to the id it expects).
+    pub fn read(&self, loc: Location) -> std::io::Result<[u8; PACKET_LEN]> {
+        let file = {
+            let mut map = lock(&self.open);
+            if !map.contains_key(&loc.hour) && !self.path(loc.hour).exists() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "segment deleted",
+                ));
+            }
+            self.segment(&mut map, loc.hour)?.0
+        };
+        let mut out = [0u8; PACKET_LEN];
+        file.read_exact_at(&mut out, loc.offset)?;
+        Ok(out)
+    }
+
+    /// fsync every segment appended to since the last sync.
+    pub fn sync(&self) -> std::io::Result<()> {
+        let dirty: Vec<u32> = lock(&self.dirty).drain().collect();
+        for hour in dirty {
+            let file = lock(&self.open).get(&hour).map(|s| s.file.clone());
+            if let Some(f) = file {
+                if let Err(e) = f.sync_data() {
+                    lock(&self.dirty).insert(hour);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete the segments whose every packet has expired by `now` (hour `h` holds expiries
+    /// up to `(h + 1) * 3600 - 1`). Returns how many files were removed.
+    pub fn remove_expired(&self, now: u32) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let hour = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|h| h.parse::<u32>().ok());
+            let Some(hour) = hour else { continue };
+            if (hour as u64 + 1) * SEGMENT_SECS as u64 <= now as u64 + 1 {
+                lock(&self.open).remove(&hour);
+                lock(&self.dirty).remove(&hour);
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Bytes used by segment files.
+    pub fn size_on_disk(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|it| {
+                it.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_sync_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        let a = s.append(3600 * 5 + 10, &[1; PACKET_LEN]).unwrap();
+        let b = s.append(3600 * 5 + 20, &[2; PACKET_LEN]).unwrap();
+        let c = s.append(3600 * 6, &[3; PACKET_LEN]).unwrap();
+        assert_eq!(
+            (a.hour, a.offset, b.offset, c.hour, c.offset),
+            (5, 0, 1024, 6, 0)
+        );
+        s.sync().unwrap();
+        assert_eq!(s.read(b).unwrap(), [2; PACKET_LEN]);
+        assert_eq!(s.size_on_disk(), 3 * 1024);
+        // At 6*3600-1 every expiry of hour 5 (≤ 6*3600-1) has passed.
+        assert_eq!(s.remove_expired(3600 * 6 - 2).unwrap(), 0);
+        assert_eq!(s.remove_expired(3600 * 6 - 1).unwrap(), 1);
+        assert!(s.read(a).is_err());
+        assert_eq!(s.read(c).unwrap(), [3; PACKET_LEN]);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Segments::open(dir.path()).unwrap();
+            s.append(7200, &[9; PACKET_LEN]).unwrap();
+        }
+        let p = dir.path().join("2.seg");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, &[7; 100]).unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        let loc = s.append(7200, &[8; PACKET_LEN]).unwrap();
+        assert_eq!(loc.offset, 1024, "the torn 100 bytes were cut off");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 2048);
+    }
+}

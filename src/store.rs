@@ -606,6 +606,8 @@ mod tests {
         assert!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().is_empty());
         // Expiry deletes the whole segment file.
         assert_eq!(s.sweep_expired(7200).unwrap(), 1);
+        assert!(seg.exists(), "hour 2 still holds expiries up to 10799");
+        assert_eq!(s.sweep_expired(3 * 3600 - 1).unwrap(), 0);
         assert!(!seg.exists());
     }
 

@@ -427,6 +427,15 @@ mod tests {
         }
     }
 
+    /// Packets under tag [1; 20] after `after`, in arrival order.
+    fn tag1(s: &Store, after: u64) -> Vec<Packet> {
+        s.by_tag(&Tag([1; 20]), after, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.1)
+            .collect()
+    }
+
     fn open(dir: &Path, max: u64) -> Store {
         Store::open(
             dir,
@@ -451,20 +460,10 @@ mod tests {
         assert_eq!(s.insert(&a, 0).unwrap(), Inserted::Duplicate);
         s.durable().await.unwrap();
         assert_eq!(s.len(), 3);
-        let got: Vec<Packet> = s
-            .by_tag(&Tag([1; 20]), 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.1)
-            .collect();
+        let got: Vec<Packet> = tag1(&s, 0);
         assert_eq!(got, vec![a.clone(), b.clone()]);
         let (seq_a, _) = s.get(&a.id()).unwrap().unwrap();
-        let after: Vec<Packet> = s
-            .by_tag(&Tag([1; 20]), seq_a, 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.1)
-            .collect();
+        let after: Vec<Packet> = tag1(&s, seq_a);
         assert_eq!(after, vec![b]);
         assert_eq!(s.ids().count(), 3);
     }
@@ -536,12 +535,7 @@ mod tests {
         assert_eq!(&r[1..], &[Inserted::Duplicate, Inserted::Duplicate]);
         assert_eq!(s.len(), 2);
         // The duplicate did not disturb the original's entry or the tag index.
-        let got: Vec<Packet> = s
-            .by_tag(&Tag([1; 20]), 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.1)
-            .collect();
+        let got: Vec<Packet> = tag1(&s, 0);
         assert_eq!(got, vec![a.clone(), b]);
         assert_eq!(s.get(&a.id()).unwrap().unwrap().0, 1);
         // Near the quota the exact path stores what fits, in order.
@@ -574,12 +568,7 @@ mod tests {
             .unwrap();
         s.by_expiry.insert(expiry_key(40, 99), &v[..]).unwrap();
         s.by_tag.insert(tag_key(&a.tag, 98), &a.id().0[..]).unwrap();
-        let got: Vec<Packet> = s
-            .by_tag(&Tag([1; 20]), 0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.1)
-            .collect();
+        let got: Vec<Packet> = tag1(&s, 0);
         assert_eq!(got, vec![a.clone()], "dangling entries are invisible");
         // Sweeping past 40 removes the ghost's entries and leaves `a` alone.
         assert_eq!(s.sweep_expired(45).unwrap(), 0);

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod message;
 pub mod node;
+pub mod onion;
 pub mod p2p;
 pub mod packet;
 pub mod rpc;

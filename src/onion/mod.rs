@@ -131,7 +131,8 @@ fn framed_len(payload: &[u8]) -> usize {
     v.len() + payload.len() + HMAC_LEN
 }
 
-/// Build an onion for `hops` carrying `payloads` (one per hop, without length prefix).
+/// Build an onion for `hops` carrying `payloads` (one per hop, without length prefix), every
+/// layer authenticated with the same associated data (as Lightning does).
 pub fn create(
     session_key: &SecretKey,
     hops: &[PublicKey],
@@ -139,7 +140,19 @@ pub fn create(
     associated: &[u8],
     area: usize,
 ) -> Result<Vec<u8>, OnionError> {
-    if hops.is_empty() || hops.len() != payloads.len() {
+    let ads = vec![associated; hops.len()];
+    create_with_ad(session_key, hops, payloads, &ads, area)
+}
+
+/// Like [`create`], with associated data per hop: layer `i` is checked against `ads[i]`.
+pub fn create_with_ad(
+    session_key: &SecretKey,
+    hops: &[PublicKey],
+    payloads: &[Vec<u8>],
+    ads: &[&[u8]],
+    area: usize,
+) -> Result<Vec<u8>, OnionError> {
+    if hops.is_empty() || hops.len() != payloads.len() || ads.len() != hops.len() {
         return Err(OnionError::HopCount);
     }
     let need: usize = payloads.iter().map(|p| framed_len(p)).sum();
@@ -183,7 +196,7 @@ pub fn create(
         if i == hops.len() - 1 {
             buf[area - filler.len()..].copy_from_slice(&filler);
         }
-        next_hmac = layer_hmac(&derive_key(b"mu", &secrets[i]), &buf, associated);
+        next_hmac = layer_hmac(&derive_key(b"mu", &secrets[i]), &buf, ads[i]);
     }
     let mut out = Vec::with_capacity(area + OVERHEAD);
     out.push(VERSION);
@@ -262,6 +275,8 @@ pub fn peel(
         next,
     })
 }
+
+pub mod bump;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod daemon;
 pub mod message;
+pub mod mix;
 pub mod node;
 pub mod onion;
 pub mod p2p;

@@ -182,6 +182,17 @@ impl Store {
         })
     }
 
+    /// Another component's tree in the same database (sled allows one process per database),
+    /// e.g. the mix pool and replay cache. Its writes are covered by [`Store::durable`].
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(format!("ext/{name}"))?)
+    }
+
+    /// Count a write made through [`Store::tree`] so the next [`Store::durable`] flushes it.
+    pub fn note_write(&self) {
+        self.written.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Number of packets held.
     pub fn len(&self) -> u64 {
         self.count.load(Ordering::Relaxed)

@@ -1,0 +1,371 @@
+//! The Tau pool: where a mix holds peeled packets until the sender's Tau values are met.
+//!
+//! A message that entered as the pool's `a`-th entry with minimum crowd `k` and minimum delay
+//! `d` leaves when **both** hold: at least `k` other messages have entered since (the entry
+//! counter has reached `a + k`), and `d` seconds have passed since it entered. Only packets that
+//! passed the HMAC (and postage, where required) ever enter, so only they count toward a crowd.
+//!
+//! In memory each message sits in exactly one of two ordered indexes: `waiting_crowd` keyed by
+//! `a + k`, then, once the counter passes that, `waiting_time` keyed by its due time. Each move
+//! is O(log n). Messages due at the same time leave in random order.
+//!
+//! On disk (sled tree `ext/mixpool`): key = outgoing packet id (32), value = entry number
+//! (u64 BE) ‖ crowd (u64 BE) ‖ due unix time (u64 BE) ‖ outgoing packet (1024); the key
+//! `counter` holds the entry counter. A restarted pool rebuilds its indexes from disk, so
+//! nothing held is lost and nothing is released early. The caller removes an entry only after
+//! the released packet is durably stored; if it crashes in between, the packet is released
+//! again and the store's dedupe by packet id keeps delivery exactly-once.
+
+use crate::packet::{Packet, PacketId, PACKET_LEN};
+use crate::store::{Store, StoreError};
+use rand::seq::SliceRandom;
+use std::collections::{BTreeMap, HashMap};
+
+const COUNTER_KEY: &[u8] = b"counter";
+const VALUE_LEN: usize = 24 + PACKET_LEN;
+
+/// Mix policy caps.
+#[derive(Debug, Clone)]
+pub struct PoolLimits {
+    pub max_held: usize,
+    pub max_crowd: u64,
+    pub max_delay_secs: u64,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_held: 100_000,
+            max_crowd: 1000,
+            max_delay_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("crowd {0} is over this mix's maximum")]
+    CrowdTooLarge(u64),
+    #[error("delay {0}s is over this mix's maximum")]
+    DelayTooLong(u64),
+    #[error("pool is full")]
+    Full,
+    #[error("already held")]
+    Duplicate,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    crowd_at: u64,
+    due: u64,
+}
+
+pub struct TauPool {
+    tree: sled::Tree,
+    limits: PoolLimits,
+    counter: u64,
+    waiting_crowd: BTreeMap<(u64, PacketId), ()>,
+    waiting_time: BTreeMap<(u64, PacketId), ()>,
+    held: HashMap<PacketId, Meta>,
+}
+
+fn encode_value(entry: u64, crowd: u64, due: u64, p: &Packet) -> Vec<u8> {
+    let mut v = Vec::with_capacity(VALUE_LEN);
+    v.extend_from_slice(&entry.to_be_bytes());
+    v.extend_from_slice(&crowd.to_be_bytes());
+    v.extend_from_slice(&due.to_be_bytes());
+    v.extend_from_slice(&p.encode());
+    v
+}
+
+fn u64_at(v: &[u8], i: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&v[i..i + 8]);
+    u64::from_be_bytes(b)
+}
+
+impl TauPool {
+    /// Open the pool stored in `store`, rebuilding the in-memory indexes.
+    pub fn open(store: &Store, limits: PoolLimits) -> Result<TauPool, PoolError> {
+        let tree = store.tree("mixpool")?;
+        let counter = tree.get(COUNTER_KEY)?.map(|v| u64_at(&v, 0)).unwrap_or(0);
+        let mut pool = TauPool {
+            tree,
+            limits,
+            counter,
+            waiting_crowd: BTreeMap::new(),
+            waiting_time: BTreeMap::new(),
+            held: HashMap::new(),
+        };
+        for item in pool.tree.iter() {
+            let (k, v) = item?;
+            if k.as_ref() == COUNTER_KEY || k.len() != 32 || v.len() != VALUE_LEN {
+                continue;
+            }
+            let id = PacketId(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("pool key"))?,
+            );
+            let (entry, crowd, due) = (u64_at(&v, 0), u64_at(&v, 8), u64_at(&v, 16));
+            pool.index(
+                id,
+                Meta {
+                    crowd_at: entry.saturating_add(crowd),
+                    due,
+                },
+            );
+        }
+        pool.promote();
+        Ok(pool)
+    }
+
+    fn index(&mut self, id: PacketId, m: Meta) {
+        self.held.insert(id, m);
+        self.waiting_crowd.insert((m.crowd_at, id), ());
+    }
+
+    /// Move everything whose crowd is met to the time index.
+    fn promote(&mut self) {
+        while let Some((&(at, id), _)) = self.waiting_crowd.first_key_value() {
+            if at > self.counter {
+                break;
+            }
+            self.waiting_crowd.remove(&(at, id));
+            if let Some(m) = self.held.get(&id) {
+                self.waiting_time.insert((m.due, id), ());
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Entries ever admitted (the crowd counter).
+    pub fn entries(&self) -> u64 {
+        self.counter
+    }
+
+    /// Admit an outgoing packet with its Tau values at time `now`. The caller makes it durable
+    /// with [`Store::durable`] before acknowledging anything.
+    pub fn insert(
+        &mut self,
+        store: &Store,
+        outgoing: &Packet,
+        crowd: u64,
+        delay_secs: u64,
+        now: u64,
+    ) -> Result<(), PoolError> {
+        if crowd > self.limits.max_crowd {
+            return Err(PoolError::CrowdTooLarge(crowd));
+        }
+        if delay_secs > self.limits.max_delay_secs {
+            return Err(PoolError::DelayTooLong(delay_secs));
+        }
+        if self.held.len() >= self.limits.max_held {
+            return Err(PoolError::Full);
+        }
+        let id = outgoing.id();
+        if self.held.contains_key(&id) {
+            return Err(PoolError::Duplicate);
+        }
+        // This message is entry number `counter`; it needs `crowd` entries after it.
+        let entry = self.counter + 1;
+        let due = now.saturating_add(delay_secs);
+        self.tree
+            .insert(id.0, encode_value(entry, crowd, due, outgoing))?;
+        self.counter = entry;
+        self.tree.insert(COUNTER_KEY, &self.counter.to_be_bytes())?;
+        store.note_write();
+        self.index(
+            id,
+            Meta {
+                crowd_at: entry.saturating_add(crowd),
+                due,
+            },
+        );
+        self.promote();
+        Ok(())
+    }
+
+    /// Packets whose Tau values are met at `now`, in random order among those due. They stay
+    /// held (and on disk) until [`TauPool::remove`].
+    pub fn due(&mut self, now: u64, rng: &mut impl rand::Rng) -> Result<Vec<Packet>, PoolError> {
+        self.promote();
+        let ready: Vec<PacketId> = self
+            .waiting_time
+            .range(..=(now, PacketId([0xff; 32])))
+            .map(|(&(_, id), _)| id)
+            .collect();
+        let mut out = Vec::with_capacity(ready.len());
+        for id in ready {
+            if let Some(v) = self.tree.get(id.0)? {
+                if v.len() == VALUE_LEN {
+                    if let Ok(p) = Packet::decode(&v[24..]) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        out.shuffle(rng);
+        Ok(out)
+    }
+
+    /// Forget a released packet (after it was stored durably).
+    pub fn remove(&mut self, store: &Store, id: &PacketId) -> Result<(), PoolError> {
+        if let Some(m) = self.held.remove(id) {
+            self.waiting_time.remove(&(m.due, *id));
+            self.waiting_crowd.remove(&(m.crowd_at, *id));
+        }
+        self.tree.remove(id.0)?;
+        store.note_write();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::BODY_LEN;
+    use crate::store::StoreConfig;
+    use crate::tag::Tag;
+    use rand::SeedableRng;
+
+    fn pkt(i: u32) -> Packet {
+        Packet {
+            tag: Tag([1; 20]),
+            expires: 100_000 + i,
+            body: Box::new([i as u8; BODY_LEN]),
+        }
+    }
+
+    fn ids(v: &[Packet]) -> Vec<u32> {
+        let mut x: Vec<u32> = v.iter().map(|p| p.expires - 100_000).collect();
+        x.sort();
+        x
+    }
+
+    #[test]
+    fn leaves_only_when_crowd_and_delay_are_both_met() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        // Message 0 wants 3 others after it and 10 s.
+        pool.insert(&store, &pkt(0), 3, 10, 1000).unwrap();
+        pool.insert(&store, &pkt(1), 0, 0, 1001).unwrap();
+        pool.insert(&store, &pkt(2), 0, 0, 1001).unwrap();
+        assert_eq!(
+            ids(&pool.due(1100, &mut rng).unwrap()),
+            vec![1, 2],
+            "crowd of 3 not met yet"
+        );
+        pool.insert(&store, &pkt(3), 0, 50, 1002).unwrap();
+        assert_eq!(
+            ids(&pool.due(1009, &mut rng).unwrap()),
+            vec![1, 2],
+            "crowd met, delay not"
+        );
+        assert_eq!(ids(&pool.due(1010, &mut rng).unwrap()), vec![0, 1, 2]);
+        for i in [0, 1, 2] {
+            pool.remove(&store, &pkt(i).id()).unwrap();
+        }
+        assert!(pool.due(1051, &mut rng).unwrap().is_empty());
+        assert_eq!(ids(&pool.due(1052, &mut rng).unwrap()), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn survives_restart_without_early_release() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+            let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+            pool.insert(&store, &pkt(0), 2, 100, 1000).unwrap();
+            pool.insert(&store, &pkt(1), 0, 5, 1000).unwrap();
+            store.durable().await.unwrap();
+        }
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.entries(), 2);
+        assert_eq!(
+            ids(&pool.due(2000, &mut rng).unwrap()),
+            vec![1],
+            "0 still needs one more entry"
+        );
+        pool.insert(&store, &pkt(2), 0, 0, 2000).unwrap();
+        assert_eq!(ids(&pool.due(2000, &mut rng).unwrap()), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn caps_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let limits = PoolLimits {
+            max_held: 2,
+            max_crowd: 5,
+            max_delay_secs: 60,
+        };
+        let mut pool = TauPool::open(&store, limits).unwrap();
+        assert!(matches!(
+            pool.insert(&store, &pkt(0), 6, 0, 0),
+            Err(PoolError::CrowdTooLarge(6))
+        ));
+        assert!(matches!(
+            pool.insert(&store, &pkt(0), 0, 61, 0),
+            Err(PoolError::DelayTooLong(61))
+        ));
+        pool.insert(&store, &pkt(0), 0, 0, 0).unwrap();
+        assert!(matches!(
+            pool.insert(&store, &pkt(0), 0, 0, 0),
+            Err(PoolError::Duplicate)
+        ));
+        pool.insert(&store, &pkt(1), 0, 0, 0).unwrap();
+        assert!(matches!(
+            pool.insert(&store, &pkt(2), 0, 0, 0),
+            Err(PoolError::Full)
+        ));
+        assert_eq!(
+            pool.entries(),
+            2,
+            "refused packets do not count toward a crowd"
+        );
+    }
+
+    #[test]
+    fn release_order_among_equals_is_random() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        for i in 0..20 {
+            pool.insert(&store, &pkt(i), 0, 0, 0).unwrap();
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let a: Vec<u32> = pool
+            .due(0, &mut rng)
+            .unwrap()
+            .iter()
+            .map(|p| p.expires)
+            .collect();
+        let b: Vec<u32> = pool
+            .due(0, &mut rng)
+            .unwrap()
+            .iter()
+            .map(|p| p.expires)
+            .collect();
+        assert_ne!(a, b);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_ne!(a, sorted, "not in arrival order");
+    }
+}

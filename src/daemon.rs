@@ -6,6 +6,9 @@
 //! runs the other way round and flushes the store last.
 
 use crate::config::{COOKIE_FILE, COOKIE_USER, P2P_ADDR_FILE, RPC_ADDR_FILE, STORE_DIR};
+use crate::mix::pool::PoolLimits;
+use crate::mix::role::{load_or_create_key, MixError};
+use crate::mix::Mix;
 use crate::node::{Limits, Node, NodeInfo};
 use crate::p2p::{Overlay, P2pConfig};
 use crate::rpc::auth::{write_cookie, Credentials};
@@ -47,6 +50,8 @@ pub enum DaemonError {
     },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("mix: {0}")]
+    Mix(#[from] MixError),
     #[error("flushing the store at shutdown failed: {0}")]
     Flush(StoreError),
 }
@@ -81,6 +86,7 @@ pub async fn run_until(
 pub struct Running {
     pub node: Arc<Node>,
     pub overlay: Arc<Overlay>,
+    pub mix: Arc<Mix>,
     pub rpc_addr: std::net::SocketAddr,
     handle: jsonrpsee::server::ServerHandle,
     sweeper: tokio::task::JoinHandle<()>,
@@ -156,6 +162,15 @@ pub async fn start(
         })?;
     }
 
+    // Every node is a mix: its key is made on first start.
+    let mix = Mix::new(
+        node.clone(),
+        load_or_create_key(&netdir)?,
+        PoolLimits::default(),
+    )?;
+    tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
+    tokio::spawn(mix.clone().run(shutdown.clone()));
+
     let cookie_path = netdir.join(COOKIE_FILE);
     let cookie = write_cookie(&cookie_path).map_err(|err| DaemonError::WriteFile {
         path: cookie_path.clone(),
@@ -172,6 +187,7 @@ pub async fn start(
     let (addr, handle) = crate::rpc::server::start(
         node.clone(),
         Some(overlay.clone()),
+        Some(mix.clone()),
         settings.rpc_bind,
         Credentials::new(&pairs),
         max_body,
@@ -197,6 +213,7 @@ pub async fn start(
     Ok(Running {
         node,
         overlay,
+        mix,
         rpc_addr: addr,
         handle,
         sweeper,

@@ -76,6 +76,18 @@ enum Cmd {
         /// Time to live, e.g. 3600, 90m, 12h, 2d [default: the node's maximum, 48h]
         #[arg(long, value_name = "DURATION")]
         ttl: Option<String>,
+        /// Route through these mixes (their public keys, from `bump mix` on each), first hop
+        /// first. Each part of the message gets its own onion. Without it the node publishes
+        /// the message itself.
+        #[arg(long, value_name = "KEY,KEY,...", value_delimiter = ',')]
+        via: Vec<String>,
+        /// Tau minimum crowd at each mix: how many other packets must enter its pool after yours
+        /// before yours may leave [default: 0]
+        #[arg(long, value_name = "K", requires = "via")]
+        crowd: Option<u64>,
+        /// Tau minimum delay at each mix, e.g. 30s, 5m [default: 0]
+        #[arg(long, value_name = "DURATION", requires = "via")]
+        delay: Option<String>,
         tag: String,
         file: PathBuf,
     },
@@ -121,6 +133,12 @@ enum Cmd {
         /// Exit after this many messages
         #[arg(long, value_name = "N")]
         count: Option<usize>,
+    },
+    /// Show this node's mix: public key (for others' --via), tag, pool, released, dropped
+    Mix {
+        /// Print the raw JSON
+        #[arg(long)]
+        json: bool,
     },
     /// List the node's peers
     Peers {
@@ -414,7 +432,14 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
 
 async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
     match cmd {
-        Cmd::Send { ttl, tag, file } => {
+        Cmd::Send {
+            ttl,
+            via,
+            crowd,
+            delay,
+            tag,
+            file,
+        } => {
             let tag = Tag::from_arg(&tag)?;
             let ttl = ttl.as_deref().map(parse_duration).transpose()?;
             let data = read_input(&file)?;
@@ -428,10 +453,19 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                     status.max_message_size
                 );
             }
+            let delay = delay
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(u64::from);
+            let via = (!via.is_empty()).then_some(via);
             let params = SendParams {
                 tag: tag.to_hex(),
                 data: B64.encode(&data),
                 ttl,
+                via,
+                crowd,
+                delay,
             };
             let r = client.send(params).await.map_err(classify)?;
             println!("{}", r.msgid);
@@ -576,6 +610,21 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                     }
                     Some(Err(e)) => bail!("subscription error: {e}"),
                     None => bail!("the node closed the subscription"),
+                }
+            }
+        }
+        Cmd::Mix { json } => {
+            let s = ctx.client()?.mix_status().await.map_err(classify)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("public key   {}", s.public_key);
+                println!("mix tag      {}", s.mix_tag);
+                println!("held         {} (entries so far {})", s.held, s.entries);
+                println!("released     {}", s.released);
+                println!("dummies      {} dropped at their hop", s.dummies_dropped);
+                for (why, n) in &s.dropped {
+                    println!("dropped      {n} ({why})");
                 }
             }
         }

@@ -124,6 +124,9 @@ pub async fn run() -> Result<()> {
             tag: tag.to_hex(),
             data: B64.encode(message.as_bytes()),
             ttl: Some(3600),
+            via: None,
+            crowd: None,
+            delay: None,
         })
         .await
         .map_err(classify)?;

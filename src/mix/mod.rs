@@ -1,5 +1,9 @@
 //! Mixing: the Tau pool ([`pool`]) that holds peeled packets until the sender's minimum crowd
-//! and minimum delay are both met. The mix role (keys, peeling, replay cache, release loop)
-//! builds on it.
+//! and minimum delay are both met, and the mix role ([`role`]): key, peeling, replay cache,
+//! release.
 
 pub mod pool;
+pub mod role;
+pub mod send;
+
+pub use role::{Mix, MixStats};

@@ -10,7 +10,7 @@
 //! is O(log n). Messages due at the same time leave in random order.
 //!
 //! On disk (sled tree `ext/mixpool`): key = outgoing packet id (32), value = entry number
-//! (u64 BE) ‖ crowd (u64 BE) ‖ due unix time (u64 BE) ‖ outgoing packet (1024); the key
+//! (u64 BE) ‖ crowd (u64 BE) ‖ due unix time in ms (u64 BE) ‖ outgoing packet (1024); the key
 //! `counter` holds the entry counter. A restarted pool rebuilds its indexes from disk, so
 //! nothing held is lost and nothing is released early. The caller removes an entry only after
 //! the released packet is durably stored; if it crashes in between, the packet is released
@@ -155,7 +155,8 @@ impl TauPool {
         self.counter
     }
 
-    /// Admit an outgoing packet with its Tau values at time `now`. The caller makes it durable
+    /// Admit an outgoing packet with its Tau values at `now_ms` (unix milliseconds, so a delay
+    /// is never cut short by rounding). The caller makes it durable
     /// with [`Store::durable`] before acknowledging anything.
     pub fn insert(
         &mut self,
@@ -163,7 +164,7 @@ impl TauPool {
         outgoing: &Packet,
         crowd: u64,
         delay_secs: u64,
-        now: u64,
+        now_ms: u64,
     ) -> Result<(), PoolError> {
         if crowd > self.limits.max_crowd {
             return Err(PoolError::CrowdTooLarge(crowd));
@@ -180,7 +181,7 @@ impl TauPool {
         }
         // This message is entry number `counter`; it needs `crowd` entries after it.
         let entry = self.counter + 1;
-        let due = now.saturating_add(delay_secs);
+        let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
         self.tree
             .insert(id.0, encode_value(entry, crowd, due, outgoing))?;
         self.counter = entry;
@@ -197,13 +198,13 @@ impl TauPool {
         Ok(())
     }
 
-    /// Packets whose Tau values are met at `now`, in random order among those due. They stay
+    /// Packets whose Tau values are met at `now_ms`, in random order among those due. They stay
     /// held (and on disk) until [`TauPool::remove`].
-    pub fn due(&mut self, now: u64, rng: &mut impl rand::Rng) -> Result<Vec<Packet>, PoolError> {
+    pub fn due(&mut self, now_ms: u64, rng: &mut impl rand::Rng) -> Result<Vec<Packet>, PoolError> {
         self.promote();
         let ready: Vec<PacketId> = self
             .waiting_time
-            .range(..=(now, PacketId([0xff; 32])))
+            .range(..=(now_ms, PacketId([0xff; 32])))
             .map(|(&(_, id), _)| id)
             .collect();
         let mut out = Vec::with_capacity(ready.len());
@@ -261,26 +262,26 @@ mod tests {
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         // Message 0 wants 3 others after it and 10 s.
-        pool.insert(&store, &pkt(0), 3, 10, 1000).unwrap();
-        pool.insert(&store, &pkt(1), 0, 0, 1001).unwrap();
-        pool.insert(&store, &pkt(2), 0, 0, 1001).unwrap();
+        pool.insert(&store, &pkt(0), 3, 10, 1000_000).unwrap();
+        pool.insert(&store, &pkt(1), 0, 0, 1001_000).unwrap();
+        pool.insert(&store, &pkt(2), 0, 0, 1001_000).unwrap();
         assert_eq!(
-            ids(&pool.due(1100, &mut rng).unwrap()),
+            ids(&pool.due(1100_000, &mut rng).unwrap()),
             vec![1, 2],
             "crowd of 3 not met yet"
         );
-        pool.insert(&store, &pkt(3), 0, 50, 1002).unwrap();
+        pool.insert(&store, &pkt(3), 0, 50, 1002_000).unwrap();
         assert_eq!(
-            ids(&pool.due(1009, &mut rng).unwrap()),
+            ids(&pool.due(1009_000, &mut rng).unwrap()),
             vec![1, 2],
             "crowd met, delay not"
         );
-        assert_eq!(ids(&pool.due(1010, &mut rng).unwrap()), vec![0, 1, 2]);
+        assert_eq!(ids(&pool.due(1010_000, &mut rng).unwrap()), vec![0, 1, 2]);
         for i in [0, 1, 2] {
             pool.remove(&store, &pkt(i).id()).unwrap();
         }
-        assert!(pool.due(1051, &mut rng).unwrap().is_empty());
-        assert_eq!(ids(&pool.due(1052, &mut rng).unwrap()), vec![3]);
+        assert!(pool.due(1051_000, &mut rng).unwrap().is_empty());
+        assert_eq!(ids(&pool.due(1052_000, &mut rng).unwrap()), vec![3]);
     }
 
     #[tokio::test]
@@ -289,8 +290,8 @@ mod tests {
         {
             let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
             let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
-            pool.insert(&store, &pkt(0), 2, 100, 1000).unwrap();
-            pool.insert(&store, &pkt(1), 0, 5, 1000).unwrap();
+            pool.insert(&store, &pkt(0), 2, 100, 1000_000).unwrap();
+            pool.insert(&store, &pkt(1), 0, 5, 1000_000).unwrap();
             store.durable().await.unwrap();
         }
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
@@ -299,12 +300,12 @@ mod tests {
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.entries(), 2);
         assert_eq!(
-            ids(&pool.due(2000, &mut rng).unwrap()),
+            ids(&pool.due(2000_000, &mut rng).unwrap()),
             vec![1],
             "0 still needs one more entry"
         );
-        pool.insert(&store, &pkt(2), 0, 0, 2000).unwrap();
-        assert_eq!(ids(&pool.due(2000, &mut rng).unwrap()), vec![0, 1, 2]);
+        pool.insert(&store, &pkt(2), 0, 0, 2000_000).unwrap();
+        assert_eq!(ids(&pool.due(2000_000, &mut rng).unwrap()), vec![0, 1, 2]);
     }
 
     #[test]
@@ -318,21 +319,21 @@ mod tests {
         };
         let mut pool = TauPool::open(&store, limits).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 6, 0, 0),
+            pool.insert(&store, &pkt(0), 6, 0, 0_000),
             Err(PoolError::CrowdTooLarge(6))
         ));
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 0, 61, 0),
+            pool.insert(&store, &pkt(0), 0, 61, 0_000),
             Err(PoolError::DelayTooLong(61))
         ));
-        pool.insert(&store, &pkt(0), 0, 0, 0).unwrap();
+        pool.insert(&store, &pkt(0), 0, 0, 0_000).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 0, 0, 0),
+            pool.insert(&store, &pkt(0), 0, 0, 0_000),
             Err(PoolError::Duplicate)
         ));
-        pool.insert(&store, &pkt(1), 0, 0, 0).unwrap();
+        pool.insert(&store, &pkt(1), 0, 0, 0_000).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(2), 0, 0, 0),
+            pool.insert(&store, &pkt(2), 0, 0, 0_000),
             Err(PoolError::Full)
         ));
         assert_eq!(

@@ -38,6 +38,15 @@ pub struct SendParams {
     /// Time-to-live in seconds; default: the node's maximum TTL.
     #[serde(default)]
     pub ttl: Option<u32>,
+    /// Send through these mixes (public keys, 66 hex digits), first hop first.
+    #[serde(default)]
+    pub via: Option<Vec<String>>,
+    /// Tau minimum crowd at every mix (with `via`).
+    #[serde(default)]
+    pub crowd: Option<u64>,
+    /// Tau minimum delay in seconds at every mix (with `via`).
+    #[serde(default)]
+    pub delay: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +119,9 @@ pub struct StatusResult {
     /// P2P overlay state (absent when the node runs without P2P).
     #[serde(default)]
     pub p2p: Option<crate::p2p::overlay::SyncStatus>,
+    /// This node's mix (absent when it runs none).
+    #[serde(default)]
+    pub mix: Option<crate::mix::MixStats>,
 }
 
 #[rpc(server, client, namespace = "bump")]
@@ -138,6 +150,10 @@ pub trait BumpApi {
     /// Node status.
     #[method(name = "status")]
     async fn status(&self) -> RpcResult<StatusResult>;
+
+    /// The mix role: public key, tag, pool size, released and dropped counts.
+    #[method(name = "mixstatus")]
+    async fn mix_status(&self) -> RpcResult<crate::mix::MixStats>;
 
     /// Connected peers.
     #[method(name = "peers")]

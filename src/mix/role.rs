@@ -349,3 +349,58 @@ fn dummy_placeholder(incoming: &Packet) -> Packet {
 fn is_dummy_placeholder(p: &Packet) -> bool {
     p.tag == Tag([0; 20]) && p.body[32..].iter().all(|&b| b == 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{Limits, NodeInfo};
+    use crate::onion::bump::{wrap, HopInstructions};
+    use crate::store::{Store, StoreConfig};
+
+    #[tokio::test]
+    async fn a_replayed_packet_is_dropped_and_the_cache_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = load_or_create_key(dir.path()).unwrap();
+        assert_eq!(
+            load_or_create_key(dir.path()).unwrap(),
+            secret,
+            "the key is kept"
+        );
+        let public = PublicKey::from_secret_key(&Secp256k1::new(), &secret);
+        let now = crate::unix_now();
+        let instr = vec![HopInstructions {
+            next_tag: Tag([7; 20]),
+            next_expires: now + 3600,
+            crowd: 5,
+            delay_secs: 60,
+            postage: None,
+            drop: false,
+            final_data: Some(b"hi".to_vec()),
+        }];
+        let packet = wrap(&[public], &instr, now + 3600, &mut rand::rngs::OsRng).unwrap();
+        for round in 0..2 {
+            let store =
+                Arc::new(Store::open(&dir.path().join("store"), &StoreConfig::default()).unwrap());
+            let info = NodeInfo {
+                network: namecoin::Network::Regtest,
+                netdir: dir.path().to_path_buf(),
+            };
+            let node = Arc::new(Node::new(
+                store.clone(),
+                Limits::default(),
+                info,
+                CancellationToken::new(),
+            ));
+            let mix = Mix::new(node, secret, PoolLimits::default()).unwrap();
+            let first = mix.process(&packet, now).unwrap();
+            assert_eq!(first, round == 0, "round {round}");
+            assert!(
+                !mix.process(&packet, now).unwrap(),
+                "second time is a replay"
+            );
+            assert_eq!(mix.stats().held, 1);
+            assert!(mix.stats().dropped["replay"] >= 1);
+            store.durable().await.unwrap();
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::onion::bump::{mix_tag, unwrap, BumpOnionError};
 use crate::packet::Packet;
 use crate::tag::Tag;
 use bitcoin::hashes::{sha256, Hash};
-use secp256k1::{PublicKey, Secp256k1, SecretKey};
+use secp256k1::{PublicKey, SecretKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,7 +106,7 @@ impl Mix {
         secret: SecretKey,
         limits: PoolLimits,
     ) -> Result<Arc<Mix>, MixError> {
-        let public = PublicKey::from_secret_key(&Secp256k1::new(), &secret);
+        let public = PublicKey::from_secret_key(secp256k1::SECP256K1, &secret);
         let tag = mix_tag(&public);
         let pool = TauPool::open(node.store(), limits)?;
         let replay = node.store().tree("replay")?;
@@ -366,7 +366,7 @@ mod tests {
             secret,
             "the key is kept"
         );
-        let public = PublicKey::from_secret_key(&Secp256k1::new(), &secret);
+        let public = PublicKey::from_secret_key(&secp256k1::Secp256k1::new(), &secret);
         let now = crate::unix_now();
         let instr = vec![HopInstructions {
             next_tag: Tag([7; 20]),

@@ -12,7 +12,9 @@ use bitcoin::hashes::hmac::{Hmac, HmacEngine};
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use secp256k1::ecdh::SharedSecret;
-use secp256k1::{PublicKey, Scalar, Secp256k1, SecretKey};
+#[cfg(test)]
+use secp256k1::Secp256k1;
+use secp256k1::{PublicKey, Scalar, SecretKey};
 use subtle::ConstantTimeEq;
 
 pub const VERSION: u8 = 0;
@@ -159,13 +161,13 @@ pub fn create_with_ad(
     if need > area {
         return Err(OnionError::TooLarge { need, area });
     }
-    let secp = Secp256k1::new();
+    let secp = secp256k1::SECP256K1;
     // Walk the route: ephemeral key and shared secret per hop.
     let mut eph_secret = *session_key;
-    let first_pub = PublicKey::from_secret_key(&secp, &eph_secret);
+    let first_pub = PublicKey::from_secret_key(secp, &eph_secret);
     let mut secrets = Vec::with_capacity(hops.len());
     for hop in hops {
-        let eph_pub = PublicKey::from_secret_key(&secp, &eph_secret);
+        let eph_pub = PublicKey::from_secret_key(secp, &eph_secret);
         let (ss, blinding) = hop_keys(&eph_pub, hop, &eph_secret);
         secrets.push(ss);
         eph_secret = eph_secret
@@ -258,7 +260,7 @@ pub fn peel(
         None
     } else {
         let shift = n + len + HMAC_LEN;
-        let secp = Secp256k1::new();
+        let secp = secp256k1::SECP256K1;
         let next_eph = eph
             .mul_tweak(&secp, &blinding)
             .map_err(|_| OnionError::BadKey)?;

@@ -139,14 +139,33 @@ fn a_mix_killed_while_holding_delivers_exactly_once_after_restart() {
     let key = mix_key(&nodes[1]);
     let sender_p2p = nodes[0].p2p();
     let start = Instant::now();
-    nodes[0].ok(&["send", "--via", &key, "--delay", "4s", "#held", "-"], Some(b"survives a crash"));
-    assert!(wait_for(10, || mix_stats(&nodes[1])["held"] == 1), "mix never held the packet");
+    nodes[0].ok(
+        &["send", "--via", &key, "--delay", "4s", "#held", "-"],
+        Some(b"survives a crash"),
+    );
+    assert!(
+        wait_for(10, || mix_stats(&nodes[1])["held"] == 1),
+        "mix never held the packet"
+    );
     nodes[1].kill9();
     std::thread::sleep(Duration::from_millis(300));
-    nodes[1] = TestNode::start(dirs[1].path(), &["--listen", "127.0.0.1:0", "--connect", &sender_p2p]);
-    assert_eq!(mix_stats(&nodes[1])["held"], 1, "the held packet is still in the pool after kill -9");
-    assert!(wait_for(20, || nodes[0].cli(&["get", "#held"], None).stdout == b"survives a crash".to_vec()));
-    assert!(start.elapsed() >= Duration::from_secs(4), "released before its delay");
+    nodes[1] = TestNode::start(
+        dirs[1].path(),
+        &["--listen", "127.0.0.1:0", "--connect", &sender_p2p],
+    );
+    assert_eq!(
+        mix_stats(&nodes[1])["held"],
+        1,
+        "the held packet is still in the pool after kill -9"
+    );
+    assert!(wait_for(20, || nodes[0]
+        .cli(&["get", "#held"], None)
+        .stdout
+        == b"survives a crash".to_vec()));
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "released before its delay"
+    );
     std::thread::sleep(Duration::from_millis(1000));
     let list = String::from_utf8(nodes[0].ok(&["get", "--list", "#held"], None)).unwrap();
     assert_eq!(list.lines().count(), 1, "delivered exactly once: {list}");

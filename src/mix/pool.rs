@@ -5,6 +5,11 @@
 //! counter has reached `a + k`), and `d` seconds have passed since it entered. Only packets that
 //! passed the HMAC (and postage, where required) ever enter, so only they count toward a crowd.
 //!
+//! Those two conditions make a message *eligible*. Releasing each eligible message on its own
+//! would let an observer link outputs to inputs almost always (docs/anonymity.md measured
+//! it), so eligible messages leave only in **batches**: a message with crowd `k` leaves only
+//! together with at least `k` other eligible messages, in random order.
+//!
 //! In memory each message sits in exactly one of two ordered indexes: `waiting_crowd` keyed by
 //! `a + k`, then, once the counter passes that, `waiting_time` keyed by its due time. Each move
 //! is O(log n). Messages due at the same time leave in random order.
@@ -61,6 +66,7 @@ pub enum PoolError {
 #[derive(Debug, Clone, Copy)]
 struct Meta {
     crowd_at: u64,
+    crowd: u64,
     due: u64,
 }
 
@@ -116,6 +122,7 @@ impl TauPool {
                 id,
                 Meta {
                     crowd_at: entry.saturating_add(crowd),
+                    crowd,
                     due,
                 },
             );
@@ -191,6 +198,7 @@ impl TauPool {
             id,
             Meta {
                 crowd_at: entry.saturating_add(crowd),
+                crowd,
                 due,
             },
         );
@@ -198,17 +206,26 @@ impl TauPool {
         Ok(())
     }
 
-    /// Packets whose Tau values are met at `now_ms`, in random order among those due. They stay
+    /// Packets to release at `now_ms`, shuffled. A message is *eligible* when its crowd and delay
+    /// are met; eligible messages leave only together, in a batch in which each of them has at
+    /// least its crowd of companions (the largest such set; the rest wait for more). They stay
     /// held (and on disk) until [`TauPool::remove`].
     pub fn due(&mut self, now_ms: u64, rng: &mut impl rand::Rng) -> Result<Vec<Packet>, PoolError> {
         self.promote();
-        let ready: Vec<PacketId> = self
+        let mut eligible: Vec<(u64, PacketId)> = self
             .waiting_time
             .range(..=(now_ms, PacketId([0xff; 32])))
-            .map(|(&(_, id), _)| id)
+            .filter_map(|(&(_, id), _)| self.held.get(&id).map(|m| (m.crowd, id)))
             .collect();
-        let mut out = Vec::with_capacity(ready.len());
-        for id in ready {
+        eligible.sort();
+        while let Some(&(crowd, _)) = eligible.last() {
+            if crowd.saturating_add(1) <= eligible.len() as u64 {
+                break;
+            }
+            eligible.pop();
+        }
+        let mut out = Vec::with_capacity(eligible.len());
+        for (_, id) in eligible {
             if let Some(v) = self.tree.get(id.0)? {
                 if v.len() == VALUE_LEN {
                     if let Ok(p) = Packet::decode(&v[24..]) {
@@ -272,16 +289,30 @@ mod tests {
         );
         pool.insert(&store, &pkt(3), 0, 50, 1002_000).unwrap();
         assert_eq!(
-            ids(&pool.due(1009_000, &mut rng).unwrap()),
+            ids(&pool.due(1009_999, &mut rng).unwrap()),
             vec![1, 2],
             "crowd met, delay not"
         );
-        assert_eq!(ids(&pool.due(1010_000, &mut rng).unwrap()), vec![0, 1, 2]);
-        for i in [0, 1, 2] {
+        // At 10 s message 0 is eligible, but it must leave with at least 3 companions: only 1
+        // and 2 are eligible, so they go and 0 waits.
+        assert_eq!(ids(&pool.due(1010_000, &mut rng).unwrap()), vec![1, 2]);
+        for i in [1, 2] {
             pool.remove(&store, &pkt(i).id()).unwrap();
         }
-        assert!(pool.due(1051_000, &mut rng).unwrap().is_empty());
+        assert!(
+            pool.due(1051_999, &mut rng).unwrap().is_empty(),
+            "3's delay not over"
+        );
         assert_eq!(ids(&pool.due(1052_000, &mut rng).unwrap()), vec![3]);
+        pool.remove(&store, &pkt(3).id()).unwrap();
+        // Three more immediate messages make a batch of four: 0 leaves with them.
+        for i in 4..7 {
+            pool.insert(&store, &pkt(i), 0, 0, 1060_000).unwrap();
+        }
+        assert_eq!(
+            ids(&pool.due(1060_000, &mut rng).unwrap()),
+            vec![0, 4, 5, 6]
+        );
     }
 
     #[tokio::test]

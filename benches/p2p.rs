@@ -46,6 +46,7 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
         },
         sweep_interval: Duration::from_secs(3600),
         p2p,
+        cover: None,
     };
     start(settings, CancellationToken::new())
         .await

@@ -31,6 +31,8 @@ pub struct DaemonSettings {
     pub store: StoreConfig,
     pub sweep_interval: Duration,
     pub p2p: P2pConfig,
+    /// Cover traffic (dummies); `None` = off.
+    pub cover: Option<crate::mix::cover::CoverConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +172,13 @@ pub async fn start(
     )?;
     tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
     tokio::spawn(mix.clone().run(shutdown.clone()));
+    if let Some(cover) = settings.cover.clone() {
+        tokio::spawn(crate::mix::cover::run(
+            node.clone(),
+            cover,
+            shutdown.clone(),
+        ));
+    }
 
     let cookie_path = netdir.join(COOKIE_FILE);
     let cookie = write_cookie(&cookie_path).map_err(|err| DaemonError::WriteFile {

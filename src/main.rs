@@ -191,6 +191,19 @@ struct NodeArgs {
     /// How long a misbehaving peer's IP stays banned, in seconds [default: 86400]
     #[arg(long, value_name = "SECS")]
     ban_time: Option<u64>,
+    /// Cover traffic: publish this many dummy packets per minute on average (Poisson), routed
+    /// through the --cover-via mixes and dropped at their last hop [default: 0 = off]
+    #[arg(long, value_name = "PER_MIN")]
+    cover_rate: Option<f64>,
+    /// Mixes (public keys) that cover traffic is routed through
+    #[arg(long, value_name = "KEY,KEY,...", value_delimiter = ',')]
+    cover_via: Vec<String>,
+    /// Tau minimum crowd of cover packets: use the same value as your real traffic [default: 0]
+    #[arg(long, value_name = "K")]
+    cover_crowd: Option<u64>,
+    /// Tau minimum delay of cover packets, e.g. 30s: use the same as your real traffic [default: 0]
+    #[arg(long, value_name = "DURATION")]
+    cover_delay: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -411,7 +424,40 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
         .unwrap_or(p2p.ban_time.as_secs());
     p2p.ban_time = Duration::from_secs(ban);
     p2p.peers_file = Some(ctx.netdir.join(config::PEERS_FILE));
+    let cover = match args.cover_rate {
+        Some(rate) if rate > 0.0 => {
+            let via = args
+                .cover_via
+                .iter()
+                .map(|k| {
+                    hex::decode(k.trim())
+                        .ok()
+                        .and_then(|b| secp256k1::PublicKey::from_slice(&b).ok())
+                        .ok_or_else(|| {
+                            anyhow!("--cover-via: not a mix public key (66 hex digits): {k:?}")
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if via.is_empty() {
+                bail!("--cover-rate needs --cover-via with at least one mix key");
+            }
+            Some(bump::mix::cover::CoverConfig {
+                per_minute: rate,
+                via,
+                crowd: args.cover_crowd.unwrap_or(0),
+                delay_secs: args
+                    .cover_delay
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()?
+                    .unwrap_or(0) as u64,
+                ttl: max_ttl,
+            })
+        }
+        _ => None,
+    };
     Ok(DaemonSettings {
+        cover,
         p2p,
         network: net,
         netdir: ctx.netdir.clone(),

@@ -171,3 +171,58 @@ fn a_mix_killed_while_holding_delivers_exactly_once_after_restart() {
     assert_eq!(list.lines().count(), 1, "delivered exactly once: {list}");
     assert_eq!(mix_stats(&nodes[1])["held"], 0);
 }
+
+#[test]
+fn cover_traffic_is_dropped_at_the_mix_and_never_reaches_users() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mix = TestNode::start(
+        dirs[0].path(),
+        &["--listen", "127.0.0.1:0", "--max-outbound", "0"],
+    );
+    let key = mix_key(&mix);
+    let mix_tag = mix_stats(&mix)["mix_tag"].as_str().unwrap().to_string();
+    let sender = TestNode::start(
+        dirs[1].path(),
+        &[
+            "--connect",
+            &mix.p2p(),
+            "--cover-rate",
+            "600",
+            "--cover-via",
+            &key,
+            "--cover-delay",
+            "1s",
+        ],
+    );
+    assert!(
+        wait_for(20, || mix_stats(&mix)["dummies_dropped"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 5),
+        "{}",
+        mix_stats(&mix)
+    );
+    let s = mix_stats(&mix);
+    assert_eq!(s["released"], 0, "no dummy was published onwards: {s}");
+    // Every packet either node holds is a relay packet addressed to the mix.
+    for n in [&mix, &sender] {
+        // Total first: cover keeps arriving, and relay packets only grow.
+        let total = n.packet_count();
+        let relay = String::from_utf8(n.ok(&["get", "--json", &mix_tag], None))
+            .unwrap()
+            .lines()
+            .count() as u64;
+        assert!(
+            total >= 5 && relay >= total,
+            "{total} packets, {relay} of them relay packets"
+        );
+    }
+    // A bad --cover-via is refused at start with one clear line.
+    let o = cli(
+        dirs[1].path(),
+        &["node", "--cover-rate", "1", "--cover-via", "zz"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a mix public key"));
+}

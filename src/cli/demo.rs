@@ -41,6 +41,7 @@ async fn start_node(datadir: &Path, connect: Vec<String>) -> Result<(Running, Ta
         },
         sweep_interval: Duration::from_secs(60),
         p2p,
+        cover: None,
     };
     let running = start(settings, CancellationToken::new()).await?;
     let target = Target::locate(&netdir, Network::Regtest, Some(running.rpc_addr), None)?;

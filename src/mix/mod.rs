@@ -2,6 +2,7 @@
 //! and minimum delay are both met, and the mix role ([`role`]): key, peeling, replay cache,
 //! release.
 
+pub mod cover;
 pub mod pool;
 pub mod role;
 pub mod send;

@@ -1,0 +1,143 @@
+//! Cover traffic: dummy packets at a Poisson rate, indistinguishable on the wire from real relay
+//! packets (same size, same onion, same Tau values), routed through mixes and marked *drop* at
+//! their last hop, which discards them at their release time. They never produce a final
+//! packet, so no user ever sees one. Routes come from `--cover-via` until the Namecoin mix
+//! directory exists.
+
+use super::send::RoutePolicy;
+use crate::node::Node;
+use crate::onion::bump::{mix_tag, wrap, HopInstructions};
+use crate::tag::Tag;
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
+use secp256k1::PublicKey;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Cover traffic settings.
+#[derive(Debug, Clone)]
+pub struct CoverConfig {
+    /// Mean dummies per minute (0 = off).
+    pub per_minute: f64,
+    /// Mixes to route through; each dummy uses a random ordering of 1 to all of them.
+    pub via: Vec<PublicKey>,
+    pub crowd: u64,
+    pub delay_secs: u64,
+    pub ttl: u32,
+}
+
+/// Build one dummy relay packet through a random route drawn from `via`.
+pub fn dummy(
+    via: &[PublicKey],
+    pol: RoutePolicy,
+    rng: &mut impl RngCore,
+) -> Option<crate::packet::Packet> {
+    if via.is_empty() {
+        return None;
+    }
+    let mut route: Vec<PublicKey> = via.to_vec();
+    route.shuffle(&mut rand::rngs::OsRng);
+    let hops = rand::rngs::OsRng.gen_range(1..=route.len().min(crate::onion::bump::MAX_HOPS));
+    route.truncate(hops);
+    let mut random_tag = [0u8; 20];
+    rng.fill_bytes(&mut random_tag);
+    let instr: Vec<HopInstructions> = (0..hops)
+        .map(|i| HopInstructions {
+            next_tag: if i + 1 < hops {
+                mix_tag(&route[i + 1])
+            } else {
+                Tag(random_tag)
+            },
+            next_expires: pol.expires,
+            crowd: pol.crowd,
+            delay_secs: pol.delay_secs,
+            postage: None,
+            drop: i + 1 == hops,
+            final_data: None,
+        })
+        .collect();
+    wrap(&route, &instr, pol.expires, rng).ok()
+}
+
+/// Publish dummies until shutdown.
+pub async fn run(node: Arc<Node>, cfg: CoverConfig, shutdown: CancellationToken) {
+    if cfg.per_minute <= 0.0 || cfg.via.is_empty() {
+        return;
+    }
+    let mean = Duration::from_secs_f64(60.0 / cfg.per_minute);
+    tracing::info!(
+        per_minute = cfg.per_minute,
+        mixes = cfg.via.len(),
+        "cover traffic on"
+    );
+    loop {
+        let wait = crate::p2p::peer::poisson_delay(mean);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = crate::unix_now();
+        let pol = RoutePolicy {
+            crowd: cfg.crowd,
+            delay_secs: cfg.delay_secs,
+            expires: crate::node::quantized_expiry(now, cfg.ttl.min(node.limits().max_ttl)),
+        };
+        if let Some(p) = dummy(&cfg.via, pol, &mut rand::rngs::OsRng) {
+            if let Err(e) = node.admit(vec![p], now).await {
+                tracing::warn!("could not publish a cover packet: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onion::bump::unwrap;
+    use secp256k1::{Secp256k1, SecretKey};
+
+    #[test]
+    fn dummies_look_like_relay_packets_and_die_at_their_last_hop() {
+        let secp = Secp256k1::new();
+        let sk: Vec<SecretKey> = (1..=3u8)
+            .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
+            .collect();
+        let pk: Vec<PublicKey> = sk
+            .iter()
+            .map(|k| PublicKey::from_secret_key(&secp, k))
+            .collect();
+        let pol = RoutePolicy {
+            crowd: 1,
+            delay_secs: 5,
+            expires: 2_000_000_000,
+        };
+        for _ in 0..20 {
+            let mut p = dummy(&pk, pol, &mut rand::rngs::OsRng).unwrap();
+            assert_eq!(p.expires, pol.expires);
+            // Follow it through whichever mixes it was routed to.
+            let mut hops = 0;
+            loop {
+                let i = pk
+                    .iter()
+                    .position(|k| mix_tag(k) == p.tag)
+                    .expect("addressed to one of the mixes");
+                let u = unwrap(&sk[i], &p, &mut rand::rngs::OsRng).unwrap();
+                assert_eq!(
+                    (u.instructions.crowd, u.instructions.delay_secs),
+                    (1, 5),
+                    "same Tau values as real traffic"
+                );
+                hops += 1;
+                match u.outgoing {
+                    Some(next) => p = next,
+                    None => {
+                        assert!(u.instructions.drop);
+                        break;
+                    }
+                }
+            }
+            assert!((1..=3).contains(&hops));
+        }
+    }
+}

@@ -140,8 +140,25 @@ fn decode_entry(v: &[u8]) -> Result<(u64, Location), StoreError> {
 }
 
 impl Store {
-    /// Open (or create) the store in directory `path`.
+    /// Open (or create) the store in directory `path`. If another handle still holds sled's
+    /// lock (a node restarted in-process whose old tasks are still winding down), retry for up
+    /// to 3 s before reporting it.
     pub fn open(path: &Path, cfg: &StoreConfig) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match Self::open_once(path, cfg) {
+                Err(StoreError::Sled(sled::Error::Io(e)))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, cfg: &StoreConfig) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::LowSpace)

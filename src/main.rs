@@ -112,6 +112,9 @@ enum Cmd {
     },
     /// Print the 40-hex tag of a tag argument (human tags are hashed); needs no node
     Tag { tag: String },
+    /// Create this node's mix key if it has none (DATADIR/<net>/mixkey, mode 0600) and print its
+    /// public key and mix tag; needs no node (a node also creates it on first start)
+    Keygen,
     /// Store packets from FILE (`-` for stdin): JSON lines, a JSON array, or one JSON object
     Import { file: PathBuf },
     /// Write the packets under TAG as JSON lines, for `bump import` on another node
@@ -344,6 +347,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let ctx = Ctx::from_cli(&cli)?;
+    if let Cmd::Keygen = &cli.cmd {
+        let existed = ctx.netdir.join(bump::mix::role::KEY_FILE).exists();
+        let key = bump::mix::role::load_or_create_key(&ctx.netdir)?;
+        let public = secp256k1::PublicKey::from_secret_key(secp256k1::SECP256K1, &key);
+        println!("public key   {}", hex::encode(public.serialize()));
+        println!("mix tag      {}", bump::onion::bump::mix_tag(&public));
+        eprintln!(
+            "{} {}",
+            if existed {
+                "existing key in"
+            } else {
+                "new key written to"
+            },
+            ctx.netdir.join(bump::mix::role::KEY_FILE).display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Cmd::Node(args) = &cli.cmd {
         init_logging("info");
         let settings = node_settings(&ctx, args)?;
@@ -704,7 +724,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
             let msg = ctx.client()?.stop().await.map_err(classify)?;
             println!("{msg}");
         }
-        Cmd::Node(_) | Cmd::Tag { .. } | Cmd::Demo => unreachable!("handled before"),
+        Cmd::Node(_) | Cmd::Tag { .. } | Cmd::Demo | Cmd::Keygen => unreachable!("handled before"),
     }
     Ok(ExitCode::SUCCESS)
 }

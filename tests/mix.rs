@@ -226,3 +226,27 @@ fn cover_traffic_is_dropped_at_the_mix_and_never_reaches_users() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a mix public key"));
 }
+
+#[test]
+fn keygen_makes_one_key_that_the_node_then_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = cli(dir.path(), &["keygen"], None);
+    assert!(first.status.success());
+    let second = cli(dir.path(), &["keygen"], None);
+    assert_eq!(first.stdout, second.stdout, "keygen keeps an existing key");
+    let key_file = netdir(dir.path()).join("mixkey");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let printed = String::from_utf8(first.stdout).unwrap();
+    let node = TestNode::start(dir.path(), &[]);
+    assert!(
+        printed.contains(&mix_key(&node)),
+        "node uses the keygen key"
+    );
+}

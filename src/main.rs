@@ -450,12 +450,9 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
                 .cover_via
                 .iter()
                 .map(|k| {
-                    hex::decode(k.trim())
-                        .ok()
-                        .and_then(|b| secp256k1::PublicKey::from_slice(&b).ok())
-                        .ok_or_else(|| {
-                            anyhow!("--cover-via: not a mix public key (66 hex digits): {k:?}")
-                        })
+                    bump::onion::bump::parse_mix_key(k).ok_or_else(|| {
+                        anyhow!("--cover-via: not a mix public key (66 hex digits): {k:?}")
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             if via.is_empty() {

@@ -95,18 +95,10 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, shutdown: CancellationToken)
 mod tests {
     use super::*;
     use crate::onion::bump::unwrap;
-    use secp256k1::{Secp256k1, SecretKey};
 
     #[test]
     fn dummies_look_like_relay_packets_and_die_at_their_last_hop() {
-        let secp = Secp256k1::new();
-        let sk: Vec<SecretKey> = (1..=3u8)
-            .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
-            .collect();
-        let pk: Vec<PublicKey> = sk
-            .iter()
-            .map(|k| PublicKey::from_secret_key(&secp, k))
-            .collect();
+        let (sk, pk) = crate::onion::bump::test_mixes(3);
         let pol = RoutePolicy {
             crowd: 1,
             delay_secs: 5,

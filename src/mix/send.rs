@@ -105,18 +105,10 @@ mod tests {
     use crate::message::Assembler;
     use crate::onion::bump::unwrap;
     use rand::SeedableRng;
-    use secp256k1::{Secp256k1, SecretKey};
 
     #[test]
     fn multi_part_message_through_three_mixes_reassembles() {
-        let secp = Secp256k1::new();
-        let sk: Vec<SecretKey> = (1..=3u8)
-            .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
-            .collect();
-        let pk: Vec<PublicKey> = sk
-            .iter()
-            .map(|k| PublicKey::from_secret_key(&secp, k))
-            .collect();
+        let (sk, pk) = crate::onion::bump::test_mixes(3);
         let pol = RoutePolicy {
             crowd: 0,
             delay_secs: 0,

@@ -32,6 +32,27 @@ pub const AREA: usize = BODY_LEN - OVERHEAD;
 /// Most hops a route may have.
 pub const MAX_HOPS: usize = 8;
 
+/// Parse a mix public key written as 66 hex digits (compressed secp256k1).
+pub fn parse_mix_key(s: &str) -> Option<PublicKey> {
+    hex::decode(s.trim())
+        .ok()
+        .and_then(|b| PublicKey::from_slice(&b).ok())
+}
+
+/// Test mixes: secret keys `[1; 32]`, `[2; 32]`, ... and their public keys.
+#[cfg(test)]
+pub(crate) fn test_mixes(n: u8) -> (Vec<SecretKey>, Vec<PublicKey>) {
+    let secp = secp256k1::Secp256k1::new();
+    let sk: Vec<SecretKey> = (1..=n)
+        .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
+        .collect();
+    let pk = sk
+        .iter()
+        .map(|k| PublicKey::from_secret_key(&secp, k))
+        .collect();
+    (sk, pk)
+}
+
 /// The tag a mix listens on.
 pub fn mix_tag(key: &PublicKey) -> Tag {
     let mut b = b"bump/mix/1".to_vec();
@@ -283,18 +304,9 @@ pub fn unwrap(
 mod tests {
     use super::*;
     use rand::SeedableRng;
-    use secp256k1::Secp256k1;
 
     fn mixes(n: u8) -> (Vec<SecretKey>, Vec<PublicKey>) {
-        let secp = Secp256k1::new();
-        let sk: Vec<SecretKey> = (1..=n)
-            .map(|i| SecretKey::from_slice(&[i; 32]).unwrap())
-            .collect();
-        let pk = sk
-            .iter()
-            .map(|k| PublicKey::from_secret_key(&secp, k))
-            .collect();
-        (sk, pk)
+        test_mixes(n)
     }
 
     fn route_instructions(pk: &[PublicKey], final_tag: Tag, data: Vec<u8>) -> Vec<HopInstructions> {

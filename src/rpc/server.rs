@@ -83,15 +83,12 @@ impl RpcImpl {
         let route = via
             .iter()
             .map(|k| {
-                hex::decode(k.trim())
-                    .ok()
-                    .and_then(|b| secp256k1::PublicKey::from_slice(&b).ok())
-                    .ok_or_else(|| {
-                        rpc_error(
-                            codes::INVALID_PARAMS,
-                            format!("not a mix public key (66 hex digits): {k:?}"),
-                        )
-                    })
+                crate::onion::bump::parse_mix_key(k).ok_or_else(|| {
+                    rpc_error(
+                        codes::INVALID_PARAMS,
+                        format!("not a mix public key (66 hex digits): {k:?}"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if route.is_empty() || route.len() > crate::onion::bump::MAX_HOPS {

@@ -42,7 +42,7 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
         limits: Limits::default(),
         store: StoreConfig {
             max_packets: u64::MAX,
-            cache_bytes: 16 << 20,
+            cache_bytes: cache_mb() << 20,
         },
         sweep_interval: Duration::from_secs(3600),
         p2p,

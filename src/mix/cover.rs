@@ -4,9 +4,9 @@
 //! packet, so no user ever sees one. Routes come from `--cover-via` until the Namecoin mix
 //! directory exists.
 
-use super::send::RoutePolicy;
+use super::send::{instructions, RoutePolicy};
 use crate::node::Node;
-use crate::onion::bump::{mix_tag, wrap, HopInstructions};
+use crate::onion::bump::wrap;
 use crate::tag::Tag;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
@@ -42,21 +42,11 @@ pub fn dummy(
     route.truncate(hops);
     let mut random_tag = [0u8; 20];
     rng.fill_bytes(&mut random_tag);
-    let instr: Vec<HopInstructions> = (0..hops)
-        .map(|i| HopInstructions {
-            next_tag: if i + 1 < hops {
-                mix_tag(&route[i + 1])
-            } else {
-                Tag(random_tag)
-            },
-            next_expires: pol.expires,
-            crowd: pol.crowd,
-            delay_secs: pol.delay_secs,
-            postage: None,
-            drop: i + 1 == hops,
-            final_data: None,
-        })
-        .collect();
+    // Built exactly like a real message's route, except that the last hop drops it.
+    let mut instr = instructions(&route, Tag(random_tag), pol);
+    if let Some(last) = instr.last_mut() {
+        last.drop = true;
+    }
     wrap(&route, &instr, pol.expires, rng).ok()
 }
 
@@ -94,7 +84,7 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, shutdown: CancellationToken)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onion::bump::unwrap;
+    use crate::onion::bump::{mix_tag, unwrap};
 
     #[test]
     fn dummies_look_like_relay_packets_and_die_at_their_last_hop() {

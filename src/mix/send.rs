@@ -28,7 +28,13 @@ pub struct RoutePolicy {
     pub expires: u32,
 }
 
-fn instructions(route: &[PublicKey], final_tag: Tag, pol: RoutePolicy) -> Vec<HopInstructions> {
+/// Instructions for every hop of `route`: forward to the next mix's tag, the last to
+/// `final_tag`, all with the same Tau values and expiry. Callers add final data or a drop flag.
+pub(crate) fn instructions(
+    route: &[PublicKey],
+    final_tag: Tag,
+    pol: RoutePolicy,
+) -> Vec<HopInstructions> {
     (0..route.len())
         .map(|i| HopInstructions {
             next_tag: if i + 1 < route.len() {

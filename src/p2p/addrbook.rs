@@ -223,10 +223,6 @@ impl AddrBook {
         self.bans.retain(|_, until| *until > now);
         self.bans.len()
     }
-
-    pub fn bans(&self) -> Vec<(IpAddr, u64)> {
-        self.bans.iter().map(|(ip, t)| (*ip, *t)).collect()
-    }
 }
 
 #[cfg(test)]

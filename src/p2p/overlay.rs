@@ -738,11 +738,4 @@ impl Overlay {
             tracing::warn!("cannot save the peer table: {e}");
         }
     }
-
-    pub fn banned(&self) -> Vec<(std::net::IpAddr, u64)> {
-        self.addrbook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .bans()
-    }
 }

@@ -6,9 +6,7 @@
 //! announcements (as `inv`, immediately or on a Poisson trickle timer), and packets the peer
 //! asked for (`getdata` is served lazily from the store, a slice at a time).
 
-use super::message::{
-    cmd, max_payload, Message, BUMP_PROTOCOL_VERSION, FEATURE_ID, MAX_INV, NODE_BUMP,
-};
+use super::message::{cmd, max_payload, Message, BUMP_PROTOCOL_VERSION, FEATURE_ID, MAX_INV};
 use super::overlay::Overlay;
 use crate::packet::PacketId;
 use futures::{SinkExt, StreamExt};
@@ -523,9 +521,4 @@ async fn read_loop(
     };
     overlay.remove_nonce(our_nonce);
     result
-}
-
-/// The service bits a BuMP node advertises.
-pub fn our_services() -> u64 {
-    NODE_BUMP
 }

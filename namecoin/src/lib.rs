@@ -1,11 +1,12 @@
 //! Namecoin protocol pieces that BuMP needs.
 //!
 //! This crate owns facts about Namecoin itself (not about BuMP): network parameters
-//! ([`network`]), P2P message framing ([`wire`]) and AuxPoW block headers ([`auxpow`]). The
-//! namecoind JSON-RPC client joins it with the Namecoin integration work.
+//! ([`network`]), P2P message framing ([`wire`]) and AuxPoW block headers ([`auxpow`]). and the
+//! namecoind JSON-RPC client ([`rpc`]).
 
 pub mod auxpow;
 pub mod network;
+pub mod rpc;
 pub mod wire;
 
 pub use network::{Network, ParseNetworkError};

@@ -81,6 +81,21 @@ impl BlockHeader {
         };
         Ok(BlockHeader { header, auxpow })
     }
+
+    /// Append the header (and its AuxPoW) in wire form; the inverse of [`BlockHeader::decode`].
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend(encode::serialize(&self.header));
+        if let Some(a) = &self.auxpow {
+            a.encode(out);
+        }
+    }
+}
+
+fn write_branch(out: &mut Vec<u8>, branch: &[[u8; 32]]) {
+    out.extend(encode::serialize(&VarInt(branch.len() as u64)));
+    for h in branch {
+        out.extend_from_slice(h);
+    }
 }
 
 fn read_branch<R: Read + ?Sized>(
@@ -117,6 +132,17 @@ impl AuxPow {
         })
     }
 
+    /// Append in wire form; the inverse of [`AuxPow::decode`].
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend(encode::serialize(&self.coinbase_tx));
+        out.extend_from_slice(&self.parent_hash);
+        write_branch(out, &self.merkle_branch);
+        out.extend(self.index.to_le_bytes());
+        write_branch(out, &self.chain_merkle_branch);
+        out.extend(self.chain_index.to_le_bytes());
+        out.extend(encode::serialize(&self.parent_header));
+    }
+
     /// Hash of the parent block (whose proof of work secures this block).
     pub fn parent_block_hash(&self) -> BlockHash {
         self.parent_header.block_hash()
@@ -141,6 +167,27 @@ pub fn decode_headers(payload: &[u8]) -> Result<Vec<BlockHeader>, AuxPowError> {
     }
     trailing(&r, payload.len())?;
     Ok(out)
+}
+
+/// Encode a `headers` payload; the inverse of [`decode_headers`].
+pub fn encode_headers(headers: &[BlockHeader]) -> Vec<u8> {
+    let mut out = encode::serialize(&VarInt(headers.len() as u64));
+    for h in headers {
+        h.encode(&mut out);
+        out.push(0);
+    }
+    out
+}
+
+/// Encode a `block` payload; the inverse of [`decode_block`].
+pub fn encode_block(header: &BlockHeader, txs: &[Transaction]) -> Vec<u8> {
+    let mut out = Vec::new();
+    header.encode(&mut out);
+    out.extend(encode::serialize(&VarInt(txs.len() as u64)));
+    for tx in txs {
+        out.extend(encode::serialize(tx));
+    }
+    out
 }
 
 /// Decode a `block` payload: header (+ AuxPoW) and transactions.

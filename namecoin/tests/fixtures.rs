@@ -1,7 +1,9 @@
 //! The recorded real-namecoind P2P session (`shared/fixtures/namecoind/p2p.json`) decoded with
 //! this crate: framing, checksums, AuxPoW headers and blocks. The fixture is the truth.
 
-use namecoin::auxpow::{decode_block, decode_headers, hash_hex, NAMECOIN_CHAIN_ID};
+use namecoin::auxpow::{
+    decode_block, decode_headers, encode_block, encode_headers, hash_hex, NAMECOIN_CHAIN_ID,
+};
 use namecoin::wire::{Frame, MessageCodec, MAX_MESSAGE_LEN};
 use namecoin::Network;
 use tokio_util::codec::Decoder;
@@ -70,6 +72,11 @@ fn headers_carry_auxpow_and_chain_to_the_rpc_tip() {
     let h = msgs.iter().find(|m| m.command == "headers").unwrap();
     let headers = decode_headers(&h.payload).unwrap();
     assert_eq!(headers.len(), 116);
+    assert_eq!(
+        encode_headers(&headers),
+        h.payload,
+        "one encode, one decode: same bytes"
+    );
     let genesis = "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206";
     let mut prev = genesis.to_string();
     for bh in &headers {
@@ -89,6 +96,12 @@ fn blocks_decode_with_their_transactions() {
     let blocks: Vec<&Msg> = msgs.iter().filter(|m| m.command == "block").collect();
     assert_eq!(blocks.len(), 2);
     let (tip, txs) = decode_block(&blocks[0].payload).unwrap();
+    assert_eq!(
+        encode_block(&tip, &txs),
+        blocks[0].payload,
+        "re-encodes byte for byte"
+    );
+
     assert_eq!(
         hash_hex(&tip.block_hash()),
         rpc_result("getblockhash_tip").as_str().unwrap()

@@ -113,7 +113,9 @@ fn every_recorded_answer_decodes_or_maps_to_its_error() {
         find("name_update_value_too_long"),
         RpcError::InvalidParameter("the value is too long".into())
     );
-    assert!(matches!(find("name_firstupdate_too_early"), RpcError::Verify(m) if m == "previous txid not found"));
+    assert!(
+        matches!(find("name_firstupdate_too_early"), RpcError::Verify(m) if m == "previous txid not found")
+    );
     assert!(matches!(
         find("gettxout_bad_txid"),
         RpcError::InvalidParameter(_)
@@ -138,7 +140,8 @@ fn recorded_values_come_out_typed() {
             .unwrap_or_else(|| panic!("{label}"))["response"]
             .clone()
     };
-    let info: BlockchainInfo = decode_result("getblockchaininfo", &get("getblockchaininfo")).unwrap();
+    let info: BlockchainInfo =
+        decode_result("getblockchaininfo", &get("getblockchaininfo")).unwrap();
     assert_eq!(info.chain, "regtest");
     assert!(info.initialblockdownload, "a fresh chain is in IBD");
     let alice: NameInfo = decode_result("name_show", &get("name_show_alice")).unwrap();
@@ -155,8 +158,11 @@ fn recorded_values_come_out_typed() {
     let missing: Option<TxOutInfo> =
         decode_result("gettxout", &get("gettxout_missing_vout")).unwrap();
     assert!(missing.is_none());
-    let raw: RawTransaction =
-        decode_result("getrawtransaction", &get("getrawtransaction_verbose_confirmed")).unwrap();
+    let raw: RawTransaction = decode_result(
+        "getrawtransaction",
+        &get("getrawtransaction_verbose_confirmed"),
+    )
+    .unwrap();
     assert!(raw.vout.iter().any(|o| o.value == 25_000_000));
     assert!(raw.blockhash.is_some());
     let v: Vec<String> = decode_value("x", serde_json::json!(["a", "b"])).unwrap();

@@ -35,6 +35,7 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
     p2p.connect = connect;
     p2p.max_outbound = 0;
     let settings = DaemonSettings {
+        chain: None,
         network: Network::Regtest,
         netdir: dir.join("regtest"),
         rpc_bind: "127.0.0.1:0".parse().unwrap(),

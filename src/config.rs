@@ -43,6 +43,17 @@ pub const CONF_KEYS: &[&str] = &[
     "maxoutbound",
     "trickle",
     "bantime",
+    "namecoind",
+    "namecoindcookie",
+    "namecoinddatadir",
+    "namecoinduser",
+    "namecoindpassword",
+    "namecoindwallet",
+    "mixfee",
+    "requirepostage",
+    "postageconfirmations",
+    "hops",
+    "namepoll",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,24 @@ pub struct DaemonSettings {
     pub p2p: P2pConfig,
     /// Cover traffic (dummies); `None` = off.
     pub cover: Option<crate::mix::cover::CoverConfig>,
+    /// namecoind link (names, directory, postage); `None` = none.
+    pub chain: Option<ChainSettings>,
+}
+
+/// Everything about namecoind and what the node does with it.
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    pub namecoind: crate::names::NamecoindSettings,
+    /// Satoshis per packet asked in our mix record (0 = free).
+    pub mix_fee: u64,
+    /// Drop packets without valid postage.
+    pub require_postage: bool,
+    /// Confirmations postage needs (0 = mempool is enough).
+    pub postage_confirmations: u64,
+    /// How often the publisher looks at the chain.
+    pub poll: Duration,
+    /// Mixes per message when a send names neither `via` nor `hops`.
+    pub default_hops: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +189,10 @@ pub async fn start(
         PoolLimits::default(),
     )?;
     tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
+    let names = match &settings.chain {
+        Some(cs) => Some(start_chain(cs, &settings, &node, &mix, &shutdown)?),
+        None => None,
+    };
     tokio::spawn(mix.clone().run(shutdown.clone()));
     if let Some(cover) = settings.cover.clone() {
         tokio::spawn(crate::mix::cover::run(
@@ -197,6 +219,7 @@ pub async fn start(
         node.clone(),
         Some(overlay.clone()),
         Some(mix.clone()),
+        names,
         settings.rpc_bind,
         Credentials::new(&pairs),
         max_body,
@@ -229,6 +252,54 @@ pub async fn start(
         netdir,
         shutdown,
     })
+}
+
+/// Connect the node to namecoind: directory, publisher, postage checks.
+fn start_chain(
+    cs: &ChainSettings,
+    settings: &DaemonSettings,
+    node: &Arc<Node>,
+    mix: &Arc<Mix>,
+    shutdown: &CancellationToken,
+) -> Result<Arc<crate::names::NamesCtx>, DaemonError> {
+    let chain = crate::names::Chain::new(&cs.namecoind, settings.network, settings.netdir.clone());
+    let publisher =
+        crate::names::publish::Publisher::new(chain.clone(), &settings.netdir, mix.public_key());
+    tokio::spawn(publisher.clone().run(cs.poll, shutdown.clone()));
+    let ledger = node
+        .store()
+        .tree("postage")
+        .map_err(|e| DaemonError::Mix(e.into()))?;
+    let p = publisher.clone();
+    let postage = crate::mix::postage::Postage::new(
+        chain.client.clone(),
+        ledger,
+        crate::mix::postage::PostagePolicy {
+            fee: cs.mix_fee,
+            require: cs.require_postage,
+            min_conf: cs.postage_confirmations,
+        },
+        Box::new(move || p.pay_addresses()),
+    );
+    mix.set_postage(Arc::new(postage));
+    // Say at once whether namecoind answers; the node runs (and floods) either way.
+    let client = chain.client.clone();
+    tokio::spawn(async move {
+        match client.getblockchaininfo().await {
+            Ok(i) => {
+                tracing::info!(chain = %i.chain, blocks = i.blocks, url = client.url(), "namecoind reachable")
+            }
+            Err(e) => tracing::warn!(
+                url = client.url(),
+                "namecoind: {e}; names and postage wait for it, flooding goes on"
+            ),
+        }
+    });
+    Ok(Arc::new(crate::names::NamesCtx {
+        chain,
+        publisher,
+        default_hops: cs.default_hops,
+    }))
 }
 
 #[cfg(unix)]

@@ -4,12 +4,14 @@
 //! Module map: [`tag`] (tags and human tags), [`packet`] (the 1024-byte packet and its JSON
 //! form), [`message`] (splitting files into packets and joining them), [`store`] (sled
 //! persistence), [`config`] (datadir, `bump.conf`, settings), [`node`] (the daemon's state and
-//! packet admission), [`rpc`] (the JSON-RPC API, server and client).
+//! packet admission), [`rpc`] (the JSON-RPC API, server and client), [`names`] (mix records
+//! as Namecoin names, the directory, publishing), [`mix`] (onion mixing and postage).
 
 pub mod config;
 pub mod daemon;
 pub mod message;
 pub mod mix;
+pub mod names;
 pub mod node;
 pub mod onion;
 pub mod p2p;

@@ -68,6 +68,29 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum NameCmd {
+    /// Register bump/LABEL with this node's mix key (name_new, 12 blocks, name_firstupdate) and
+    /// keep it renewed; resumes after a restart. Changing --fee or --p2p later updates it.
+    Publish {
+        label: String,
+        /// Satoshis each packet must pay this mix (postage) [default: 0 = free]
+        #[arg(long, value_name = "SAT")]
+        fee: Option<u64>,
+        /// Contact to publish, host:port (or an .onion address)
+        #[arg(long, value_name = "HOST:PORT")]
+        p2p: Option<String>,
+        /// Wait until the record is on chain, printing each stage
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the names this node publishes
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Run a node: store packets and serve the JSON-RPC API on loopback until SIGINT/SIGTERM
     Node(NodeArgs),
@@ -76,18 +99,30 @@ enum Cmd {
         /// Time to live, e.g. 3600, 90m, 12h, 2d [default: the node's maximum, 48h]
         #[arg(long, value_name = "DURATION")]
         ttl: Option<String>,
-        /// Route through these mixes (their public keys, from `bump mix` on each), first hop
-        /// first. Each part of the message gets its own onion. Without it the node publishes
-        /// the message itself.
-        #[arg(long, value_name = "KEY,KEY,...", value_delimiter = ',')]
+        /// Route through these mixes, first hop first: Namecoin names (bump/alice, see `bump
+        /// mixes`) or public keys (from `bump mix`). Each part of the message gets its own onion.
+        #[arg(
+            long,
+            value_name = "MIX,MIX,...",
+            value_delimiter = ',',
+            conflicts_with = "hops"
+        )]
         via: Vec<String>,
+        /// Route through N random distinct mixes from the Namecoin directory; 0 = the node
+        /// publishes the message itself [default: 3 with --namecoind on the node, else 0]
+        #[arg(long, value_name = "N")]
+        hops: Option<usize>,
         /// Tau minimum crowd at each mix: how many other packets must enter its pool after yours
         /// before yours may leave [default: 0]
-        #[arg(long, value_name = "K", requires = "via")]
+        #[arg(long, value_name = "K")]
         crowd: Option<u64>,
         /// Tau minimum delay at each mix, e.g. 30s, 5m [default: 0]
-        #[arg(long, value_name = "DURATION", requires = "via")]
+        #[arg(long, value_name = "DURATION")]
         delay: Option<String>,
+        /// Postage for each hop as TXID:VOUT (`-` to skip a hop), first hop first. Hops whose
+        /// record asks a fee and have none here are paid from the node's namecoind wallet
+        #[arg(long, value_name = "TXID:VOUT,...", value_delimiter = ',')]
+        postage: Vec<String>,
         tag: String,
         file: PathBuf,
     },
@@ -139,6 +174,18 @@ enum Cmd {
     },
     /// Show this node's mix: public key (for others' --via), tag, pool, released, dropped
     Mix {
+        /// Print the raw JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish this node's mix record as a Namecoin name, or show what is published
+    #[command(subcommand)]
+    Name(NameCmd),
+    /// List the mix directory (every bump/ name, validated); rejected records with the reason
+    Mixes {
+        /// Ask namecoind now instead of using the cached listing
+        #[arg(long)]
+        refresh: bool,
         /// Print the raw JSON
         #[arg(long)]
         json: bool,
@@ -207,6 +254,40 @@ struct NodeArgs {
     /// Tau minimum delay of cover packets, e.g. 30s: use the same as your real traffic [default: 0]
     #[arg(long, value_name = "DURATION")]
     cover_delay: Option<String>,
+    /// namecoind's JSON-RPC URL, e.g. http://127.0.0.1:8336; turns on mix names, the
+    /// directory, `--hops` and postage [default: none]
+    #[arg(long, value_name = "URL")]
+    namecoind: Option<String>,
+    /// namecoind's cookie file [default: NAMECOIND_DATADIR/<network>/.cookie]
+    #[arg(long, value_name = "FILE")]
+    namecoind_cookie: Option<PathBuf>,
+    /// namecoind's datadir, to find its cookie [default: ~/.namecoin]
+    #[arg(long, value_name = "DIR")]
+    namecoind_datadir: Option<PathBuf>,
+    /// namecoind rpcuser (instead of the cookie)
+    #[arg(long, value_name = "USER", requires = "namecoind_password")]
+    namecoind_user: Option<String>,
+    /// namecoind rpcpassword
+    #[arg(long, value_name = "PASSWORD", requires = "namecoind_user")]
+    namecoind_password: Option<String>,
+    /// namecoind wallet for names and postage payments (`/wallet/NAME`) [default: namecoind's]
+    #[arg(long, value_name = "NAME")]
+    namecoind_wallet: Option<String>,
+    /// Satoshis per packet our mix asks (goes in the published record) [default: 0]
+    #[arg(long, value_name = "SAT")]
+    mix_fee: Option<u64>,
+    /// Drop packets that carry no valid postage for this mix
+    #[arg(long)]
+    require_postage: bool,
+    /// Confirmations postage needs [default: 1; 0 on regtest = mempool is enough]
+    #[arg(long, value_name = "N")]
+    postage_confirmations: Option<u64>,
+    /// Mixes per message when `bump send` names neither --via nor --hops [default: 3]
+    #[arg(long, value_name = "N")]
+    hops: Option<usize>,
+    /// Seconds between looks at the chain for publishing and renewing names [default: 10; 1 on regtest]
+    #[arg(long, value_name = "SECS")]
+    name_poll: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -473,7 +554,81 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
         }
         _ => None,
     };
+    let chain = match args
+        .namecoind
+        .clone()
+        .or(conf.get(net, "namecoind").map(String::from))
+    {
+        None => None,
+        Some(url) => {
+            let user = args
+                .namecoind_user
+                .clone()
+                .or(conf.get(net, "namecoinduser").map(String::from));
+            let pass = args
+                .namecoind_password
+                .clone()
+                .or(conf.get(net, "namecoindpassword").map(String::from));
+            let auth = match (user, pass) {
+                (Some(u), Some(p)) => namecoin::rpc::Auth::UserPass(u, p),
+                _ => {
+                    let cookie = match args
+                        .namecoind_cookie
+                        .clone()
+                        .or(conf.get(net, "namecoindcookie").map(PathBuf::from))
+                    {
+                        Some(c) => c,
+                        None => {
+                            let dir = match args
+                                .namecoind_datadir
+                                .clone()
+                                .or(conf.get(net, "namecoinddatadir").map(PathBuf::from))
+                            {
+                                Some(d) => d,
+                                None => std::env::var_os("HOME")
+                                    .map(|h| PathBuf::from(h).join(".namecoin"))
+                                    .ok_or_else(|| {
+                                        anyhow!("no home directory: pass --namecoind-cookie")
+                                    })?,
+                            };
+                            bump::names::NamecoindSettings::cookie_in(&dir, net)
+                        }
+                    };
+                    namecoin::rpc::Auth::Cookie(cookie)
+                }
+            };
+            let regtest = net == namecoin::Network::Regtest;
+            let require: Option<bool> = conf.parsed(net, "requirepostage")?;
+            Some(bump::daemon::ChainSettings {
+                namecoind: bump::names::NamecoindSettings {
+                    url,
+                    auth,
+                    wallet: args
+                        .namecoind_wallet
+                        .clone()
+                        .or(conf.get(net, "namecoindwallet").map(String::from)),
+                },
+                mix_fee: args.mix_fee.or(conf.parsed(net, "mixfee")?).unwrap_or(0),
+                require_postage: args.require_postage || require.unwrap_or(false),
+                postage_confirmations: args
+                    .postage_confirmations
+                    .or(conf.parsed(net, "postageconfirmations")?)
+                    .unwrap_or(if regtest { 0 } else { 1 }),
+                poll: Duration::from_secs(
+                    args.name_poll
+                        .or(conf.parsed(net, "namepoll")?)
+                        .unwrap_or(if regtest { 1 } else { 10 })
+                        .max(1),
+                ),
+                default_hops: args
+                    .hops
+                    .or(conf.parsed(net, "hops")?)
+                    .unwrap_or(bump::names::DEFAULT_HOPS),
+            })
+        }
+    };
     Ok(DaemonSettings {
+        chain,
         cover,
         p2p,
         network: net,
@@ -498,8 +653,10 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
         Cmd::Send {
             ttl,
             via,
+            hops,
             crowd,
             delay,
+            postage,
             tag,
             file,
         } => {
@@ -527,8 +684,10 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 data: B64.encode(&data),
                 ttl,
                 via,
+                hops,
                 crowd,
                 delay,
+                postage: (!postage.is_empty()).then_some(postage),
             };
             let r = client.send(params).await.map_err(classify)?;
             println!("{}", r.msgid);
@@ -688,6 +847,96 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 println!("dummies      {} dropped at their hop", s.dummies_dropped);
                 for (why, n) in &s.dropped {
                     println!("dropped      {n} ({why})");
+                }
+            }
+        }
+        Cmd::Mixes { refresh, json } => {
+            let l = ctx.client()?.mixes(Some(refresh)).await.map_err(classify)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&l)?);
+            } else {
+                println!(
+                    "directory at height {}{}: {} mixes, {} rejected",
+                    l.height,
+                    if l.stale {
+                        " (stale: namecoind unreachable)"
+                    } else {
+                        ""
+                    },
+                    l.mixes.len(),
+                    l.rejected.len()
+                );
+                for m in &l.mixes {
+                    println!(
+                        "{:<24} fee {:>8} sat  key {}  expires in {} blocks{}",
+                        m.name,
+                        m.record.fee,
+                        m.record.key,
+                        m.expires_in.unwrap_or(0),
+                        m.record
+                            .p2p
+                            .as_deref()
+                            .map(|c| format!("  p2p {c}"))
+                            .unwrap_or_default()
+                    );
+                }
+                for r in &l.rejected {
+                    println!("{:<24} REJECTED: {}", r.name, r.reason);
+                }
+            }
+        }
+        Cmd::Name(NameCmd::Publish {
+            label,
+            fee,
+            p2p,
+            wait,
+        }) => {
+            let client = ctx.client()?;
+            let s = client
+                .name_publish(label.clone(), fee, p2p)
+                .await
+                .map_err(classify)?;
+            println!("{}: {:?}", s.name, s.stage);
+            if wait {
+                let mut last = (s.stage, s.last_error.clone());
+                // Registration takes 13+ blocks: wait as long as that may take on regtest and
+                // report every change; stop with Ctrl-C on a slow chain.
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let states = client.name_status().await.map_err(classify)?;
+                    let Some(s) = states.into_iter().find(|x| x.name == s.name) else {
+                        bail!("publish state vanished")
+                    };
+                    if (s.stage, s.last_error.clone()) != last {
+                        match &s.last_error {
+                            Some(e) => println!("{}: {:?} (waiting: {e})", s.name, s.stage),
+                            None => println!("{}: {:?}", s.name, s.stage),
+                        }
+                        last = (s.stage, s.last_error.clone());
+                    }
+                    if s.stage == bump::names::publish::Stage::Active {
+                        break;
+                    }
+                }
+            }
+        }
+        Cmd::Name(NameCmd::Status { json }) => {
+            let states = ctx.client()?.name_status().await.map_err(classify)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&states)?);
+            } else if states.is_empty() {
+                println!("no names published (bump name publish LABEL)");
+            } else {
+                for s in states {
+                    println!(
+                        "{:<24} {:<16} fee {:>8}  height {:<8} expires in {}{}",
+                        s.name,
+                        format!("{:?}", s.stage),
+                        s.fee,
+                        s.height.map(|h| h.to_string()).unwrap_or("-".into()),
+                        s.expires_in.map(|h| h.to_string()).unwrap_or("-".into()),
+                        s.last_error.map(|e| format!("  ({e})")).unwrap_or_default()
+                    );
                 }
             }
         }

@@ -64,6 +64,25 @@ impl Network {
         }
     }
 
+    /// Version byte of base58 P2SH addresses.
+    pub fn p2sh_prefix(self) -> u8 {
+        match self {
+            Network::Mainnet => 13,
+            Network::Testnet | Network::Regtest => 196,
+        }
+    }
+
+    /// Blocks a name lives after its last update (names/main.h: 36,000; 30 on regtest).
+    pub fn name_expiration_depth(self) -> u64 {
+        match self {
+            Network::Mainnet | Network::Testnet => 36_000,
+            Network::Regtest => 30,
+        }
+    }
+
+    /// Confirmations a name_new needs before its name_firstupdate is mined (all networks).
+    pub const MIN_FIRSTUPDATE_DEPTH: u64 = 12;
+
     /// Subfolder of a datadir that holds this network's files, as namecoind lays it out:
     /// mainnet lives in the datadir root, the others in `testnet3/` and `regtest/`.
     pub fn namecoind_subdir(self) -> Option<&'static str> {

@@ -144,7 +144,7 @@ pub fn decode_value<T: DeserializeOwned>(method: &str, result: Value) -> Result<
 
 /// Satoshis from a JSON amount in coins (namecoind prints amounts as decimal numbers).
 pub fn amount_to_sat(coins: f64) -> Option<u64> {
-    if !(coins.is_finite() && coins >= 0.0 && coins <= 21e6 * 10.0) {
+    if !(coins.is_finite() && (0.0..=21e7).contains(&coins)) {
         return None;
     }
     Some((coins * 1e8).round() as u64)

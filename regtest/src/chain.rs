@@ -491,7 +491,7 @@ impl Chain {
                 !self.mempool_spent.contains(op)
                     && wallet.keys.contains_key(&c.txout.script_pubkey)
                     && match c.height {
-                        Some(h) => !c.coinbase || tip + 1 - h >= COINBASE_MATURITY + 1,
+                        Some(h) => !c.coinbase || tip + 1 - h > COINBASE_MATURITY,
                         None => true,
                     }
             })

@@ -48,7 +48,7 @@ fn parse_amount(v: &Value) -> Result<u64, Fail> {
     namecoin::rpc::amount_to_sat(f).ok_or_else(|| fail(-3, "Amount out of range"))
 }
 
-fn param<'a>(p: &'a [Value], i: usize) -> Option<&'a Value> {
+fn param(p: &[Value], i: usize) -> Option<&Value> {
     p.get(i).filter(|v| !v.is_null())
 }
 

@@ -1,15 +1,19 @@
 //! `bump demo`: a self-contained walk through BuMP on this machine, printing each step.
 //!
-//! It starts three regtest nodes in-process, each in its own temporary datadir, on free
-//! loopback ports, linked in a line A — B — C over the P2P overlay. It sends a message under a
-//! human tag at A through the JSON-RPC API exactly as `bump send` does, waits until it has
-//! flooded to C, reads it there as `bump get` does and checks the bytes, restarts C to show the
-//! message survived on disk, and removes its temporary data. Exit status 0 means every step
-//! worked.
+//! It starts the embedded Namecoin regtest chain (a block every 250 ms) and five regtest nodes
+//! in-process, each in its own temporary datadir and namecoind wallet, on free loopback ports,
+//! linked in a line S — M1 — M2 — M3 — R. The three mixes publish their records as the names
+//! `bump/demo-m1..3` (name_new, 12 blocks, name_firstupdate) asking 1000 sat of postage per
+//! packet and refusing unpaid packets. S sends a message under a human tag through the three
+//! names with a 2-second Tau delay at each, paying postage from its wallet; R reads it
+//! byte-exact, never before the delays; then R restarts to show it is on disk. Exit status 0
+//! means every step worked; the temporary data is removed.
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use bump::daemon::{start, DaemonSettings, Running};
+use bump::daemon::{start, ChainSettings, DaemonSettings, Running};
+use bump::names::publish::Stage;
+use bump::names::NamecoindSettings;
 use bump::node::Limits;
 use bump::p2p::P2pConfig;
 use bump::rpc::api::{BumpApiClient, SendParams};
@@ -17,19 +21,25 @@ use bump::rpc::client::{classify, Target};
 use bump::store::StoreConfig;
 use bump::tag::Tag;
 use namecoin::Network;
+use regtest::{Regtest, RegtestConfig};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-async fn start_node(datadir: &Path, connect: Vec<String>) -> Result<(Running, Target)> {
+async fn start_node(
+    datadir: &Path,
+    connect: Vec<String>,
+    chain: Option<ChainSettings>,
+) -> Result<(Running, Target)> {
     let netdir = datadir.join("regtest");
     let mut p2p = P2pConfig::new(Network::Regtest);
     p2p.listen = Some("127.0.0.1:0".parse()?);
     p2p.connect = connect;
     p2p.peers_file = Some(netdir.join("peers.json"));
     let settings = DaemonSettings {
+        chain,
         network: Network::Regtest,
         netdir: netdir.clone(),
         rpc_bind: "127.0.0.1:0".parse()?,
@@ -63,6 +73,38 @@ async fn read_message(target: &Target, tag: &Tag) -> Result<Option<Vec<u8>>> {
     }
 }
 
+fn chain_settings(rt: &Regtest, wallet: &str, fee: u64, require: bool) -> ChainSettings {
+    ChainSettings {
+        namecoind: NamecoindSettings {
+            url: rt.url(),
+            auth: namecoin::rpc::Auth::Cookie(rt.cookie_path.clone()),
+            wallet: Some(wallet.into()),
+        },
+        mix_fee: fee,
+        require_postage: require,
+        postage_confirmations: 0,
+        poll: Duration::from_millis(300),
+        default_hops: 3,
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {secs} s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn run() -> Result<()> {
     let started = Instant::now();
     let root = tempfile::Builder::new()
@@ -70,115 +112,199 @@ pub async fn run() -> Result<()> {
         .tempdir()
         .context("cannot create a temp dir")?;
     println!("[demo] datadir {}", root.path().display());
-    let dirs = [
-        root.path().join("a"),
-        root.path().join("b"),
-        root.path().join("c"),
-    ];
 
-    println!("[demo] 1. starting three regtest nodes on loopback, linked A - B - C");
-    let (a, a_rpc) = start_node(&dirs[0], vec![]).await?;
-    let a_p2p = a
-        .overlay
-        .listen_addr()
-        .context("A is not listening")?
-        .to_string();
-    let (b, _b_rpc) = start_node(&dirs[1], vec![a_p2p]).await?;
-    let b_p2p = b
-        .overlay
-        .listen_addr()
-        .context("B is not listening")?
-        .to_string();
-    let (c, c_rpc) = start_node(&dirs[2], vec![b_p2p.clone()]).await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.overlay.sync_status().bump_peers < 2 {
-        if Instant::now() > deadline {
-            bail!("the nodes did not connect within 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    println!("[demo] 1. starting the embedded Namecoin regtest chain (a block every 250 ms)");
+    let mut rcfg = RegtestConfig::new(&root.path().join("namecoind"));
+    rcfg.automine = Some(Duration::from_millis(250));
+    let rt = Regtest::start(rcfg).await.context("embedded chain")?;
+    for w in ["m1", "m2", "m3"] {
+        rt.mine_to_wallet(w, 1);
     }
+    let h = rt.mine_to_wallet("s", 101);
+    rt.mine_to_wallet("r", 1);
     println!(
-        "[demo]    A {}  B {}  C {}: connected (BuMP handshake over the Namecoin wire protocol)",
-        a.overlay
-            .listen_addr()
-            .map(|x| x.to_string())
-            .unwrap_or_default(),
-        b_p2p,
-        c.overlay
-            .listen_addr()
-            .map(|x| x.to_string())
-            .unwrap_or_default()
+        "[demo]    namecoind RPC {} (cookie {}), height {h}; wallets m1 m2 m3 s r funded",
+        rt.url(),
+        rt.cookie_path.display()
     );
+
+    println!("[demo] 2. starting five nodes on loopback, linked S - M1 - M2 - M3 - R");
+    let names = ["s", "m1", "m2", "m3", "r"];
+    let mut nodes: Vec<(Running, Target)> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let connect = match nodes.last() {
+            Some((prev, _)) => vec![prev
+                .overlay
+                .listen_addr()
+                .context("not listening")?
+                .to_string()],
+            None => vec![],
+        };
+        let mix = n.starts_with('m');
+        let cs = chain_settings(&rt, n, if mix { 1000 } else { 0 }, mix);
+        nodes.push(start_node(&root.path().join(n), connect, Some(cs)).await?);
+        let _ = i;
+    }
+    let middle = &nodes[2].0;
+    wait_until("the overlay connecting", 20, || async {
+        Ok(middle.overlay.sync_status().bump_peers >= 2)
+    })
+    .await?;
+    println!("[demo]    connected (BuMP handshake over the Namecoin wire protocol)");
+
+    println!("[demo] 3. the mixes publish their keys as Namecoin names (fee 1000 sat/packet, postage required)");
+    for (i, (_, t)) in nodes.iter().enumerate().skip(1).take(3) {
+        let s = t
+            .http(1 << 20)?
+            .name_publish(format!("demo-m{i}"), Some(1000), None)
+            .await
+            .map_err(classify)?;
+        println!("[demo]    {}: {:?}", s.name, s.stage);
+    }
+    let mut last: Vec<Option<Stage>> = vec![None; 3];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = true;
+        for (i, (_, t)) in nodes.iter().skip(1).take(3).enumerate() {
+            let st = t.http(1 << 20)?.name_status().await.map_err(classify)?;
+            let s = st.first().context("no publish state")?;
+            if last[i] != Some(s.stage) {
+                let at = s
+                    .height
+                    .map(|h| format!(" at height {h}"))
+                    .unwrap_or_default();
+                println!("[demo]    {}: {:?}{at}", s.name, s.stage);
+                last[i] = Some(s.stage);
+            }
+            all &= s.stage == Stage::Active;
+        }
+        if all {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the three names were not published within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listing = nodes[0]
+        .1
+        .http(1 << 20)?
+        .mixes(Some(true))
+        .await
+        .map_err(classify)?;
+    println!(
+        "[demo]    directory (name_scan bump/ at height {}): {} valid mixes, {} rejected",
+        listing.height,
+        listing.mixes.len(),
+        listing.rejected.len()
+    );
+    for m in &listing.mixes {
+        println!(
+            "[demo]      {} key {}.. fee {} sat, pay {}",
+            m.name,
+            &m.record.key[..16],
+            m.record.fee,
+            m.record.pay.as_deref().unwrap_or("-")
+        );
+    }
 
     let human = "#bump-demo";
     let tag = Tag::from_arg(human)?;
-    println!("[demo] 2. human tag {human:?} is tag {tag} (HASH160 of its bytes)");
-
+    println!("[demo] 4. human tag {human:?} is tag {tag} (HASH160 of its bytes)");
     let message = format!(
-        "Hello from the BuMP demo. Every node stores every packet, so reading a tag tells nobody who you are.\n{}",
-        "padding line to make this span more than one 1 KiB packet.\n".repeat(30)
+        "Hello from the BuMP demo. This went through three mixes found by their Namecoin names.\n{}",
+        "padding line to make this span more than one packet.\n".repeat(12)
     );
+    let delay = 2u64;
     let t0 = Instant::now();
-    let sent = a_rpc
+    let sent = nodes[0]
+        .1
         .http(1 << 30)?
         .send(SendParams {
             tag: tag.to_hex(),
             data: B64.encode(message.as_bytes()),
             ttl: Some(3600),
-            via: None,
-            crowd: None,
-            delay: None,
+            via: Some(vec![
+                "bump/demo-m1".into(),
+                "bump/demo-m2".into(),
+                "bump/demo-m3".into(),
+            ]),
+            hops: None,
+            crowd: Some(0),
+            delay: Some(delay),
+            postage: None,
         })
         .await
         .map_err(classify)?;
     println!(
-        "[demo] 3. sent {} bytes at A as message {} in {} packets of 1024 bytes",
+        "[demo]    S sent {} bytes as message {} in {} onion packets via bump/demo-m1,m2,m3 (delay {delay} s at each), postage paid from wallet s",
         sent.bytes, sent.msgid, sent.packets
     );
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = nodes[4].1.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
     let data = loop {
-        if let Some(d) = read_message(&c_rpc, &tag).await? {
+        if let Some(d) = read_message(&r, &tag).await? {
             break d;
         }
         if Instant::now() > deadline {
-            bail!("the message did not reach C within 20 s");
+            bail!("the message did not reach R within 60 s");
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let took = t0.elapsed();
     if data != message.as_bytes() {
-        bail!("the message reached C different");
+        bail!("the message reached R different");
+    }
+    if took < Duration::from_secs(3 * delay) {
+        bail!("the message arrived after {took:?}, before its Tau delays");
     }
     println!(
-        "[demo] 4. flooded A -> B -> C in {} ms; read at C: {} bytes, byte-exact",
-        t0.elapsed().as_millis(),
-        data.len()
+        "[demo] 5. R read it after {:.1} s (>= 3 x {delay} s of Tau delay): {} bytes, byte-exact",
+        took.as_secs_f64(),
+        message.len()
     );
+    for (i, (n, _)) in nodes.iter().enumerate().skip(1).take(3) {
+        let s = n.mix.stats();
+        println!(
+            "[demo]    M{i}: released {}, dropped {:?}",
+            s.released, s.dropped
+        );
+    }
 
-    println!("[demo] 5. restarting C: acknowledged packets are on disk");
-    c.finish().await?;
-    let (c, c_rpc) = start_node(&dirs[2], vec![b_p2p]).await?;
-    match read_message(&c_rpc, &tag).await? {
+    println!("[demo] 6. restarting R: acknowledged packets are on disk");
+    let (r_node, _) = nodes.pop().context("five nodes")?;
+    r_node.finish().await?;
+    let m3 = nodes[3]
+        .0
+        .overlay
+        .listen_addr()
+        .context("M3 listening")?
+        .to_string();
+    let (r_node, r_rpc) = start_node(
+        &root.path().join("r"),
+        vec![m3],
+        Some(chain_settings(&rt, "r", 0, false)),
+    )
+    .await?;
+    match read_message(&r_rpc, &tag).await? {
         Some(d) if d == message.as_bytes() => {
             println!("[demo]    still there after restart: {} bytes", d.len())
         }
         Some(_) => bail!("the message changed across the restart"),
         None => bail!("the message was lost across the restart"),
     }
-    let status = c_rpc.http(1 << 20)?.status().await.map_err(classify)?;
-    println!(
-        "[demo]    C holds {} packets, {} bytes on disk",
-        status.packets, status.store_bytes_on_disk
-    );
-    for n in [a, b, c] {
+    r_node.finish().await?;
+    for (n, _) in nodes {
         n.finish().await?;
     }
+    rt.stop();
     drop(root);
     println!(
         "[demo] done in {:.1} s; temporary data removed",
         started.elapsed().as_secs_f64()
     );
     println!("[demo] try it yourself: `bump --regtest node` in one shell, then");
-    println!("[demo]   echo hi | bump --regtest send '#mytag' -  &&  bump --regtest get '#mytag'");
+    println!("[demo]   echo hi | bump --regtest send --hops 0 '#mytag' -  &&  bump --regtest get '#mytag'");
     Ok(())
 }

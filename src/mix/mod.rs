@@ -4,6 +4,7 @@
 
 pub mod cover;
 pub mod pool;
+pub mod postage;
 pub mod role;
 pub mod send;
 

@@ -98,6 +98,10 @@ pub struct Mix {
     pool: Mutex<TauPool>,
     replay: sled::Tree,
     stats: Mutex<MixStats>,
+    postage: Mutex<Option<Arc<super::postage::Postage>>>,
+    /// Packets whose postage could not be checked yet (namecoind down, too few
+    /// confirmations): retried every few seconds until they expire.
+    deferred: Mutex<Vec<Packet>>,
 }
 
 impl Mix {
@@ -123,7 +127,14 @@ impl Mix {
             pool: Mutex::new(pool),
             replay,
             stats: Mutex::new(stats),
+            postage: Mutex::new(None),
+            deferred: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Check (and, with `require`, demand) postage on packets from now on.
+    pub fn set_postage(&self, postage: Arc<super::postage::Postage>) {
+        *self.postage.lock().unwrap_or_else(|e| e.into_inner()) = Some(postage);
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -153,7 +164,7 @@ impl Mix {
     }
 
     /// Peel one packet addressed to us and put it in the pool. Returns whether it entered.
-    fn process(&self, packet: &Packet, now: u32) -> Result<bool, MixError> {
+    async fn process(&self, packet: &Packet, now: u32) -> Result<bool, MixError> {
         let u = match unwrap(&self.secret, packet, &mut rand::rngs::OsRng) {
             Ok(u) => u,
             Err(BumpOnionError::Onion(crate::onion::OnionError::Hmac)) => {
@@ -173,6 +184,40 @@ impl Mix {
         {
             self.count_drop("replay");
             return Ok(false);
+        }
+        // Postage: checked after the HMAC and the replay cache, before the packet may count
+        // toward anyone's crowd.
+        let postage = self
+            .postage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(post) = postage {
+            match u.instructions.postage {
+                Some(field) => match post.charge(&field).await? {
+                    super::postage::Verdict::Paid { .. } => self.node.store().note_write(),
+                    super::postage::Verdict::Rejected(reason) => {
+                        self.count_drop(reason);
+                        return Ok(false);
+                    }
+                    super::postage::Verdict::Retry(why) => {
+                        tracing::debug!("postage check deferred: {why}");
+                        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+                        if d.len() < 10_000 && !d.iter().any(|p| p.id() == packet.id()) {
+                            d.push(packet.clone());
+                        } else if d.len() >= 10_000 {
+                            drop(d);
+                            self.count_drop("postage check backlog full");
+                        }
+                        return Ok(false);
+                    }
+                },
+                None if post.policy().require => {
+                    self.count_drop("unpaid");
+                    return Ok(false);
+                }
+                None => {}
+            }
         }
         // A dummy still waits its turn: keep it as a packet we will discard at release.
         let (outgoing, dummy) = match u.outgoing {
@@ -279,7 +324,7 @@ impl Mix {
                 let now = crate::unix_now();
                 let mut n = 0;
                 for (_, p) in list {
-                    if let Ok(true) = self.process(&p, now) {
+                    if let Ok(true) = self.process(&p, now).await {
                         n += 1;
                     }
                 }
@@ -291,12 +336,13 @@ impl Mix {
         }
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut prune = tokio::time::interval(Duration::from_secs(600));
+        let mut retry = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 ev = rx.recv() => match ev {
                     Ok(ev) if ev.packet.tag == self.tag => {
-                        match self.process(&ev.packet, crate::unix_now()) {
+                        match self.process(&ev.packet, crate::unix_now()).await {
                             Ok(true) => {
                                 if let Err(e) = self.node.store().durable().await {
                                     tracing::warn!("mix pool flush failed: {e}");
@@ -315,7 +361,7 @@ impl Mix {
                         tracing::warn!(missed = n, "mix fell behind; rereading its tag");
                         if let Ok(list) = self.node.packets(self.tag).await {
                             for (_, p) in list {
-                                let _ = self.process(&p, crate::unix_now());
+                                let _ = self.process(&p, crate::unix_now()).await;
                             }
                         }
                     }
@@ -327,6 +373,22 @@ impl Mix {
                     }
                 }
                 _ = prune.tick() => self.prune_replay(crate::unix_now()),
+                _ = retry.tick() => {
+                    let now = crate::unix_now();
+                    let waiting: Vec<Packet> = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|e| e.into_inner()));
+                    let mut entered = false;
+                    for p in waiting {
+                        if p.expires <= now {
+                            self.count_drop("expired waiting for postage check");
+                            continue;
+                        }
+                        entered |= matches!(self.process(&p, now).await, Ok(true));
+                    }
+                    if entered {
+                        let _ = self.node.store().durable().await;
+                        let _ = self.release(crate::unix_now()).await;
+                    }
+                }
             }
         }
     }
@@ -392,10 +454,10 @@ mod tests {
                 CancellationToken::new(),
             ));
             let mix = Mix::new(node, secret, PoolLimits::default()).unwrap();
-            let first = mix.process(&packet, now).unwrap();
+            let first = mix.process(&packet, now).await.unwrap();
             assert_eq!(first, round == 0, "round {round}");
             assert!(
-                !mix.process(&packet, now).unwrap(),
+                !mix.process(&packet, now).await.unwrap(),
                 "second time is a replay"
             );
             assert_eq!(mix.stats().held, 1);

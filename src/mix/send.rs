@@ -54,21 +54,36 @@ pub(crate) fn instructions(
 
 /// Data bytes one part can carry over `route`.
 pub fn part_capacity(route: &[PublicKey], pol: RoutePolicy) -> usize {
+    part_capacity_with(route, pol, &[])
+}
+
+/// Data bytes one part can carry over `route` with postage in the given hops' layers.
+pub fn part_capacity_with(
+    route: &[PublicKey],
+    pol: RoutePolicy,
+    postage: &[Option<[u8; 36]>],
+) -> usize {
     let mut instr = instructions(route, Tag([0; 20]), pol);
+    for (hop, p) in instr.iter_mut().zip(postage) {
+        hop.postage = *p;
+    }
     let Some(last) = instr.pop() else { return 0 };
     capacity(&instr, &last).saturating_sub(FRAME_HEADER_LEN)
 }
 
 /// Wrap `data` for `final_tag` through `route`; returns the relay packets to publish.
+/// `postage[i]`, when given, goes in hop i's layer of every part.
+#[allow(clippy::too_many_arguments)]
 pub fn wrap_message(
     data: &[u8],
     final_tag: Tag,
     route: &[PublicKey],
     pol: RoutePolicy,
+    postage: &[Option<[u8; 36]>],
     limit: usize,
     rng: &mut impl RngCore,
 ) -> Result<(MessageId, Vec<Packet>), SendError> {
-    let per_part = part_capacity(route, pol);
+    let per_part = part_capacity_with(route, pol, postage);
     if per_part == 0 {
         return Err(SendError::NoRoom);
     }
@@ -97,6 +112,9 @@ pub fn wrap_message(
         .encode_into(&mut body);
         body[FRAME_HEADER_LEN..FRAME_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
         let mut instr = instructions(route, final_tag, pol);
+        for (hop, p) in instr.iter_mut().zip(postage) {
+            hop.postage = *p;
+        }
         if let Some(last) = instr.last_mut() {
             last.final_data = Some(body[..FRAME_HEADER_LEN + chunk.len()].to_vec());
         }
@@ -124,7 +142,8 @@ mod tests {
         assert!(per >= 600, "{per}");
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         let data: Vec<u8> = (0..3 * per + 5).map(|i| (i * 7) as u8).collect();
-        let (id, packets) = wrap_message(&data, Tag([5; 20]), &pk, pol, 1 << 20, &mut rng).unwrap();
+        let (id, packets) =
+            wrap_message(&data, Tag([5; 20]), &pk, pol, &[], 1 << 20, &mut rng).unwrap();
         assert_eq!(packets.len(), 4);
         // Each part has its own onion: the first layers share no bytes beyond the tag.
         assert_ne!(packets[0].body[1..34], packets[1].body[1..34]);

@@ -24,6 +24,12 @@ pub mod codes {
     pub const INTERNAL: i32 = -32004;
     /// A TTL outside the accepted range.
     pub const BAD_TTL: i32 = -32005;
+    /// The node has no namecoind configured.
+    pub const NO_NAMECOIND: i32 = -32006;
+    /// namecoind failed or could not be reached (message says which).
+    pub const NAMECOIND: i32 = -32007;
+    /// A mix name that does not exist or whose record is rejected.
+    pub const BAD_MIX: i32 = -32008;
 }
 
 pub fn rpc_error(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
@@ -38,9 +44,18 @@ pub struct SendParams {
     /// Time-to-live in seconds; default: the node's maximum TTL.
     #[serde(default)]
     pub ttl: Option<u32>,
-    /// Send through these mixes (public keys, 66 hex digits), first hop first.
+    /// Send through these mixes, first hop first: public keys (66 hex digits) or Namecoin
+    /// names (`bump/<label>`, looked up through namecoind).
     #[serde(default)]
     pub via: Option<Vec<String>>,
+    /// Send through this many random distinct mixes from the directory (0 = unmixed).
+    /// Default without `via`: 3 when the node has namecoind, else 0.
+    #[serde(default)]
+    pub hops: Option<usize>,
+    /// Postage per hop, `TXID:VOUT` (empty string: none). Hops not given here whose record
+    /// asks a fee are paid from the node's namecoind wallet.
+    #[serde(default)]
+    pub postage: Option<Vec<String>>,
     /// Tau minimum crowd at every mix (with `via`).
     #[serde(default)]
     pub crowd: Option<u64>,
@@ -154,6 +169,23 @@ pub trait BumpApi {
     /// The mix role: public key, tag, pool size, released and dropped counts.
     #[method(name = "mixstatus")]
     async fn mix_status(&self) -> RpcResult<crate::mix::MixStats>;
+
+    /// The mix directory: valid mix records and rejected ones with reasons.
+    #[method(name = "mixes")]
+    async fn mixes(&self, refresh: Option<bool>) -> RpcResult<crate::names::directory::Listing>;
+
+    /// Publish (or change) this node's mix record as `bump/<label>`; resumable.
+    #[method(name = "namepublish")]
+    async fn name_publish(
+        &self,
+        label: String,
+        fee: Option<u64>,
+        p2p: Option<String>,
+    ) -> RpcResult<crate::names::publish::PublishState>;
+
+    /// The names this node publishes and their stage.
+    #[method(name = "namestatus")]
+    async fn name_status(&self) -> RpcResult<Vec<crate::names::publish::PublishState>>;
 
     /// Connected peers.
     #[method(name = "peers")]

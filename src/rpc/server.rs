@@ -7,8 +7,11 @@ use super::api::{
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, Message, MessageError, MessageId};
+use crate::mix::postage::Postage;
 use crate::mix::send::{wrap_message, RoutePolicy, SendError};
 use crate::mix::{Mix, MixStats};
+use crate::names::directory::DirectoryError;
+use crate::names::NamesCtx;
 use crate::node::{Node, NodeError};
 use crate::p2p::overlay::PeerRow;
 use crate::p2p::Overlay;
@@ -19,6 +22,7 @@ use base64::Engine as _;
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
+use secp256k1::PublicKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
@@ -65,11 +69,154 @@ pub struct RpcImpl {
     node: Arc<Node>,
     overlay: Option<Arc<Overlay>>,
     mix: Option<Arc<Mix>>,
+    names: Option<Arc<NamesCtx>>,
+}
+
+fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
+    match e {
+        DirectoryError::Rpc(e) => rpc_error(codes::NAMECOIND, format!("namecoind: {e}")),
+        e => rpc_error(codes::BAD_MIX, e.to_string()),
+    }
 }
 
 impl RpcImpl {
-    pub fn new(node: Arc<Node>, overlay: Option<Arc<Overlay>>, mix: Option<Arc<Mix>>) -> Self {
-        RpcImpl { node, overlay, mix }
+    pub fn new(
+        node: Arc<Node>,
+        overlay: Option<Arc<Overlay>>,
+        mix: Option<Arc<Mix>>,
+        names: Option<Arc<NamesCtx>>,
+    ) -> Self {
+        RpcImpl {
+            node,
+            overlay,
+            mix,
+            names,
+        }
+    }
+
+    fn names(&self) -> RpcResult<&Arc<NamesCtx>> {
+        self.names.as_ref().ok_or_else(|| {
+            rpc_error(
+                codes::NO_NAMECOIND,
+                "this node has no namecoind: start it with --namecoind URL (see bump node --help)",
+            )
+        })
+    }
+
+    /// The route for a send: keys and, per hop, the fee its record asks (0 for bare keys).
+    async fn route(&self, params: &SendParams) -> RpcResult<Vec<(PublicKey, u64, Option<String>)>> {
+        let via: Vec<String> = params.via.clone().unwrap_or_default();
+        if !via.is_empty() {
+            let mut out = Vec::new();
+            for v in &via {
+                if let Some(k) =
+                    crate::onion::bump::parse_mix_key(v).filter(|_| v.trim().len() == 66)
+                {
+                    out.push((k, 0, None));
+                } else if v.starts_with(crate::names::record::NAMESPACE) {
+                    let e = self
+                        .names()?
+                        .chain
+                        .directory
+                        .resolve(v)
+                        .await
+                        .map_err(dir_error)?;
+                    out.push((e.record.public_key(), e.record.fee, e.record.pay.clone()));
+                } else {
+                    return Err(rpc_error(
+                        codes::INVALID_PARAMS,
+                        format!(
+                            "not a mix public key (66 hex digits) or a mix name (bump/...): {v:?}"
+                        ),
+                    ));
+                }
+            }
+            let distinct: std::collections::HashSet<_> = out.iter().map(|(k, _, _)| *k).collect();
+            if distinct.len() != out.len() {
+                return Err(rpc_error(
+                    codes::INVALID_PARAMS,
+                    "a route must not repeat a mix",
+                ));
+            }
+            return Ok(out);
+        }
+        let hops = match (params.hops, &self.names) {
+            (Some(h), _) => h,
+            (None, Some(n)) => n.default_hops,
+            (None, None) => 0,
+        };
+        if hops == 0 {
+            return Ok(vec![]);
+        }
+        let picked = self
+            .names()?
+            .chain
+            .directory
+            .pick(hops)
+            .await
+            .map_err(dir_error)?;
+        Ok(picked
+            .into_iter()
+            .map(|e| (e.record.public_key(), e.record.fee, e.record.pay.clone()))
+            .collect())
+    }
+
+    /// Postage fields per hop: given ones, else paid now from the wallet when a fee is asked.
+    async fn postage(
+        &self,
+        route: &[(PublicKey, u64, Option<String>)],
+        given: &[String],
+        packets: usize,
+    ) -> RpcResult<Vec<Option<[u8; 36]>>> {
+        let mut out = Vec::new();
+        for (i, (_, fee, pay)) in route.iter().enumerate() {
+            match given
+                .get(i)
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty() && *s != "-")
+            {
+                Some(s) => {
+                    let field = s
+                        .split_once(':')
+                        .and_then(|(t, v)| Postage::field(t, v.parse().ok()?))
+                        .ok_or_else(|| {
+                            rpc_error(
+                                codes::INVALID_PARAMS,
+                                format!("postage must be TXID:VOUT, got {s:?}"),
+                            )
+                        })?;
+                    out.push(Some(field));
+                }
+                None if *fee > 0 => {
+                    let client = &self.names()?.chain.client;
+                    let pay = pay.clone().unwrap_or_default();
+                    let amount = fee * packets as u64;
+                    let nc = |e: namecoin::rpc::RpcError| {
+                        rpc_error(codes::NAMECOIND, format!("paying postage to {pay}: {e}"))
+                    };
+                    let txid = client.sendtoaddress(&pay, amount).await.map_err(nc)?;
+                    let tx = client.getrawtransaction_verbose(&txid).await.map_err(nc)?;
+                    let vout = tx
+                        .vout
+                        .iter()
+                        .find(|o| {
+                            o.script_pub_key.address.as_deref() == Some(pay.as_str())
+                                && o.value == amount
+                        })
+                        .map(|o| o.n)
+                        .ok_or_else(|| {
+                            rpc_error(
+                                codes::NAMECOIND,
+                                format!("postage tx {txid} has no output to {pay}"),
+                            )
+                        })?;
+                    tracing::info!(hop = i, sat = amount, "postage paid");
+                    out.push(Postage::field(&txid, vout));
+                }
+                None => out.push(None),
+            }
+        }
+        Ok(out)
     }
 
     /// `bump_send` with `via`: wrap each part in an onion for the route and publish it.
@@ -78,19 +225,9 @@ impl RpcImpl {
         tag: Tag,
         data: &[u8],
         params: &SendParams,
-        via: &[String],
+        hops: &[(PublicKey, u64, Option<String>)],
     ) -> RpcResult<SendResult> {
-        let route = via
-            .iter()
-            .map(|k| {
-                crate::onion::bump::parse_mix_key(k).ok_or_else(|| {
-                    rpc_error(
-                        codes::INVALID_PARAMS,
-                        format!("not a mix public key (66 hex digits): {k:?}"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let route: Vec<PublicKey> = hops.iter().map(|(k, _, _)| *k).collect();
         if route.is_empty() || route.len() > crate::onion::bump::MAX_HOPS {
             return Err(rpc_error(
                 codes::INVALID_PARAMS,
@@ -110,11 +247,41 @@ impl RpcImpl {
             delay_secs: params.delay.unwrap_or(0),
             expires: crate::node::quantized_expiry(now, ttl),
         };
+        let given = params.postage.as_deref().unwrap_or(&[]);
+        let placeholder: Vec<Option<[u8; 36]>> = hops
+            .iter()
+            .enumerate()
+            .map(|(i, (_, fee, _))| {
+                let explicit = given
+                    .get(i)
+                    .is_some_and(|s| !s.trim().is_empty() && s.trim() != "-");
+                (explicit || *fee > 0).then_some([0u8; 36])
+            })
+            .collect();
+        let per_part = crate::mix::send::part_capacity_with(&route, pol, &placeholder);
+        if per_part == 0 {
+            return Err(rpc_error(
+                codes::INVALID_PARAMS,
+                "route has no room for data",
+            ));
+        }
+        let parts = data.len().div_ceil(per_part).max(1);
+        if data.len() > self.node.limits().max_message || parts > crate::message::MAX_PARTS {
+            return Err(rpc_error(
+                codes::MESSAGE_TOO_LARGE,
+                format!(
+                    "message of {} bytes is too large for this route",
+                    data.len()
+                ),
+            ));
+        }
+        let postage = self.postage(hops, given, parts).await?;
         let (id, packets) = wrap_message(
             data,
             tag,
             &route,
             pol,
+            &postage,
             self.node.limits().max_message,
             &mut rand::rngs::OsRng,
         )
@@ -146,8 +313,9 @@ impl BumpApiServer for RpcImpl {
                 format!("data is not valid base64: {e}"),
             )
         })?;
-        if let Some(via) = params.via.as_ref().filter(|v| !v.is_empty()) {
-            return self.send_via(tag, &data, &params, via).await;
+        let route = self.route(&params).await?;
+        if !route.is_empty() {
+            return self.send_via(tag, &data, &params, &route).await;
         }
         let (id, packets, expires) = self
             .node
@@ -262,6 +430,31 @@ impl BumpApiServer for RpcImpl {
             .ok_or_else(|| rpc_error(codes::INTERNAL, "this node runs no mix"))
     }
 
+    async fn mixes(&self, refresh: Option<bool>) -> RpcResult<crate::names::directory::Listing> {
+        self.names()?
+            .chain
+            .directory
+            .listing(refresh.unwrap_or(false))
+            .await
+            .map_err(dir_error)
+    }
+
+    async fn name_publish(
+        &self,
+        label: String,
+        fee: Option<u64>,
+        p2p: Option<String>,
+    ) -> RpcResult<crate::names::publish::PublishState> {
+        self.names()?
+            .publisher
+            .request(&label, fee.unwrap_or(0), p2p)
+            .map_err(|e| rpc_error(codes::INVALID_PARAMS, e.to_string()))
+    }
+
+    async fn name_status(&self) -> RpcResult<Vec<crate::names::publish::PublishState>> {
+        Ok(self.names()?.publisher.states())
+    }
+
     async fn peers(&self) -> RpcResult<Vec<PeerRow>> {
         Ok(self
             .overlay
@@ -337,6 +530,7 @@ pub async fn start(
     node: Arc<Node>,
     overlay: Option<Arc<Overlay>>,
     mix: Option<Arc<Mix>>,
+    names: Option<Arc<NamesCtx>>,
     bind: SocketAddr,
     creds: Credentials,
     max_body_bytes: u32,
@@ -356,6 +550,6 @@ pub async fn start(
         .build(bind)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcImpl::new(node, overlay, mix).into_rpc());
+    let handle = server.start(RpcImpl::new(node, overlay, mix, names).into_rpc());
     Ok((addr, handle))
 }

@@ -408,3 +408,117 @@ fn namecoind_down_mid_run_keeps_relaying_and_recovers() {
         && json(&a, &["name", "status", "--json"])[0]["last_error"]
             .is_null()));
 }
+
+/// The publish + postage flow against a real namecoind, when `NAMECOIND` names its binary
+/// (see regtest/README.md). Skips with a printed reason otherwise.
+#[test]
+fn real_namecoind_publish_and_paid_send() {
+    let Ok(bin) = std::env::var("NAMECOIND") else {
+        println!(
+            "skipped: set NAMECOIND to a namecoind binary to run the real-namecoind names test"
+        );
+        return;
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let nc_dir = tempfile::tempdir().unwrap();
+    let rpcport = free_port();
+    let mut nc = std::process::Command::new(&bin)
+        .args([
+            "-regtest",
+            &format!("-datadir={}", nc_dir.path().display()),
+            &format!("-rpcport={rpcport}"),
+            &format!("-port={}", free_port()),
+            "-bind=127.0.0.1",
+            "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1",
+            "-txindex=1",
+            "-fallbackfee=0.001",
+            "-dnsseed=0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start namecoind");
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let cookie = nc_dir.path().join("regtest/.cookie");
+    let url = format!("http://127.0.0.1:{rpcport}");
+    let client = |w: &str| {
+        Client::new(ClientConfig {
+            url: url.clone(),
+            auth: Auth::Cookie(cookie.clone()),
+            wallet: Some(w.into()),
+            timeout: Duration::from_secs(30),
+        })
+    };
+    assert!(
+        wait_for(60, || tokio.block_on(client("m").getblockcount()).is_ok()),
+        "namecoind RPC up"
+    );
+    for w in ["m", "s"] {
+        tokio.block_on(client("m").createwallet(w)).unwrap();
+    }
+    let mine = |w: &str, n: u32| {
+        let c = client(w);
+        let a = tokio.block_on(c.getnewaddress()).unwrap();
+        tokio.block_on(c.generatetoaddress(n, &a)).unwrap();
+    };
+    mine("m", 1);
+    mine("s", 101);
+    // Keep mining in the background so names get their 12 confirmations.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let miner = {
+        let (stop, c) = (stop.clone(), client("s"));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let a = rt.block_on(c.getnewaddress()).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = rt.block_on(c.generatetoaddress(1, &a));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let args = |w: &str| {
+        vec![
+            "--namecoind".to_string(),
+            url.clone(),
+            "--namecoind-cookie".into(),
+            cookie.display().to_string(),
+            "--namecoind-wallet".into(),
+            w.into(),
+            "--name-poll".into(),
+            "1".into(),
+        ]
+    };
+    let (dm, ds) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut am = args("m");
+    am.extend([
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--mix-fee".into(),
+        "1000".into(),
+        "--require-postage".into(),
+    ]);
+    let m = TestNode::start(
+        dm.path(),
+        &am.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+    let mut as_ = args("s");
+    as_.extend(["--connect".into(), m.p2p()]);
+    let s = TestNode::start(
+        ds.path(),
+        &as_.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    );
+    publish(&m, "real", "1000");
+    let msg = random_bytes(400);
+    s.ok(&["send", "--via", "bump/real", "#real", "-"], Some(&msg));
+    assert!(wait_for(60, || s.cli(&["get", "#real"], None).stdout == msg));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    miner.join().unwrap();
+    let _ = nc.kill();
+    let _ = nc.wait();
+}

@@ -241,11 +241,8 @@ mod tests {
             check("bump/a", wrong_tag.encode()),
             Err(RecordError::BadTag)
         );
-        let long = format!(
-            "{}{}",
-            &good.encode()[..good.encode().len() - 1],
-            format!(",\"x\":\"{}\"}}", "y".repeat(600))
-        );
+        let enc = good.encode();
+        let long = format!("{},\"x\":\"{}\"}}", &enc[..enc.len() - 1], "y".repeat(600));
         assert!(matches!(
             check("bump/a", long),
             Err(RecordError::TooLong(_))

@@ -283,12 +283,13 @@ fn postage_is_checked_charged_and_never_reused() {
 
     // Too little: 600 sat against a 1000 sat fee.
     let c = chain.client("s");
-    let pay_out = |sat: u64| {
-        let txid = chain.run(c.sendtoaddress(&pay, sat)).unwrap();
+    let pay_to = |addr: &str, sat: u64| {
+        let txid = chain.run(c.sendtoaddress(addr, sat)).unwrap();
         let tx = chain.run(c.getrawtransaction_verbose(&txid)).unwrap();
         let vout = tx.vout.iter().find(|o| o.value == sat).unwrap().n;
         format!("{txid}:{vout}")
     };
+    let pay_out = |sat: u64| pay_to(&pay, sat);
     let little = pay_out(600);
     s.ok(
         &[
@@ -352,16 +353,14 @@ fn postage_is_checked_charged_and_never_reused() {
     );
     // Postage paying someone else: refused.
     let other = chain.run(c.getnewaddress()).unwrap();
-    let txid = chain.run(c.sendtoaddress(&other, 5000)).unwrap();
-    let tx = chain.run(c.getrawtransaction_verbose(&txid)).unwrap();
-    let vout = tx.vout.iter().find(|o| o.value == 5000).unwrap().n;
+    let elsewhere = pay_to(&other, 5000);
     s.ok(
         &[
             "send",
             "--via",
             "bump/paid",
             "--postage",
-            &format!("{txid}:{vout}"),
+            &elsewhere,
             "#else",
             "-",
         ],

@@ -71,9 +71,17 @@ fn now() -> u64 {
 impl Directory {
     pub fn new(client: Arc<Client>, network: Network, netdir: PathBuf) -> Directory {
         let cache_file = netdir.join("mixes.json");
+        // The cache is a file anyone with access may have edited: keep only records that
+        // still validate, so a bad one can never be routed through.
         let cache = std::fs::read(&cache_file)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Listing>(&b).ok());
+            .and_then(|b| serde_json::from_slice::<Listing>(&b).ok())
+            .map(|mut l| {
+                l.mixes.retain(|m| {
+                    MixRecord::decode(&m.record.encode(), network).as_ref() == Ok(&m.record)
+                });
+                l
+            });
         Directory {
             client,
             network,

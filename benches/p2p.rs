@@ -48,6 +48,11 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
         sweep_interval: Duration::from_secs(3600),
         p2p,
         cover: None,
+        own_via: Vec::new(),
+        loops: bump::mix::loops::LoopConfig {
+            per_minute: 0.0,
+            ..Default::default()
+        },
     };
     start(settings, CancellationToken::new())
         .await

@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use crate::mix::cover::RouteSource;
+use crate::mix::loops::LoopMonitor;
 
 /// Everything `bump node` needs, after flags and `bump.conf` were merged.
 #[derive(Debug, Clone)]
@@ -33,6 +35,11 @@ pub struct DaemonSettings {
     pub p2p: P2pConfig,
     /// Cover traffic (dummies); `None` = off.
     pub cover: Option<crate::mix::cover::CoverConfig>,
+    /// Mixes for cover traffic and loop packets (`--cover-via`); empty = the directory's
+    /// fee-free mixes when the node has namecoind.
+    pub own_via: Vec<secp256k1::PublicKey>,
+    /// Loop packets and the (n-1) alarm; `per_minute` 0 = off.
+    pub loops: crate::mix::loops::LoopConfig,
     /// namecoind link (names, directory, postage); `None` = none.
     pub chain: Option<ChainSettings>,
 }
@@ -61,6 +68,8 @@ pub enum DaemonError {
     Store { path: PathBuf, err: StoreError },
     #[error("cannot write {path}: {err}")]
     WriteFile { path: PathBuf, err: std::io::Error },
+    #[error("loop ledger: {0}")]
+    Loops(String),
     #[error("cannot listen for P2P on {addr}: {err}")]
     P2pBind { addr: String, err: std::io::Error },
     #[error("cannot listen for RPC on {addr}: {err}")]
@@ -193,11 +202,42 @@ pub async fn start(
         Some(cs) => Some(start_chain(cs, &settings, &node, &mix, &shutdown)?),
         None => None,
     };
+    // Our own traffic (cover, loops) goes through --cover-via mixes, else fee-free directory
+    // mixes.
+    let own_route = if !settings.own_via.is_empty() {
+        Some(RouteSource::Fixed(settings.own_via.clone()))
+    } else {
+        names
+            .as_ref()
+            .map(|n| RouteSource::Directory(n.chain.clone()))
+    };
+    if settings.loops.per_minute > 0.0 {
+        match &own_route {
+            Some(route) => {
+                let monitor = Arc::new(
+                    LoopMonitor::open(node.store(), settings.loops.window)
+                        .map_err(|e| DaemonError::Loops(e.to_string()))?,
+                );
+                mix.set_loops(monitor.clone());
+                tokio::spawn(crate::mix::loops::run(
+                    mix.clone(),
+                    monitor,
+                    route.clone(),
+                    settings.loops.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            None => tracing::info!(
+                "loop packets off: no mixes to route them through (give --cover-via or --namecoind)"
+            ),
+        }
+    }
     tokio::spawn(mix.clone().run(shutdown.clone()));
-    if let Some(cover) = settings.cover.clone() {
+    if let (Some(cover), Some(route)) = (settings.cover.clone(), own_route) {
         tokio::spawn(crate::mix::cover::run(
             node.clone(),
             cover,
+            route,
             shutdown.clone(),
         ));
     }

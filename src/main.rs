@@ -9,6 +9,7 @@ use base64::Engine as _;
 use bump::config::{self, ConfFile};
 use bump::daemon::{self, DaemonSettings};
 use bump::node::Limits;
+use bump::mix::tau::TauLevel;
 use bump::packet::{parse_interchange, DEFAULT_MAX_TTL};
 use bump::rpc::api::{BumpApiClient, GetOptions, SendParams};
 use bump::rpc::client::{classify, Target};
@@ -112,11 +113,16 @@ enum Cmd {
         /// publishes the message itself [default: 3 with --namecoind on the node, else 0]
         #[arg(long, value_name = "N")]
         hops: Option<usize>,
-        /// Tau minimum crowd at each mix: how many other packets must enter its pool after yours
-        /// before yours may leave [default: 0]
+        /// Tau level at each mix: none (crowd 0, no delay), low (crowd 2, 10 s), standard
+        /// (crowd 5, 30 s), high (crowd 20, 5 min). A mix holds your packet until that many
+        /// others entered its pool after it AND the delay passed. Use a level: exact values
+        /// that others do not use set your packets apart [default: standard]
+        #[arg(long, value_name = "LEVEL")]
+        tau: Option<String>,
+        /// Expert: Tau minimum crowd at each mix, overriding the level's
         #[arg(long, value_name = "K")]
         crowd: Option<u64>,
-        /// Tau minimum delay at each mix, e.g. 30s, 5m [default: 0]
+        /// Expert: Tau minimum delay at each mix, e.g. 30s, 5m, overriding the level's
         #[arg(long, value_name = "DURATION")]
         delay: Option<String>,
         /// Postage for each hop as TXID:VOUT (`-` to skip a hop), first hop first. Hops whose
@@ -242,18 +248,35 @@ struct NodeArgs {
     #[arg(long, value_name = "SECS")]
     ban_time: Option<u64>,
     /// Cover traffic: publish this many dummy packets per minute on average (Poisson), routed
-    /// through the --cover-via mixes and dropped at their last hop [default: 0 = off]
+    /// through 1 to 3 random mixes and dropped at their last hop [default: 0 = off]
     #[arg(long, value_name = "PER_MIN")]
     cover_rate: Option<f64>,
-    /// Mixes (public keys) that cover traffic is routed through
+    /// Mixes (public keys) that cover traffic and loop packets go through [default: the
+    /// Namecoin directory's mixes that ask no fee, with --namecoind]
     #[arg(long, value_name = "KEY,KEY,...", value_delimiter = ',')]
     cover_via: Vec<String>,
-    /// Tau minimum crowd of cover packets: use the same value as your real traffic [default: 0]
+    /// Tau level of cover and loop packets: none, low, standard, high; use the level your real
+    /// traffic uses [default: standard]
+    #[arg(long, value_name = "LEVEL")]
+    cover_tau: Option<String>,
+    /// Expert: Tau minimum crowd of cover and loop packets, overriding --cover-tau
     #[arg(long, value_name = "K")]
     cover_crowd: Option<u64>,
-    /// Tau minimum delay of cover packets, e.g. 30s: use the same as your real traffic [default: 0]
+    /// Expert: Tau minimum delay of cover and loop packets, e.g. 30s, overriding --cover-tau
     #[arg(long, value_name = "DURATION")]
     cover_delay: Option<String>,
+    /// Loop packets per minute (Poisson): the mix sends its own packets through two other
+    /// mixes and back to itself; when most stop coming back it suspects an (n-1) attack and
+    /// lets only its own packets fill crowds (docs/anonymity.md) [default: 1 when there are
+    /// mixes to route through; 0 = off]
+    #[arg(long, value_name = "PER_MIN")]
+    loops: Option<f64>,
+    /// Loop packets per minute while that alarm is raised [default: 12]
+    #[arg(long, value_name = "PER_MIN")]
+    defend_rate: Option<f64>,
+    /// A loop packet not back after this long counts as missing, e.g. 10m [default: 10m]
+    #[arg(long, value_name = "DURATION")]
+    loop_timeout: Option<String>,
     /// namecoind's JSON-RPC URL, e.g. http://127.0.0.1:8336; turns on mix names, the
     /// directory, `--hops` and postage [default: none]
     #[arg(long, value_name = "URL")]
@@ -525,34 +548,59 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
         .unwrap_or(p2p.ban_time.as_secs());
     p2p.ban_time = Duration::from_secs(ban);
     p2p.peers_file = Some(ctx.netdir.join(config::PEERS_FILE));
+    let own_via = args
+        .cover_via
+        .iter()
+        .map(|k| {
+            bump::onion::bump::parse_mix_key(k)
+                .ok_or_else(|| anyhow!("--cover-via: not a mix public key (66 hex digits): {k:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let has_namecoind = args.namecoind.is_some() || conf.get(net, "namecoind").is_some();
+    let own_tau = match args.cover_tau.as_deref() {
+        Some(name) => TauLevel::named(name).ok_or_else(|| {
+            anyhow!(
+                "--cover-tau: unknown level {name:?}; the levels are {}",
+                TauLevel::names()
+            )
+        })?,
+        None => TauLevel::default_level(),
+    };
+    let own_tau = TauLevel {
+        name: own_tau.name,
+        crowd: args.cover_crowd.unwrap_or(own_tau.crowd),
+        delay_secs: match args.cover_delay.as_deref() {
+            Some(d) => parse_duration(d)? as u64,
+            None => own_tau.delay_secs,
+        },
+    };
     let cover = match args.cover_rate {
         Some(rate) if rate > 0.0 => {
-            let via = args
-                .cover_via
-                .iter()
-                .map(|k| {
-                    bump::onion::bump::parse_mix_key(k).ok_or_else(|| {
-                        anyhow!("--cover-via: not a mix public key (66 hex digits): {k:?}")
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if via.is_empty() {
-                bail!("--cover-rate needs --cover-via with at least one mix key");
+            if own_via.is_empty() && !has_namecoind {
+                bail!("--cover-rate needs mixes: give --cover-via with at least one mix key, or --namecoind for the directory");
             }
             Some(bump::mix::cover::CoverConfig {
                 per_minute: rate,
-                via,
-                crowd: args.cover_crowd.unwrap_or(0),
-                delay_secs: args
-                    .cover_delay
-                    .as_deref()
-                    .map(parse_duration)
-                    .transpose()?
-                    .unwrap_or(0) as u64,
+                crowd: own_tau.crowd,
+                delay_secs: own_tau.delay_secs,
                 ttl: max_ttl,
             })
         }
         _ => None,
+    };
+    if args.loops.is_some_and(|r| r > 0.0) && own_via.is_empty() && !has_namecoind {
+        bail!("--loops needs mixes to route through: give --cover-via or --namecoind");
+    }
+    let loops = bump::mix::loops::LoopConfig {
+        per_minute: args.loops.unwrap_or(1.0).max(0.0),
+        defend_per_minute: args.defend_rate.unwrap_or(12.0).max(0.0),
+        tau: own_tau,
+        timeout: match args.loop_timeout.as_deref() {
+            Some(d) => Duration::from_secs(parse_duration(d)? as u64),
+            None => Duration::from_secs(600),
+        },
+        ttl: max_ttl,
+        ..Default::default()
     };
     let chain = match args
         .namecoind
@@ -630,6 +678,8 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
     Ok(DaemonSettings {
         chain,
         cover,
+        own_via,
+        loops,
         p2p,
         network: net,
         netdir: ctx.netdir.clone(),
@@ -654,6 +704,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
             ttl,
             via,
             hops,
+            tau,
             crowd,
             delay,
             postage,
@@ -678,6 +729,27 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 .map(parse_duration)
                 .transpose()?
                 .map(u64::from);
+            let level = match tau.as_deref() {
+                Some(name) => TauLevel::named(name).ok_or_else(|| {
+                    anyhow!(
+                        "--tau: unknown level {name:?}; the levels are {}",
+                        TauLevel::names()
+                    )
+                })?,
+                None => TauLevel::default_level(),
+            };
+            let (crowd_v, delay_v) = (
+                crowd.unwrap_or(level.crowd),
+                delay.unwrap_or(level.delay_secs),
+            );
+            if (crowd.is_some() || delay.is_some())
+                && TauLevel::matching(crowd_v, delay_v).is_none()
+            {
+                eprintln!(
+                    "warning: crowd {crowd_v}, delay {delay_v}s is not a standard Tau level ({}); mixes and observers can tell these packets from others",
+                    TauLevel::names()
+                );
+            }
             let via = (!via.is_empty()).then_some(via);
             let params = SendParams {
                 tag: tag.to_hex(),
@@ -685,6 +757,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 ttl,
                 via,
                 hops,
+                tau: tau.clone(),
                 crowd,
                 delay,
                 postage: (!postage.is_empty()).then_some(postage),

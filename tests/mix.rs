@@ -45,7 +45,7 @@ fn message_through_three_mixes_arrives_after_its_delays() {
     let data = random_bytes(1500); // three parts of ≤ 685 bytes
     let start = Instant::now();
     nodes[0].ok(
-        &["send", "--via", &via, "--delay", "2s", "#mixed", "-"],
+        &["send", "--tau", "none", "--via", &via, "--delay", "2s", "#mixed", "-"],
         Some(&data),
     );
     // Three hops of 2 s each: nothing may arrive in the first 6 s.
@@ -84,7 +84,7 @@ fn tampered_and_replayed_relay_packets_die_at_the_mix() {
         .unwrap()
         .to_string();
     nodes[0].ok(
-        &["send", "--via", &key, "#once", "-"],
+        &["send", "--tau", "none", "--via", &key, "#once", "-"],
         Some(b"exactly once"),
     );
     assert!(wait_for(20, || nodes[0]
@@ -140,7 +140,7 @@ fn a_mix_killed_while_holding_delivers_exactly_once_after_restart() {
     let sender_p2p = nodes[0].p2p();
     let start = Instant::now();
     nodes[0].ok(
-        &["send", "--via", &key, "--delay", "4s", "#held", "-"],
+        &["send", "--tau", "none", "--via", &key, "--delay", "4s", "#held", "-"],
         Some(b"survives a crash"),
     );
     assert!(
@@ -190,6 +190,8 @@ fn cover_traffic_is_dropped_at_the_mix_and_never_reaches_users() {
             "600",
             "--cover-via",
             &key,
+            "--cover-tau",
+            "none",
             "--cover-delay",
             "1s",
         ],

@@ -52,6 +52,12 @@ async fn start_node(
         sweep_interval: Duration::from_secs(60),
         p2p,
         cover: None,
+        own_via: Vec::new(),
+        // The demo's mixes all ask postage, so loops would have no fee-free route.
+        loops: bump::mix::loops::LoopConfig {
+            per_minute: 0.0,
+            ..Default::default()
+        },
     };
     let running = start(settings, CancellationToken::new()).await?;
     let target = Target::locate(&netdir, Network::Regtest, Some(running.rpc_addr), None)?;
@@ -230,6 +236,8 @@ pub async fn run() -> Result<()> {
                 "bump/demo-m3".into(),
             ]),
             hops: None,
+            // A quiet demo network has no crowd to wait for: level none plus a short delay.
+            tau: Some("none".into()),
             crowd: Some(0),
             delay: Some(delay),
             postage: None,

@@ -1,8 +1,9 @@
 //! Cover traffic: dummy packets at a Poisson rate, indistinguishable on the wire from real relay
 //! packets (same size, same onion, same Tau values), routed through mixes and marked *drop* at
 //! their last hop, which discards them at their release time. They never produce a final
-//! packet, so no user ever sees one. Routes come from `--cover-via` until the Namecoin mix
-//! directory exists.
+//! packet, so no user ever sees one. Routes are drawn from a [`RouteSource`]: the mixes given
+//! with `--cover-via`, or else the Namecoin directory's mixes that ask no fee (paying postage
+//! for every dummy is not built).
 
 use super::send::{instructions, RoutePolicy};
 use crate::node::Node;
@@ -15,19 +16,56 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Where cover traffic and loop packets find mixes.
+#[derive(Clone)]
+pub enum RouteSource {
+    /// These mixes (`--cover-via`).
+    Fixed(Vec<PublicKey>),
+    /// Valid directory mixes whose record asks no fee.
+    Directory(Arc<crate::names::Chain>),
+}
+
+impl RouteSource {
+    /// The mixes to choose from now (empty when there are none, or the directory is out of
+    /// reach and has no cached listing).
+    pub async fn candidates(&self) -> Vec<PublicKey> {
+        match self {
+            RouteSource::Fixed(v) => v.clone(),
+            RouteSource::Directory(chain) => match chain.directory.listing(false).await {
+                Ok(l) => l
+                    .mixes
+                    .iter()
+                    .filter(|e| e.record.fee == 0)
+                    .map(|e| e.record.public_key())
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!("directory unavailable for cover routes: {e}");
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            RouteSource::Fixed(v) => format!("{} given mixes", v.len()),
+            RouteSource::Directory(_) => "fee-free directory mixes".into(),
+        }
+    }
+}
+
 /// Cover traffic settings.
 #[derive(Debug, Clone)]
 pub struct CoverConfig {
     /// Mean dummies per minute (0 = off).
     pub per_minute: f64,
-    /// Mixes to route through; each dummy uses a random ordering of 1 to all of them.
-    pub via: Vec<PublicKey>,
     pub crowd: u64,
     pub delay_secs: u64,
     pub ttl: u32,
 }
 
-/// Build one dummy relay packet through a random route drawn from `via`.
+/// Build one dummy relay packet through a random route drawn from `via`: a random ordering of
+/// 1 to [`crate::names::DEFAULT_HOPS`] of them.
 pub fn dummy(
     via: &[PublicKey],
     pol: RoutePolicy,
@@ -38,7 +76,7 @@ pub fn dummy(
     }
     let mut route: Vec<PublicKey> = via.to_vec();
     route.shuffle(&mut rand::rngs::OsRng);
-    let hops = rand::rngs::OsRng.gen_range(1..=route.len().min(crate::onion::bump::MAX_HOPS));
+    let hops = rand::rngs::OsRng.gen_range(1..=route.len().min(crate::names::DEFAULT_HOPS));
     route.truncate(hops);
     let mut random_tag = [0u8; 20];
     rng.fill_bytes(&mut random_tag);
@@ -51,16 +89,24 @@ pub fn dummy(
 }
 
 /// Publish dummies until shutdown.
-pub async fn run(node: Arc<Node>, cfg: CoverConfig, shutdown: CancellationToken) {
-    if cfg.per_minute <= 0.0 || cfg.via.is_empty() {
+pub async fn run(
+    node: Arc<Node>,
+    cfg: CoverConfig,
+    via: RouteSource,
+    shutdown: CancellationToken,
+) {
+    if cfg.per_minute <= 0.0 {
         return;
     }
     let mean = Duration::from_secs_f64(60.0 / cfg.per_minute);
     tracing::info!(
         per_minute = cfg.per_minute,
-        mixes = cfg.via.len(),
+        via = %via.describe(),
+        crowd = cfg.crowd,
+        delay_secs = cfg.delay_secs,
         "cover traffic on"
     );
+    let mut warned = false;
     loop {
         let wait = crate::p2p::peer::poisson_delay(mean);
         tokio::select! {
@@ -73,7 +119,16 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, shutdown: CancellationToken)
             delay_secs: cfg.delay_secs,
             expires: crate::node::quantized_expiry(now, cfg.ttl.min(node.limits().max_ttl)),
         };
-        if let Some(p) = dummy(&cfg.via, pol, &mut rand::rngs::OsRng) {
+        let mixes = via.candidates().await;
+        if mixes.is_empty() {
+            if !warned {
+                tracing::warn!("no mixes to route cover traffic through; cover paused");
+                warned = true;
+            }
+            continue;
+        }
+        warned = false;
+        if let Some(p) = dummy(&mixes, pol, &mut rand::rngs::OsRng) {
             if let Err(e) = node.admit(vec![p], now).await {
                 tracing::warn!("could not publish a cover packet: {e}");
             }

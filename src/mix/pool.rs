@@ -173,6 +173,32 @@ impl TauPool {
         delay_secs: u64,
         now_ms: u64,
     ) -> Result<(), PoolError> {
+        self.insert_with(store, outgoing, crowd, delay_secs, now_ms, true)
+    }
+
+    /// Admit a packet that waits for its own Tau values like any other but does **not** count
+    /// toward anyone's crowd (the mix does this with strangers' packets while it suspects an
+    /// (n-1) attack; see [`super::loops`]). Its crowd is counted from the current entry.
+    pub fn insert_uncounted(
+        &mut self,
+        store: &Store,
+        outgoing: &Packet,
+        crowd: u64,
+        delay_secs: u64,
+        now_ms: u64,
+    ) -> Result<(), PoolError> {
+        self.insert_with(store, outgoing, crowd, delay_secs, now_ms, false)
+    }
+
+    fn insert_with(
+        &mut self,
+        store: &Store,
+        outgoing: &Packet,
+        crowd: u64,
+        delay_secs: u64,
+        now_ms: u64,
+        counts: bool,
+    ) -> Result<(), PoolError> {
         if crowd > self.limits.max_crowd {
             return Err(PoolError::CrowdTooLarge(crowd));
         }
@@ -186,13 +212,16 @@ impl TauPool {
         if self.held.contains_key(&id) {
             return Err(PoolError::Duplicate);
         }
-        // This message is entry number `counter`; it needs `crowd` entries after it.
-        let entry = self.counter + 1;
+        // A counted message is entry number `counter + 1`; it needs `crowd` entries after it.
+        // An uncounted one takes the current number without advancing it.
+        let entry = self.counter + u64::from(counts);
         let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
         self.tree
             .insert(id.0, encode_value(entry, crowd, due, outgoing))?;
-        self.counter = entry;
-        self.tree.insert(COUNTER_KEY, &self.counter.to_be_bytes())?;
+        if counts {
+            self.counter = entry;
+            self.tree.insert(COUNTER_KEY, &self.counter.to_be_bytes())?;
+        }
         store.note_write();
         self.index(
             id,
@@ -399,5 +428,33 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort();
         assert_ne!(a, sorted, "not in arrival order");
+    }
+
+    #[test]
+    fn uncounted_entries_wait_but_do_not_fill_crowds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // The target needs 2 entries after it; 5 uncounted strangers arrive: nothing leaves.
+        pool.insert(&store, &pkt(0), 2, 0, 1000).unwrap();
+        for i in 1..=5 {
+            pool.insert_uncounted(&store, &pkt(i), 2, 0, 1000).unwrap();
+        }
+        assert_eq!(pool.entries(), 1);
+        assert!(pool.due(2000, &mut rng).unwrap().is_empty());
+        // Two counted entries (the mix's own) complete every crowd: all 8 are eligible, and
+        // each has at least 2 eligible companions... except the last two counted ones, whose
+        // own crowds are not met yet.
+        pool.insert(&store, &pkt(6), 2, 0, 1000).unwrap();
+        pool.insert(&store, &pkt(7), 2, 0, 1000).unwrap();
+        let out = pool.due(2000, &mut rng).unwrap();
+        assert_eq!(out.len(), 6, "target and the five strangers");
+        assert!(out.iter().any(|p| p.id() == pkt(0).id()));
+        // Across a restart, uncounted entries keep their place.
+        drop(pool);
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        assert_eq!(pool.entries(), 3);
+        assert_eq!(pool.due(2000, &mut rng).unwrap().len(), 6);
     }
 }

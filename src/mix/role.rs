@@ -13,6 +13,9 @@
 //!   at their release time, so they behave like real packets until then.
 //! - On start the mix re-reads stored packets under its tag: those not in the replay cache were
 //!   never processed (the node stopped first) and are processed now.
+//! - **Loops** ([`super::loops`]): the mix's own loop packets enter its pool without being
+//!   published first; returning ones are recognised and noted. While the loop monitor's alarm
+//!   is raised, strangers' packets enter the pool uncounted (they wait, but fill no crowd).
 
 use super::pool::{PoolError, PoolLimits, TauPool};
 use crate::node::Node;
@@ -86,8 +89,24 @@ pub struct MixStats {
     pub entries: u64,
     pub released: u64,
     pub dummies_dropped: u64,
+    /// Strangers' packets that entered while the loop alarm was raised and so counted toward
+    /// no crowd.
+    #[serde(default)]
+    pub uncounted: u64,
     /// Packets dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Loop packets and the (n-1) alarm (absent when loops are off).
+    #[serde(default)]
+    pub loops: Option<super::loops::LoopStats>,
+}
+
+/// Where a packet the mix processes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Published by someone (stored under our mix tag).
+    Network,
+    /// Made by this mix (a loop packet's first layer).
+    Own,
 }
 
 pub struct Mix {
@@ -102,6 +121,7 @@ pub struct Mix {
     /// Packets whose postage could not be checked yet (namecoind down, too few
     /// confirmations): retried every few seconds until they expire.
     deferred: Mutex<Vec<Packet>>,
+    loops: Mutex<Option<Arc<super::loops::LoopMonitor>>>,
 }
 
 impl Mix {
@@ -129,12 +149,38 @@ impl Mix {
             stats: Mutex::new(stats),
             postage: Mutex::new(None),
             deferred: Mutex::new(Vec::new()),
+            loops: Mutex::new(None),
         }))
     }
 
     /// Check (and, with `require`, demand) postage on packets from now on.
     pub fn set_postage(&self, postage: Arc<super::postage::Postage>) {
         *self.postage.lock().unwrap_or_else(|e| e.into_inner()) = Some(postage);
+    }
+
+    /// Track loop packets (and let their alarm decide what counts toward crowds) from now on.
+    pub fn set_loops(&self, monitor: Arc<super::loops::LoopMonitor>) {
+        *self.loops.lock().unwrap_or_else(|e| e.into_inner()) = Some(monitor);
+    }
+
+    fn loop_monitor(&self) -> Option<Arc<super::loops::LoopMonitor>> {
+        self.loops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The node's maximum packet lifetime, seconds.
+    pub fn max_ttl(&self) -> u32 {
+        self.node.limits().max_ttl
+    }
+
+    /// Put a packet this mix made (addressed to itself) straight into its pool: peeled here,
+    /// never published in this form. Then release whatever became due.
+    pub async fn inject_own(&self, packet: &Packet) -> Result<bool, MixError> {
+        let entered = self.process_from(packet, crate::unix_now(), Origin::Own).await?;
+        if entered {
+            self.node.store().durable().await?;
+            self.release(crate::unix_now()).await?;
+        }
+        Ok(entered)
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -160,11 +206,22 @@ impl Mix {
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         s.held = pool.len();
         s.entries = pool.entries();
+        drop(pool);
+        s.loops = self.loop_monitor().map(|m| m.stats());
         s
     }
 
     /// Peel one packet addressed to us and put it in the pool. Returns whether it entered.
     async fn process(&self, packet: &Packet, now: u32) -> Result<bool, MixError> {
+        self.process_from(packet, now, Origin::Network).await
+    }
+
+    async fn process_from(
+        &self,
+        packet: &Packet,
+        now: u32,
+        origin: Origin,
+    ) -> Result<bool, MixError> {
         let u = match unwrap(&self.secret, packet, &mut rand::rngs::OsRng) {
             Ok(u) => u,
             Err(BumpOnionError::Onion(crate::onion::OnionError::Hmac)) => {
@@ -185,13 +242,25 @@ impl Mix {
             self.count_drop("replay");
             return Ok(false);
         }
+        // One of our loops coming home (its last layer is ours and says drop)?
+        let monitor = self.loop_monitor();
+        let own_loop = u.outgoing.is_none()
+            && monitor
+                .as_ref()
+                .is_some_and(|m| m.returned(&u.shared_secret, unix_ms()));
+        let ours = origin == Origin::Own || own_loop;
+        // While the loop alarm is up, only our own packets count toward crowds.
+        let counts = ours || !monitor.as_ref().is_some_and(|m| m.alarmed());
         // Postage: checked after the HMAC and the replay cache, before the packet may count
-        // toward anyone's crowd.
-        let postage = self
-            .postage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        // toward anyone's crowd. Our own packets owe us nothing.
+        let postage = if ours {
+            None
+        } else {
+            self.postage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
         if let Some(post) = postage {
             match u.instructions.postage {
                 Some(field) => match post.charge(&field).await? {
@@ -229,13 +298,30 @@ impl Mix {
             return Ok(false);
         }
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        match pool.insert(
-            self.node.store(),
-            &outgoing,
-            u.instructions.crowd,
-            u.instructions.delay_secs,
-            unix_ms(),
-        ) {
+        let inserted = if counts {
+            pool.insert(
+                self.node.store(),
+                &outgoing,
+                u.instructions.crowd,
+                u.instructions.delay_secs,
+                unix_ms(),
+            )
+        } else {
+            pool.insert_uncounted(
+                self.node.store(),
+                &outgoing,
+                u.instructions.crowd,
+                u.instructions.delay_secs,
+                unix_ms(),
+            )
+        };
+        match inserted {
+            Ok(()) if !counts => {
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .uncounted += 1;
+            }
             Ok(()) => {}
             Err(PoolError::CrowdTooLarge(_)) => {
                 self.count_drop("crowd over policy");

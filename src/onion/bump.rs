@@ -20,7 +20,7 @@
 //! Unknown even types are an error, unknown odd types are ignored (BOLT #1 "it's OK to be odd").
 //! Relay packets and final packets are both 1024-byte packets with random-looking bodies.
 
-use super::{bigsize, create_with_ad, peel, read_bigsize, OnionError, OVERHEAD};
+use super::{bigsize, create_keyed, peel, read_bigsize, OnionError, OVERHEAD};
 use crate::packet::{Packet, BODY_LEN};
 use crate::tag::{Tag, TAG_LEN};
 use bitcoin::hashes::{hash160, Hash};
@@ -211,6 +211,17 @@ pub fn wrap(
     first_expires: u32,
     rng: &mut impl RngCore,
 ) -> Result<Packet, BumpOnionError> {
+    wrap_keyed(route, instructions, first_expires, rng).map(|(p, _)| p)
+}
+
+/// Like [`wrap`], also returning each hop's shared secret (a mix's loop packets are recognised
+/// on their return by the secret of their last layer, which the mix itself peels).
+pub fn wrap_keyed(
+    route: &[PublicKey],
+    instructions: &[HopInstructions],
+    first_expires: u32,
+    rng: &mut impl RngCore,
+) -> Result<(Packet, Vec<[u8; 32]>), BumpOnionError> {
     if route.is_empty() || route.len() > MAX_HOPS || route.len() != instructions.len() {
         return Err(BumpOnionError::Route);
     }
@@ -229,8 +240,8 @@ pub fn wrap(
     }
     let ad_refs: Vec<&[u8]> = ads.iter().map(|a| &a[..]).collect();
     let payloads: Vec<Vec<u8>> = instructions.iter().map(|i| i.encode()).collect();
-    let onion =
-        create_with_ad(&session, route, &payloads, &ad_refs, AREA).map_err(|e| match e {
+    let (onion, secrets) =
+        create_keyed(&session, route, &payloads, &ad_refs, AREA).map_err(|e| match e {
             OnionError::TooLarge { .. } => {
                 let last = instructions
                     .last()
@@ -247,11 +258,14 @@ pub fn wrap(
         })?;
     let mut body = Box::new([0u8; BODY_LEN]);
     body.copy_from_slice(&onion);
-    Ok(Packet {
-        tag: mix_tag(&route[0]),
-        expires: first_expires,
-        body,
-    })
+    Ok((
+        Packet {
+            tag: mix_tag(&route[0]),
+            expires: first_expires,
+            body,
+        },
+        secrets,
+    ))
 }
 
 /// What a mix gets from peeling one relay packet.

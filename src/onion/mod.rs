@@ -154,6 +154,18 @@ pub fn create_with_ad(
     ads: &[&[u8]],
     area: usize,
 ) -> Result<Vec<u8>, OnionError> {
+    create_keyed(session_key, hops, payloads, ads, area).map(|(onion, _)| onion)
+}
+
+/// Like [`create_with_ad`], also returning the shared secret of every hop (what each hop will
+/// derive when it peels its layer).
+pub fn create_keyed(
+    session_key: &SecretKey,
+    hops: &[PublicKey],
+    payloads: &[Vec<u8>],
+    ads: &[&[u8]],
+    area: usize,
+) -> Result<(Vec<u8>, Vec<[u8; 32]>), OnionError> {
     if hops.is_empty() || hops.len() != payloads.len() || ads.len() != hops.len() {
         return Err(OnionError::HopCount);
     }
@@ -205,7 +217,7 @@ pub fn create_with_ad(
     out.extend_from_slice(&first_pub.serialize());
     out.extend_from_slice(&buf);
     out.extend_from_slice(&next_hmac);
-    Ok(out)
+    Ok((out, secrets))
 }
 
 /// One peeled layer.

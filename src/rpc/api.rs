@@ -56,10 +56,13 @@ pub struct SendParams {
     /// asks a fee are paid from the node's namecoind wallet.
     #[serde(default)]
     pub postage: Option<Vec<String>>,
-    /// Tau minimum crowd at every mix (with `via`).
+    /// Standard Tau level at every mix: none, low, standard, high (default: standard).
+    #[serde(default)]
+    pub tau: Option<String>,
+    /// Tau minimum crowd at every mix, overriding the level's.
     #[serde(default)]
     pub crowd: Option<u64>,
-    /// Tau minimum delay in seconds at every mix (with `via`).
+    /// Tau minimum delay in seconds at every mix, overriding the level's.
     #[serde(default)]
     pub delay: Option<u64>,
 }

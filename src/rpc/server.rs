@@ -242,9 +242,21 @@ impl RpcImpl {
                 format!("ttl must be 60..={} seconds", self.node.limits().max_ttl),
             ));
         }
+        let level = match params.tau.as_deref() {
+            Some(name) => crate::mix::tau::TauLevel::named(name).ok_or_else(|| {
+                rpc_error(
+                    codes::INVALID_PARAMS,
+                    format!(
+                        "unknown Tau level {name:?}; the levels are {}",
+                        crate::mix::tau::TauLevel::names()
+                    ),
+                )
+            })?,
+            None => crate::mix::tau::TauLevel::default_level(),
+        };
         let pol = RoutePolicy {
-            crowd: params.crowd.unwrap_or(0),
-            delay_secs: params.delay.unwrap_or(0),
+            crowd: params.crowd.unwrap_or(level.crowd),
+            delay_secs: params.delay.unwrap_or(level.delay_secs),
             expires: crate::node::quantized_expiry(now, ttl),
         };
         let given = params.postage.as_deref().unwrap_or(&[]);

@@ -252,3 +252,90 @@ fn keygen_makes_one_key_that_the_node_then_uses() {
         "node uses the keygen key"
     );
 }
+
+/// Loop packets: a mix's loops come back while its neighbours mix; when they stop coming back
+/// (both other mixes killed, as an (n-1) attacker blocking honest traffic would look) the mix
+/// raises its alarm, strangers' packets stop counting toward crowds yet messages still leave
+/// (its own packets fill the crowd), and the alarm clears once loops return.
+#[test]
+fn loops_raise_the_n_minus_1_alarm_when_they_stop_coming_back() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let key_of = |d: &std::path::Path| {
+        let out = String::from_utf8(cli(d, &["keygen"], None).stdout).unwrap();
+        out.split_whitespace().nth(2).unwrap().to_string()
+    };
+    let (ka, kb) = (key_of(dirs[1].path()), key_of(dirs[2].path()));
+    let via = format!("{ka},{kb}");
+    let m = TestNode::start(
+        dirs[0].path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--max-outbound",
+            "0",
+            "--cover-via",
+            &via,
+            "--cover-tau",
+            "none",
+            "--loops",
+            "120",
+            "--defend-rate",
+            "120",
+            "--loop-timeout",
+            "3s",
+        ],
+    );
+    let spoke = |d: &std::path::Path| TestNode::start(d, &["--connect", &m.p2p()]);
+    let mut a = spoke(dirs[1].path());
+    let mut b = spoke(dirs[2].path());
+    let s = spoke(dirs[3].path());
+    let loops = |n: &TestNode| mix_stats(n)["loops"].clone();
+    assert!(
+        wait_for(40, || loops(&m)["returned"].as_u64().unwrap_or(0) >= 6),
+        "loops come back through A and B: {}",
+        loops(&m)
+    );
+    assert_eq!(loops(&m)["alarm"], false, "{}", loops(&m));
+
+    // A and B vanish: loops stop coming back and the alarm rises.
+    a.kill9();
+    b.kill9();
+    assert!(
+        wait_for(40, || loops(&m)["alarm"] == true),
+        "{}",
+        loops(&m)
+    );
+    // A stranger's messages through M while the alarm is up: they enter uncounted, and still
+    // leave (M's own loop packets fill their crowd of 2).
+    let before = mix_stats(&m)["uncounted"].as_u64().unwrap();
+    let mkey = mix_key(&m);
+    for i in 0..3 {
+        s.ok(
+            &["send", "--tau", "low", "--delay", "0", "--via", &mkey, &format!("#alarm{i}"), "-"],
+            Some(b"under attack"),
+        );
+    }
+    assert!(
+        wait_for(30, || mix_stats(&m)["uncounted"].as_u64().unwrap() >= before + 3),
+        "{}",
+        mix_stats(&m)
+    );
+    assert!(
+        wait_for(30, || (0..3).all(|i| s
+            .cli(&["get", &format!("#alarm{i}")], None)
+            .status
+            .success())),
+        "messages still leave while the alarm is up: {}",
+        mix_stats(&m)
+    );
+
+    // A and B come back: loops return and the alarm clears.
+    let _a = spoke(dirs[1].path());
+    let _b = spoke(dirs[2].path());
+    assert!(
+        wait_for(60, || loops(&m)["alarm"] == false),
+        "{}",
+        loops(&m)
+    );
+    assert!(loops(&m)["alarms"].as_u64().unwrap() >= 1);
+}

@@ -8,9 +8,12 @@
 //!   instant each input falls in; it guesses uniformly inside that batch — success per batch of
 //!   size b is 1/b per message, i.e. (number of batches) / (number of messages) overall.
 //!
-//! Also the (n-1) attacker: he floods the mix so that the target's crowd is made of his own
-//! packets, which he recognises at the output; whatever is left is the target.
+//! Then the (n-1) attacker ([`n_minus_1`]): he floods the mix so that the target's crowd is
+//! made of his own packets, which he recognises at the output; whatever else leaves in the
+//! target's batch might be the target. Driven with the real [`TauPool`] and the real
+//! [`LoopMonitor`] (loop ledger and alarm rule), on a simulated clock.
 
+use bump::mix::loops::{loop_key, LoopMonitor};
 use bump::mix::pool::{PoolLimits, TauPool};
 use bump::packet::{Packet, BODY_LEN};
 use bump::store::{Store, StoreConfig};
@@ -93,6 +96,189 @@ fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outco
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Target,
+    Honest,
+    Attacker,
+    Own,
+}
+
+/// Setting of one (n-1) run.
+#[derive(Clone, Copy)]
+struct Attack {
+    k: u64,
+    d: u64,
+    /// Honest messages per second reaching the mix (when not blocked).
+    honest_per_s: f64,
+    /// The attacker also blocks every honest input (he controls the mix's links).
+    block: bool,
+    /// Loop packets per minute (0 = off; 12/min under alarm; window 6).
+    loops_per_min: f64,
+    /// Loop timeout, seconds.
+    timeout_s: u64,
+}
+
+#[derive(Default)]
+struct AttackOutcome {
+    targets: usize,
+    /// Mean attacker success (1 / number of non-attacker packets in the target's batch).
+    success: f64,
+    /// Targets the attacker linked for sure (alone with his packets).
+    exposed: usize,
+    /// Seconds from the start of blocking to the alarm.
+    detect_s: Option<f64>,
+    /// Mean success for targets that entered while the alarm was up.
+    success_alarmed: Option<f64>,
+    /// Attacker packets sent per target (= fees per target when the mix demands postage).
+    packets_per_target: f64,
+}
+
+/// The (n-1) attack on one mix. 30 simulated minutes of normal traffic (loops come back), then
+/// one hour of attack: the attacker picks the next honest message as target (letting only it
+/// in when he blocks) and at once sends `k` packets of his own (crowd 0, delay `d`: eligible
+/// exactly when the target is). He recognises his packets at the output; the target is one of
+/// the rest of its batch, and he guesses uniformly among them.
+fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        &StoreConfig {
+            max_packets: 1 << 20,
+            cache_bytes: 8 << 20,
+        },
+    )
+    .unwrap();
+    let mut pool = TauPool::open(
+        &store,
+        PoolLimits {
+            max_held: 1 << 20,
+            max_crowd: 1 << 20,
+            max_delay_secs: 1 << 20,
+        },
+    )
+    .unwrap();
+    let monitor = LoopMonitor::open(&store, 6).unwrap();
+    let timeout = std::time::Duration::from_secs(a.timeout_s);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kinds: HashMap<bump::packet::PacketId, Kind> = HashMap::new();
+    let mut serial: u32 = 0;
+    let mut mk = |kind: Kind, rng: &mut rand::rngs::StdRng, kinds: &mut HashMap<_, _>| {
+        serial += 1;
+        let mut body = Box::new([0u8; BODY_LEN]);
+        rng.fill(&mut body[..16]);
+        let p = Packet {
+            tag: Tag([1; 20]),
+            expires: serial,
+            body,
+        };
+        kinds.insert(p.id(), kind);
+        p
+    };
+    let step = 100u64; // ms
+    let warm = 1_800_000u64;
+    let end = warm + 3_600_000;
+    let mut returns: Vec<(u64, [u8; 32])> = Vec::new(); // (due ms, shared secret)
+    let mut target_in = false;
+    let mut target_alarmed = false;
+    let mut out = AttackOutcome::default();
+    let (mut sum, mut sum_alarm, mut n_alarm) = (0.0, 0.0, 0usize);
+    let mut attacker_packets = 0u64;
+    let mut t = 0u64;
+    while t < end {
+        t += step;
+        let attacking = t > warm;
+        let blocked = attacking && a.block;
+        let alarm = monitor.alarmed();
+        let counts = |kind: Kind| kind == Kind::Own || !alarm;
+        let insert = |pool: &mut TauPool, p: &Packet, crowd: u64, kind: Kind| {
+            if counts(kind) {
+                pool.insert(&store, p, crowd, a.d, t).unwrap();
+            } else {
+                pool.insert_uncounted(&store, p, crowd, a.d, t).unwrap();
+            }
+        };
+        // Honest arrivals.
+        if rng.gen_bool((a.honest_per_s * step as f64 / 1000.0).min(1.0)) {
+            // The attacker takes the next honest message as his target; while blocking, he
+            // lets in only that one.
+            let kind = if attacking && !target_in {
+                Kind::Target
+            } else {
+                Kind::Honest
+            };
+            if kind == Kind::Target || !blocked {
+                let p = mk(kind, &mut rng, &mut kinds);
+                insert(&mut pool, &p, a.k, kind);
+                if kind == Kind::Target {
+                    target_in = true;
+                    target_alarmed = alarm;
+                    for _ in 0..a.k {
+                        let q = mk(Kind::Attacker, &mut rng, &mut kinds);
+                        insert(&mut pool, &q, 0, Kind::Attacker);
+                        attacker_packets += 1;
+                    }
+                }
+            }
+        }
+        // Our loops: sent into our own pool; back after a round trip unless blocked.
+        if a.loops_per_min > 0.0 {
+            let per_min = if alarm { 12.0f64.max(a.loops_per_min) } else { a.loops_per_min };
+            if rng.gen_bool(per_min / 60.0 * step as f64 / 1000.0) {
+                let p = mk(Kind::Own, &mut rng, &mut kinds);
+                insert(&mut pool, &p, a.k, Kind::Own);
+                let mut ss = [0u8; 32];
+                rng.fill(&mut ss[..]);
+                monitor.sent(loop_key(&ss), t, timeout).unwrap();
+                let rtt = 3 * a.d * 1000 + (-rng.gen_range(f64::EPSILON..1.0f64).ln() * 20_000.0) as u64;
+                returns.push((t + rtt, ss));
+            }
+            let (due, later): (Vec<_>, Vec<_>) = returns.iter().partition(|(at, _)| *at <= t);
+            returns = later;
+            for (_, ss) in due {
+                if !blocked {
+                    monitor.returned(&ss, t);
+                    let p = mk(Kind::Own, &mut rng, &mut kinds);
+                    insert(&mut pool, &p, a.k, Kind::Own);
+                }
+            }
+            if t % 1000 == 0 {
+                if let Some(true) = monitor.evaluate(t) {
+                    if attacking && out.detect_s.is_none() && a.block {
+                        out.detect_s = Some((t - warm) as f64 / 1000.0);
+                    }
+                }
+            }
+        }
+        // Release checks every 200 ms (and the batch the target is in).
+        if t % 200 == 0 {
+            let batch = pool.due(t, &mut rng).unwrap();
+            for p in &batch {
+                pool.remove(&store, &p.id()).unwrap();
+            }
+            let ks: Vec<Kind> = batch.iter().filter_map(|p| kinds.remove(&p.id())).collect();
+            if ks.contains(&Kind::Target) {
+                let others = ks.iter().filter(|k| **k != Kind::Attacker).count();
+                let s = 1.0 / others as f64;
+                sum += s;
+                out.targets += 1;
+                if others == 1 {
+                    out.exposed += 1;
+                }
+                if target_alarmed {
+                    sum_alarm += s;
+                    n_alarm += 1;
+                }
+                target_in = false;
+            }
+        }
+    }
+    out.success = sum / out.targets.max(1) as f64;
+    out.success_alarmed = (n_alarm > 0).then(|| sum_alarm / n_alarm as f64);
+    out.packets_per_target = attacker_packets as f64 / out.targets.max(1) as f64;
+    out
+}
+
 fn main() {
     let n = 3000;
     let rate = 5.0;
@@ -116,9 +302,52 @@ fn main() {
         }
     }
     println!();
-    println!(
-        "(n-1) attack: the attacker sends k packets right after the target and recognises his own"
-    );
-    println!("outputs; whatever else leaves in the target's batch is the target. Without postage and loop");
-    println!("detection his success is 1 for every k; see docs/anonymity.md for what limits it.");
+    println!("(n-1) attack on one mix, Tau level standard (crowd 5, delay 30 s); 30 min of normal traffic,");
+    println!("then 1 h of attack. success = mean 1/(non-attacker packets in the target's batch);");
+    println!("exposed = targets alone with the attacker's packets; cost = attacker packets per target");
+    println!("(= postage fees per target at a mix that requires postage; 0 where it does not).");
+    println!();
+    println!("| attacker | honest msgs/s | loops/min, timeout | targets | success | exposed | alarm after | success once alarmed | cost (fees/target) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &(block, honest, loops_per_min, timeout_s) in &[
+        (false, 0.02, 0.0, 600),
+        (false, 0.02, 1.0, 600),
+        (false, 0.2, 0.0, 600),
+        (false, 0.2, 1.0, 600),
+        (true, 0.02, 0.0, 600),
+        (true, 0.02, 1.0, 600),
+        (true, 0.02, 4.0, 180),
+        (true, 0.2, 0.0, 600),
+        (true, 0.2, 1.0, 600),
+        (true, 0.2, 4.0, 180),
+    ] {
+        let loops = loops_per_min > 0.0;
+        let o = n_minus_1(
+            Attack {
+                k: 5,
+                d: 30,
+                honest_per_s: honest,
+                block,
+                loops_per_min,
+                timeout_s,
+            },
+            7 + honest.to_bits() % 1000 + block as u64 * 10 + loops_per_min as u64,
+        );
+        println!(
+            "| {} | {honest} | {} | {} | {:.3} | {} ({:.0} %) | {} | {} | {:.1} |",
+            if block { "block + flood" } else { "flood only" },
+            if loops {
+                format!("{loops_per_min}, {timeout_s} s")
+            } else {
+                "off".into()
+            },
+            o.targets,
+            o.success,
+            o.exposed,
+            100.0 * o.exposed as f64 / o.targets.max(1) as f64,
+            o.detect_s.map(|s| format!("{s:.0} s")).unwrap_or("-".into()),
+            o.success_alarmed.map(|s| format!("{s:.3}")).unwrap_or("-".into()),
+            o.packets_per_target,
+        );
+    }
 }

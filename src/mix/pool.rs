@@ -15,7 +15,8 @@
 //! is O(log n). Messages due at the same time leave in random order.
 //!
 //! On disk (sled tree `ext/mixpool`): key = outgoing packet id (32), value = entry number
-//! (u64 BE) ‖ crowd (u64 BE) ‖ due unix time in ms (u64 BE) ‖ outgoing packet (1024); the key
+//! (u64 BE) ‖ crowd (u64 BE; its top bit set marks an *uncounted* entry, see
+//! [`TauPool::insert_uncounted`]) ‖ due unix time in ms (u64 BE) ‖ outgoing packet (1024); the key
 //! `counter` holds the entry counter. A restarted pool rebuilds its indexes from disk, so
 //! nothing held is lost and nothing is released early. The caller removes an entry only after
 //! the released packet is durably stored; if it crashes in between, the packet is released
@@ -28,6 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 
 const COUNTER_KEY: &[u8] = b"counter";
 const VALUE_LEN: usize = 24 + PACKET_LEN;
+/// Top bit of the stored crowd: the entry does not count (crowds are capped far below it).
+const UNCOUNTED: u64 = 1 << 63;
 
 /// Mix policy caps.
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ struct Meta {
     crowd_at: u64,
     crowd: u64,
     due: u64,
+    counted: bool,
 }
 
 pub struct TauPool {
@@ -117,13 +121,15 @@ impl TauPool {
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("pool key"))?,
             );
-            let (entry, crowd, due) = (u64_at(&v, 0), u64_at(&v, 8), u64_at(&v, 16));
+            let (entry, stored_crowd, due) = (u64_at(&v, 0), u64_at(&v, 8), u64_at(&v, 16));
+            let crowd = stored_crowd & !UNCOUNTED;
             pool.index(
                 id,
                 Meta {
                     crowd_at: entry.saturating_add(crowd),
                     crowd,
                     due,
+                    counted: stored_crowd & UNCOUNTED == 0,
                 },
             );
         }
@@ -217,7 +223,15 @@ impl TauPool {
         let entry = self.counter + u64::from(counts);
         let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
         self.tree
-            .insert(id.0, encode_value(entry, crowd, due, outgoing))?;
+            .insert(
+                id.0,
+                encode_value(
+                    entry,
+                    if counts { crowd } else { crowd | UNCOUNTED },
+                    due,
+                    outgoing,
+                ),
+            )?;
         if counts {
             self.counter = entry;
             self.tree.insert(COUNTER_KEY, &self.counter.to_be_bytes())?;
@@ -229,6 +243,7 @@ impl TauPool {
                 crowd_at: entry.saturating_add(crowd),
                 crowd,
                 due,
+                counted: counts,
             },
         );
         self.promote();
@@ -237,24 +252,35 @@ impl TauPool {
 
     /// Packets to release at `now_ms`, shuffled. A message is *eligible* when its crowd and delay
     /// are met; eligible messages leave only together, in a batch in which each of them has at
-    /// least its crowd of companions (the largest such set; the rest wait for more). They stay
-    /// held (and on disk) until [`TauPool::remove`].
+    /// least its crowd of *counted* companions (the largest such set; the rest wait for more).
+    /// Uncounted entries leave with a batch but never make one up. They stay held (and on disk)
+    /// until [`TauPool::remove`].
     pub fn due(&mut self, now_ms: u64, rng: &mut impl rand::Rng) -> Result<Vec<Packet>, PoolError> {
         self.promote();
-        let mut eligible: Vec<(u64, PacketId)> = self
+        // Member i needs `crowd_i + counted_i <= counted members`: sorted by that need, the
+        // neediest member that fails can be satisfied by no subset (removing members never adds
+        // counted ones), so dropping from the top gives the largest valid batch.
+        let mut eligible: Vec<(u64, bool, PacketId)> = self
             .waiting_time
             .range(..=(now_ms, PacketId([0xff; 32])))
-            .filter_map(|(&(_, id), _)| self.held.get(&id).map(|m| (m.crowd, id)))
+            .filter_map(|(&(_, id), _)| {
+                self.held.get(&id).map(|m| {
+                    (m.crowd.saturating_add(u64::from(m.counted)), m.counted, id)
+                })
+            })
             .collect();
         eligible.sort();
-        while let Some(&(crowd, _)) = eligible.last() {
-            if crowd.saturating_add(1) <= eligible.len() as u64 {
+        let mut counted = eligible.iter().filter(|e| e.1).count() as u64;
+        while let Some(&(need, c, _)) = eligible.last() {
+            if need <= counted {
                 break;
             }
             eligible.pop();
+            counted -= u64::from(c);
         }
+        let eligible: Vec<PacketId> = eligible.into_iter().map(|(_, _, id)| id).collect();
         let mut out = Vec::with_capacity(eligible.len());
-        for (_, id) in eligible {
+        for id in eligible {
             if let Some(v) = self.tree.get(id.0)? {
                 if v.len() == VALUE_LEN {
                     if let Ok(p) = Packet::decode(&v[24..]) {
@@ -443,18 +469,22 @@ mod tests {
         }
         assert_eq!(pool.entries(), 1);
         assert!(pool.due(2000, &mut rng).unwrap().is_empty());
-        // Two counted entries (the mix's own) complete every crowd: all 8 are eligible, and
-        // each has at least 2 eligible companions... except the last two counted ones, whose
-        // own crowds are not met yet.
+        // Two counted entries (the mix's own) complete the target's and the strangers' crowds,
+        // but the batch still lacks counted companions: the target has none eligible.
         pool.insert(&store, &pkt(6), 2, 0, 1000).unwrap();
         pool.insert(&store, &pkt(7), 2, 0, 1000).unwrap();
-        let out = pool.due(2000, &mut rng).unwrap();
-        assert_eq!(out.len(), 6, "target and the five strangers");
-        assert!(out.iter().any(|p| p.id() == pkt(0).id()));
-        // Across a restart, uncounted entries keep their place.
+        assert!(pool.due(2000, &mut rng).unwrap().is_empty());
+        // Two more counted entries make pkt 6 and 7 eligible: now the target has 2 counted
+        // companions and everything eligible leaves together.
+        pool.insert(&store, &pkt(8), 2, 0, 1000).unwrap();
+        pool.insert(&store, &pkt(9), 2, 0, 1000).unwrap();
+        // Across a restart, uncounted entries keep their place and their mark.
         drop(pool);
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
-        assert_eq!(pool.entries(), 3);
-        assert_eq!(pool.due(2000, &mut rng).unwrap().len(), 6);
+        assert_eq!(pool.entries(), 5);
+        let out = pool.due(2000, &mut rng).unwrap();
+        let mut got: Vec<u8> = out.iter().map(|p| p.body[0]).collect();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5, 6, 7], "target, 5 strangers, 2 counted");
     }
 }

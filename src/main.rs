@@ -918,6 +918,27 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 println!("held         {} (entries so far {})", s.held, s.entries);
                 println!("released     {}", s.released);
                 println!("dummies      {} dropped at their hop", s.dummies_dropped);
+                if s.uncounted > 0 {
+                    println!("uncounted    {} (entered during a loop alarm)", s.uncounted);
+                }
+                match &s.loops {
+                    Some(l) => {
+                        println!(
+                            "loops        {} sent, {} back in time, {} pending, {} missing{}",
+                            l.sent,
+                            l.returned,
+                            l.pending,
+                            l.missing,
+                            l.median_rtt_ms
+                                .map(|ms| format!(", median round trip {:.1} s", ms as f64 / 1000.0))
+                                .unwrap_or_default()
+                        );
+                        if l.alarm {
+                            println!("ALARM        loops are not coming back (since unix {}): possible (n-1) attack or isolation; only own packets fill crowds", l.alarm_since.unwrap_or(0));
+                        }
+                    }
+                    None => println!("loops        off"),
+                }
                 for (why, n) in &s.dropped {
                     println!("dropped      {n} ({why})");
                 }

@@ -160,7 +160,7 @@ fn register(chain: &Chain, wallet: &str, names: &[(&str, String)]) {
 fn the_directory_rejects_bad_records_and_routing_by_name_uses_only_good_ones() {
     let chain = Chain::start(&["m", "evil"]);
     let dir = tempfile::tempdir().unwrap();
-    let n = start(dir.path(), &chain, "m", &[]);
+    let n = start(dir.path(), &chain, "m", &["--listen", "127.0.0.1:0"]);
     publish(&n, "good", "0");
     // The recorded test value (no tag, no exp), a key not on the curve, a tag of another key.
     let good = json(&n, &["mix", "--json"]);
@@ -240,6 +240,24 @@ fn the_directory_rejects_bad_records_and_routing_by_name_uses_only_good_ones() {
     n.ok(&["send", "--tau", "none", "--hops", "1", "#t", "-"], Some(&msg));
     assert!(wait_for(20, || n.cli(&["get", "#t"], None).stdout == msg));
     assert!(json(&n, &["mix", "--json"])["released"].as_u64().unwrap() >= 1);
+
+    // Cover traffic without --cover-via goes through the directory's fee-free mixes: here
+    // only bump/good, so its mix drops the dummies.
+    let cdir = tempfile::tempdir().unwrap();
+    let _c = start(
+        cdir.path(),
+        &chain,
+        "evil",
+        &["--connect", &n.p2p(), "--cover-rate", "600", "--cover-tau", "none"],
+    );
+    assert!(
+        wait_for(30, || json(&n, &["mix", "--json"])["dummies_dropped"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3),
+        "{}",
+        json(&n, &["mix", "--json"])
+    );
 }
 
 fn dropped(n: &TestNode, reason: &str) -> u64 {

@@ -16,7 +16,9 @@
 //!   count toward anyone's crowd ([`super::pool::TauPool::insert_uncounted`]);
 //! - the mix sends loop packets at the higher *defend* rate; those (and its returning loops)
 //!   are the only entries that count, so every message still leaves among at least its crowd of
-//!   packets the attacker did not make;
+//!   packets the attacker did not make. Their first layer (ours, seen by nobody else) waits for
+//!   the largest crowd held, up to [`MAX_DEFEND_CROWD`], so they gather in batches big enough
+//!   to take waiting messages along;
 //! - a warning is logged and `bump mix` shows the alarm.
 //!
 //! The alarm clears when loops come back again. Liveness is kept (the mix's own loops fill
@@ -265,12 +267,18 @@ impl LoopMonitor {
     }
 }
 
-/// Build one loop: `[us, middle..., us]`, the last layer marked drop. Returns the packet
-/// addressed to us and the ledger key of its last layer.
+/// Highest crowd the mix's own first layer takes while the alarm is up (the highest standard
+/// level's): strangers' messages with a larger crowd wait for the alarm to end.
+pub const MAX_DEFEND_CROWD: u64 = 20;
+
+/// Build one loop: `[us, middle..., us]`, the last layer marked drop, every layer with `pol`'s
+/// Tau values except our own first layer, which waits for `first_crowd` (nobody else sees it).
+/// Returns the packet addressed to us and the ledger key of its last layer.
 pub fn build_loop(
     us: &secp256k1::PublicKey,
     middle: &[secp256k1::PublicKey],
     pol: RoutePolicy,
+    first_crowd: u64,
     rng: &mut impl RngCore,
 ) -> Option<(crate::packet::Packet, [u8; 32])> {
     let mut route = Vec::with_capacity(middle.len() + 2);
@@ -281,6 +289,7 @@ pub fn build_loop(
     rng.fill_bytes(&mut random_tag);
     let mut instr = instructions(&route, Tag(random_tag), pol);
     instr.last_mut()?.drop = true;
+    instr.first_mut()?.crowd = first_crowd;
     let (packet, secrets) = wrap_keyed(&route, &instr, pol.expires, rng).ok()?;
     Some((packet, loop_key(secrets.last()?)))
 }
@@ -360,7 +369,15 @@ pub async fn run(
                     delay_secs: cfg.tau.delay_secs,
                     expires: crate::node::quantized_expiry(now, cfg.ttl.min(mix.max_ttl())),
                 };
-                let Some((packet, key)) = build_loop(&us, &others, pol, &mut rand::rngs::OsRng) else {
+                // Under alarm our packets are the only counted companions, so they must gather
+                // in batches at least as large as the crowds waiting for them: our own first
+                // layer waits for the largest crowd held (capped), unseen by anyone else.
+                let first_crowd = if monitor.alarmed() {
+                    pol.crowd.max(mix.largest_held_crowd().min(MAX_DEFEND_CROWD))
+                } else {
+                    pol.crowd
+                };
+                let Some((packet, key)) = build_loop(&us, &others, pol, first_crowd, &mut rand::rngs::OsRng) else {
                     continue;
                 };
                 if let Err(e) = monitor.sent(key, now as u64 * 1000, cfg.timeout) {
@@ -389,12 +406,13 @@ mod tests {
             delay_secs: 30,
             expires: 2_000_000_000,
         };
-        let (mut p, key) = build_loop(&pk[0], &pk[1..], pol, &mut rand::rngs::OsRng).unwrap();
+        let (mut p, key) = build_loop(&pk[0], &pk[1..], pol, 7, &mut rand::rngs::OsRng).unwrap();
         let order = [0usize, 1, 2, 0];
         for (i, &hop) in order.iter().enumerate() {
             assert_eq!(p.tag, mix_tag(&pk[hop]));
             let u = unwrap(&sk[hop], &p, &mut rand::rngs::OsRng).unwrap();
-            assert_eq!((u.instructions.crowd, u.instructions.delay_secs), (5, 30));
+            let crowd = if i == 0 { 7 } else { 5 };
+            assert_eq!((u.instructions.crowd, u.instructions.delay_secs), (crowd, 30));
             if i == 3 {
                 assert!(u.instructions.drop);
                 assert_eq!(loop_key(&u.shared_secret), key);

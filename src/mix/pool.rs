@@ -163,6 +163,11 @@ impl TauPool {
         self.held.is_empty()
     }
 
+    /// The largest crowd among held packets (0 when empty). O(n).
+    pub fn largest_crowd(&self) -> u64 {
+        self.held.values().map(|m| m.crowd).max().unwrap_or(0)
+    }
+
     /// Entries ever admitted (the crowd counter).
     pub fn entries(&self) -> u64 {
         self.counter

@@ -167,6 +167,14 @@ impl Mix {
         self.loops.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The largest Tau crowd among the packets held now.
+    pub fn largest_held_crowd(&self) -> u64 {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .largest_crowd()
+    }
+
     /// The node's maximum packet lifetime, seconds.
     pub fn max_ttl(&self) -> u32 {
         self.node.limits().max_ttl

@@ -223,14 +223,19 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
         }
         // Our loops: sent into our own pool; back after a round trip unless blocked.
         if a.loops_per_min > 0.0 {
-            let per_min = if alarm { 12.0f64.max(a.loops_per_min) } else { a.loops_per_min };
+            let per_min = if alarm {
+                12.0f64.max(a.loops_per_min)
+            } else {
+                a.loops_per_min
+            };
             if rng.gen_bool(per_min / 60.0 * step as f64 / 1000.0) {
                 let p = mk(Kind::Own, &mut rng, &mut kinds);
                 insert(&mut pool, &p, a.k, Kind::Own);
                 let mut ss = [0u8; 32];
                 rng.fill(&mut ss[..]);
                 monitor.sent(loop_key(&ss), t, timeout).unwrap();
-                let rtt = 3 * a.d * 1000 + (-rng.gen_range(f64::EPSILON..1.0f64).ln() * 20_000.0) as u64;
+                let rtt =
+                    3 * a.d * 1000 + (-rng.gen_range(f64::EPSILON..1.0f64).ln() * 20_000.0) as u64;
                 returns.push((t + rtt, ss));
             }
             let (due, later): (Vec<_>, Vec<_>) = returns.iter().partition(|(at, _)| *at <= t);
@@ -242,7 +247,7 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
                     insert(&mut pool, &p, a.k, Kind::Own);
                 }
             }
-            if t % 1000 == 0 {
+            if t.is_multiple_of(1000) {
                 if let Some(true) = monitor.evaluate(t) {
                     if attacking && out.detect_s.is_none() && a.block {
                         out.detect_s = Some((t - warm) as f64 / 1000.0);
@@ -251,7 +256,7 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
             }
         }
         // Release checks every 200 ms (and the batch the target is in).
-        if t % 200 == 0 {
+        if t.is_multiple_of(200) {
             let batch = pool.due(t, &mut rng).unwrap();
             for p in &batch {
                 pool.remove(&store, &p.id()).unwrap();
@@ -304,7 +309,9 @@ fn main() {
     println!();
     println!("(n-1) attack on one mix, Tau level standard (crowd 5, delay 30 s); 30 min of normal traffic,");
     println!("then 1 h of attack. success = mean 1/(non-attacker packets in the target's batch);");
-    println!("exposed = targets alone with the attacker's packets; cost = attacker packets per target");
+    println!(
+        "exposed = targets alone with the attacker's packets; cost = attacker packets per target"
+    );
     println!("(= postage fees per target at a mix that requires postage; 0 where it does not).");
     println!();
     println!("| attacker | honest msgs/s | loops/min, timeout | targets | success | exposed | alarm after | success once alarmed | cost (fees/target) |");
@@ -345,8 +352,12 @@ fn main() {
             o.success,
             o.exposed,
             100.0 * o.exposed as f64 / o.targets.max(1) as f64,
-            o.detect_s.map(|s| format!("{s:.0} s")).unwrap_or("-".into()),
-            o.success_alarmed.map(|s| format!("{s:.3}")).unwrap_or("-".into()),
+            o.detect_s
+                .map(|s| format!("{s:.0} s"))
+                .unwrap_or("-".into()),
+            o.success_alarmed
+                .map(|s| format!("{s:.3}"))
+                .unwrap_or("-".into()),
             o.packets_per_target,
         );
     }

@@ -6,6 +6,8 @@
 //! runs the other way round and flushes the store last.
 
 use crate::config::{COOKIE_FILE, COOKIE_USER, P2P_ADDR_FILE, RPC_ADDR_FILE, STORE_DIR};
+use crate::mix::cover::RouteSource;
+use crate::mix::loops::LoopMonitor;
 use crate::mix::pool::PoolLimits;
 use crate::mix::role::{load_or_create_key, MixError};
 use crate::mix::Mix;
@@ -19,8 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use crate::mix::cover::RouteSource;
-use crate::mix::loops::LoopMonitor;
 
 /// Everything `bump node` needs, after flags and `bump.conf` were merged.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use bump::config::{self, ConfFile};
 use bump::daemon::{self, DaemonSettings};
-use bump::node::Limits;
 use bump::mix::tau::TauLevel;
+use bump::node::Limits;
 use bump::packet::{parse_interchange, DEFAULT_MAX_TTL};
 use bump::rpc::api::{BumpApiClient, GetOptions, SendParams};
 use bump::rpc::client::{classify, Target};
@@ -930,7 +930,10 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                             l.pending,
                             l.missing,
                             l.median_rtt_ms
-                                .map(|ms| format!(", median round trip {:.1} s", ms as f64 / 1000.0))
+                                .map(|ms| format!(
+                                    ", median round trip {:.1} s",
+                                    ms as f64 / 1000.0
+                                ))
                                 .unwrap_or_default()
                         );
                         if l.alarm {

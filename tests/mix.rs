@@ -45,7 +45,9 @@ fn message_through_three_mixes_arrives_after_its_delays() {
     let data = random_bytes(1500); // three parts of ≤ 685 bytes
     let start = Instant::now();
     nodes[0].ok(
-        &["send", "--tau", "none", "--via", &via, "--delay", "2s", "#mixed", "-"],
+        &[
+            "send", "--tau", "none", "--via", &via, "--delay", "2s", "#mixed", "-",
+        ],
         Some(&data),
     );
     // Three hops of 2 s each: nothing may arrive in the first 6 s.
@@ -140,7 +142,9 @@ fn a_mix_killed_while_holding_delivers_exactly_once_after_restart() {
     let sender_p2p = nodes[0].p2p();
     let start = Instant::now();
     nodes[0].ok(
-        &["send", "--tau", "none", "--via", &key, "--delay", "4s", "#held", "-"],
+        &[
+            "send", "--tau", "none", "--via", &key, "--delay", "4s", "#held", "-",
+        ],
         Some(b"survives a crash"),
     );
     assert!(
@@ -300,23 +304,30 @@ fn loops_raise_the_n_minus_1_alarm_when_they_stop_coming_back() {
     // A and B vanish: loops stop coming back and the alarm rises.
     a.kill9();
     b.kill9();
-    assert!(
-        wait_for(40, || loops(&m)["alarm"] == true),
-        "{}",
-        loops(&m)
-    );
+    assert!(wait_for(40, || loops(&m)["alarm"] == true), "{}", loops(&m));
     // A stranger's messages through M while the alarm is up: they enter uncounted, and still
     // leave (M's own loop packets fill their crowd of 2).
     let before = mix_stats(&m)["uncounted"].as_u64().unwrap();
     let mkey = mix_key(&m);
     for i in 0..3 {
         s.ok(
-            &["send", "--tau", "low", "--delay", "0", "--via", &mkey, &format!("#alarm{i}"), "-"],
+            &[
+                "send",
+                "--tau",
+                "low",
+                "--delay",
+                "0",
+                "--via",
+                &mkey,
+                &format!("#alarm{i}"),
+                "-",
+            ],
             Some(b"under attack"),
         );
     }
     assert!(
-        wait_for(30, || mix_stats(&m)["uncounted"].as_u64().unwrap() >= before + 3),
+        wait_for(30, || mix_stats(&m)["uncounted"].as_u64().unwrap()
+            >= before + 3),
         "{}",
         mix_stats(&m)
     );

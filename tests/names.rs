@@ -221,23 +221,35 @@ fn the_directory_rejects_bad_records_and_routing_by_name_uses_only_good_ones() {
 
     // Routing by name: a rejected name and a missing one fail clearly; two hops are too many.
     let msg = random_bytes(700);
-    let out = n.cli(&["send", "--tau", "none", "--via", "bump/badkey", "#t", "-"], Some(&msg));
+    let out = n.cli(
+        &["send", "--tau", "none", "--via", "bump/badkey", "#t", "-"],
+        Some(&msg),
+    );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not usable"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = n.cli(&["send", "--tau", "none", "--via", "bump/nosuch", "#t", "-"], Some(&msg));
+    let out = n.cli(
+        &["send", "--tau", "none", "--via", "bump/nosuch", "#t", "-"],
+        Some(&msg),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no mix named bump/nosuch"));
-    let out = n.cli(&["send", "--tau", "none", "--hops", "2", "#t", "-"], Some(&msg));
+    let out = n.cli(
+        &["send", "--tau", "none", "--hops", "2", "#t", "-"],
+        Some(&msg),
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("1 valid mixes; 2 needed"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // --hops 1 picks bump/good (this node) and the message comes out of its mix.
-    n.ok(&["send", "--tau", "none", "--hops", "1", "#t", "-"], Some(&msg));
+    n.ok(
+        &["send", "--tau", "none", "--hops", "1", "#t", "-"],
+        Some(&msg),
+    );
     assert!(wait_for(20, || n.cli(&["get", "#t"], None).stdout == msg));
     assert!(json(&n, &["mix", "--json"])["released"].as_u64().unwrap() >= 1);
 
@@ -248,7 +260,14 @@ fn the_directory_rejects_bad_records_and_routing_by_name_uses_only_good_ones() {
         cdir.path(),
         &chain,
         "evil",
-        &["--connect", &n.p2p(), "--cover-rate", "600", "--cover-tau", "none"],
+        &[
+            "--connect",
+            &n.p2p(),
+            "--cover-rate",
+            "600",
+            "--cover-tau",
+            "none",
+        ],
     );
     assert!(
         wait_for(30, || json(&n, &["mix", "--json"])["dummies_dropped"]
@@ -296,7 +315,10 @@ fn postage_is_checked_charged_and_never_reused() {
     let small = random_bytes(300); // one part
 
     // Unpaid (a bare key carries no postage): dropped.
-    s.ok(&["send", "--tau", "none", "--via", &key, "#unpaid", "-"], Some(&small));
+    s.ok(
+        &["send", "--tau", "none", "--via", &key, "#unpaid", "-"],
+        Some(&small),
+    );
     assert!(wait_for(20, || dropped(&m, "unpaid") == 1));
 
     // Too little: 600 sat against a 1000 sat fee.
@@ -326,7 +348,10 @@ fn postage_is_checked_charged_and_never_reused() {
     assert!(wait_for(20, || dropped(&m, "too little postage") == 1));
 
     // Paid automatically from the wallet: delivered.
-    s.ok(&["send", "--tau", "none", "--via", "bump/paid", "#auto", "-"], Some(&small));
+    s.ok(
+        &["send", "--tau", "none", "--via", "bump/paid", "#auto", "-"],
+        Some(&small),
+    );
     assert!(wait_for(20, || s.cli(&["get", "#auto"], None).stdout == small));
 
     // 1500 sat covers one packet; the second use is refused, even after a crash.
@@ -407,7 +432,10 @@ fn namecoind_down_mid_run_keeps_relaying_and_recovers() {
 
     chain.rt.set_down(true);
     let msg = random_bytes(5000);
-    b.ok(&["send", "--tau", "none", "--hops", "0", "#down", "-"], Some(&msg));
+    b.ok(
+        &["send", "--tau", "none", "--hops", "0", "#down", "-"],
+        Some(&msg),
+    );
     assert!(
         wait_for(20, || a.cli(&["get", "#down"], None).stdout == msg),
         "flooding goes on"
@@ -415,12 +443,18 @@ fn namecoind_down_mid_run_keeps_relaying_and_recovers() {
     let l = json(&b, &["mixes", "--refresh", "--json"]);
     assert_eq!(l["stale"], true, "last listing served, marked stale");
     assert_eq!(l["mixes"][0]["name"], "bump/a");
-    let out = b.cli(&["send", "--tau", "none", "--via", "bump/other", "#x", "-"], Some(&msg));
+    let out = b.cli(
+        &["send", "--tau", "none", "--via", "bump/other", "#x", "-"],
+        Some(&msg),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("namecoind is not reachable"), "{err}");
     // Routing through the cached record still works while namecoind is down.
-    b.ok(&["send", "--tau", "none", "--via", "bump/a", "#cached", "-"], Some(&msg));
+    b.ok(
+        &["send", "--tau", "none", "--via", "bump/a", "#cached", "-"],
+        Some(&msg),
+    );
     assert!(wait_for(20, || b.cli(&["get", "#cached"], None).stdout == msg));
 
     chain.rt.set_down(false);
@@ -540,7 +574,10 @@ fn real_namecoind_publish_and_paid_send() {
     );
     publish(&m, "real", "1000");
     let msg = random_bytes(400);
-    s.ok(&["send", "--tau", "none", "--via", "bump/real", "#real", "-"], Some(&msg));
+    s.ok(
+        &["send", "--tau", "none", "--via", "bump/real", "#real", "-"],
+        Some(&msg),
+    );
     assert!(wait_for(60, || s.cli(&["get", "#real"], None).stdout == msg));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     miner.join().unwrap();

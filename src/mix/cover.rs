@@ -89,12 +89,7 @@ pub fn dummy(
 }
 
 /// Publish dummies until shutdown.
-pub async fn run(
-    node: Arc<Node>,
-    cfg: CoverConfig,
-    via: RouteSource,
-    shutdown: CancellationToken,
-) {
+pub async fn run(node: Arc<Node>, cfg: CoverConfig, via: RouteSource, shutdown: CancellationToken) {
     if cfg.per_minute <= 0.0 {
         return;
     }

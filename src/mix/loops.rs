@@ -215,7 +215,10 @@ impl LoopMonitor {
             r.returned = now_ms.max(1);
             let _ = self.tree.insert(key, &r.encode());
             if r.back_in_time() {
-                self.stats.lock().unwrap_or_else(|e| e.into_inner()).returned += 1;
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .returned += 1;
             }
         }
         true
@@ -412,7 +415,10 @@ mod tests {
             assert_eq!(p.tag, mix_tag(&pk[hop]));
             let u = unwrap(&sk[hop], &p, &mut rand::rngs::OsRng).unwrap();
             let crowd = if i == 0 { 7 } else { 5 };
-            assert_eq!((u.instructions.crowd, u.instructions.delay_secs), (crowd, 30));
+            assert_eq!(
+                (u.instructions.crowd, u.instructions.delay_secs),
+                (crowd, 30)
+            );
             if i == 3 {
                 assert!(u.instructions.drop);
                 assert_eq!(loop_key(&u.shared_secret), key);

@@ -227,16 +227,15 @@ impl TauPool {
         // An uncounted one takes the current number without advancing it.
         let entry = self.counter + u64::from(counts);
         let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
-        self.tree
-            .insert(
-                id.0,
-                encode_value(
-                    entry,
-                    if counts { crowd } else { crowd | UNCOUNTED },
-                    due,
-                    outgoing,
-                ),
-            )?;
+        self.tree.insert(
+            id.0,
+            encode_value(
+                entry,
+                if counts { crowd } else { crowd | UNCOUNTED },
+                due,
+                outgoing,
+            ),
+        )?;
         if counts {
             self.counter = entry;
             self.tree.insert(COUNTER_KEY, &self.counter.to_be_bytes())?;
@@ -269,9 +268,9 @@ impl TauPool {
             .waiting_time
             .range(..=(now_ms, PacketId([0xff; 32])))
             .filter_map(|(&(_, id), _)| {
-                self.held.get(&id).map(|m| {
-                    (m.crowd.saturating_add(u64::from(m.counted)), m.counted, id)
-                })
+                self.held
+                    .get(&id)
+                    .map(|m| (m.crowd.saturating_add(u64::from(m.counted)), m.counted, id))
             })
             .collect();
         eligible.sort();
@@ -339,38 +338,38 @@ mod tests {
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         // Message 0 wants 3 others after it and 10 s.
-        pool.insert(&store, &pkt(0), 3, 10, 1000_000).unwrap();
-        pool.insert(&store, &pkt(1), 0, 0, 1001_000).unwrap();
-        pool.insert(&store, &pkt(2), 0, 0, 1001_000).unwrap();
+        pool.insert(&store, &pkt(0), 3, 10, 1_000_000).unwrap();
+        pool.insert(&store, &pkt(1), 0, 0, 1_001_000).unwrap();
+        pool.insert(&store, &pkt(2), 0, 0, 1_001_000).unwrap();
         assert_eq!(
-            ids(&pool.due(1100_000, &mut rng).unwrap()),
+            ids(&pool.due(1_100_000, &mut rng).unwrap()),
             vec![1, 2],
             "crowd of 3 not met yet"
         );
-        pool.insert(&store, &pkt(3), 0, 50, 1002_000).unwrap();
+        pool.insert(&store, &pkt(3), 0, 50, 1_002_000).unwrap();
         assert_eq!(
-            ids(&pool.due(1009_999, &mut rng).unwrap()),
+            ids(&pool.due(1_009_999, &mut rng).unwrap()),
             vec![1, 2],
             "crowd met, delay not"
         );
         // At 10 s message 0 is eligible, but it must leave with at least 3 companions: only 1
         // and 2 are eligible, so they go and 0 waits.
-        assert_eq!(ids(&pool.due(1010_000, &mut rng).unwrap()), vec![1, 2]);
+        assert_eq!(ids(&pool.due(1_010_000, &mut rng).unwrap()), vec![1, 2]);
         for i in [1, 2] {
             pool.remove(&store, &pkt(i).id()).unwrap();
         }
         assert!(
-            pool.due(1051_999, &mut rng).unwrap().is_empty(),
+            pool.due(1_051_999, &mut rng).unwrap().is_empty(),
             "3's delay not over"
         );
-        assert_eq!(ids(&pool.due(1052_000, &mut rng).unwrap()), vec![3]);
+        assert_eq!(ids(&pool.due(1_052_000, &mut rng).unwrap()), vec![3]);
         pool.remove(&store, &pkt(3).id()).unwrap();
         // Three more immediate messages make a batch of four: 0 leaves with them.
         for i in 4..7 {
-            pool.insert(&store, &pkt(i), 0, 0, 1060_000).unwrap();
+            pool.insert(&store, &pkt(i), 0, 0, 1_060_000).unwrap();
         }
         assert_eq!(
-            ids(&pool.due(1060_000, &mut rng).unwrap()),
+            ids(&pool.due(1_060_000, &mut rng).unwrap()),
             vec![0, 4, 5, 6]
         );
     }
@@ -381,8 +380,8 @@ mod tests {
         {
             let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
             let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
-            pool.insert(&store, &pkt(0), 2, 100, 1000_000).unwrap();
-            pool.insert(&store, &pkt(1), 0, 5, 1000_000).unwrap();
+            pool.insert(&store, &pkt(0), 2, 100, 1_000_000).unwrap();
+            pool.insert(&store, &pkt(1), 0, 5, 1_000_000).unwrap();
             store.durable().await.unwrap();
         }
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
@@ -391,12 +390,12 @@ mod tests {
         assert_eq!(pool.len(), 2);
         assert_eq!(pool.entries(), 2);
         assert_eq!(
-            ids(&pool.due(2000_000, &mut rng).unwrap()),
+            ids(&pool.due(2_000_000, &mut rng).unwrap()),
             vec![1],
             "0 still needs one more entry"
         );
-        pool.insert(&store, &pkt(2), 0, 0, 2000_000).unwrap();
-        assert_eq!(ids(&pool.due(2000_000, &mut rng).unwrap()), vec![0, 1, 2]);
+        pool.insert(&store, &pkt(2), 0, 0, 2_000_000).unwrap();
+        assert_eq!(ids(&pool.due(2_000_000, &mut rng).unwrap()), vec![0, 1, 2]);
     }
 
     #[test]
@@ -410,21 +409,21 @@ mod tests {
         };
         let mut pool = TauPool::open(&store, limits).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 6, 0, 0_000),
+            pool.insert(&store, &pkt(0), 6, 0, 0),
             Err(PoolError::CrowdTooLarge(6))
         ));
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 0, 61, 0_000),
+            pool.insert(&store, &pkt(0), 0, 61, 0),
             Err(PoolError::DelayTooLong(61))
         ));
-        pool.insert(&store, &pkt(0), 0, 0, 0_000).unwrap();
+        pool.insert(&store, &pkt(0), 0, 0, 0).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 0, 0, 0_000),
+            pool.insert(&store, &pkt(0), 0, 0, 0),
             Err(PoolError::Duplicate)
         ));
-        pool.insert(&store, &pkt(1), 0, 0, 0_000).unwrap();
+        pool.insert(&store, &pkt(1), 0, 0, 0).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(2), 0, 0, 0_000),
+            pool.insert(&store, &pkt(2), 0, 0, 0),
             Err(PoolError::Full)
         ));
         assert_eq!(
@@ -490,6 +489,10 @@ mod tests {
         let out = pool.due(2000, &mut rng).unwrap();
         let mut got: Vec<u8> = out.iter().map(|p| p.body[0]).collect();
         got.sort();
-        assert_eq!(got, vec![0, 1, 2, 3, 4, 5, 6, 7], "target, 5 strangers, 2 counted");
+        assert_eq!(
+            got,
+            vec![0, 1, 2, 3, 4, 5, 6, 7],
+            "target, 5 strangers, 2 counted"
+        );
     }
 }

@@ -183,7 +183,9 @@ impl Mix {
     /// Put a packet this mix made (addressed to itself) straight into its pool: peeled here,
     /// never published in this form. Then release whatever became due.
     pub async fn inject_own(&self, packet: &Packet) -> Result<bool, MixError> {
-        let entered = self.process_from(packet, crate::unix_now(), Origin::Own).await?;
+        let entered = self
+            .process_from(packet, crate::unix_now(), Origin::Own)
+            .await?;
         if entered {
             self.node.store().durable().await?;
             self.release(crate::unix_now()).await?;

@@ -274,7 +274,7 @@ pub fn peel(
         let shift = n + len + HMAC_LEN;
         let secp = secp256k1::SECP256K1;
         let next_eph = eph
-            .mul_tweak(&secp, &blinding)
+            .mul_tweak(secp, &blinding)
             .map_err(|_| OnionError::BadKey)?;
         let mut out = Vec::with_capacity(area + OVERHEAD);
         out.push(VERSION);

@@ -671,7 +671,7 @@ impl Overlay {
             }
             last_received = received;
             saves += 1;
-            if stop || saves % 12 == 0 {
+            if stop || saves.is_multiple_of(12) {
                 let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
                 book.prune_bans(unix_now_u64());
                 if let Err(e) = book.save() {

@@ -439,10 +439,12 @@ async fn read_loop(
                     }
                     peer.send(&Message::Verack);
                 }
-                Message::Feature { id, data } => {
-                    if got_version && id == FEATURE_ID && data.first().copied().unwrap_or(0) >= 1 {
-                        peer.bump.store(true, Ordering::Relaxed);
-                    }
+                Message::Feature { id, data }
+                    if got_version
+                        && id == FEATURE_ID
+                        && data.first().copied().unwrap_or(0) >= 1 =>
+                {
+                    peer.bump.store(true, Ordering::Relaxed);
                 }
                 Message::Verack => {
                     if !got_version {

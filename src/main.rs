@@ -713,17 +713,6 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
         } => {
             let tag = Tag::from_arg(&tag)?;
             let ttl = ttl.as_deref().map(parse_duration).transpose()?;
-            let data = read_input(&file)?;
-            let client = ctx.client()?;
-            let status = client.status().await.map_err(classify)?;
-            if data.len() > status.max_message_size {
-                bail!(
-                    "{} is {} bytes, over the node's message limit of {} bytes (see `bump node --max-message-size`)",
-                    file.display(),
-                    data.len(),
-                    status.max_message_size
-                );
-            }
             let delay = delay
                 .as_deref()
                 .map(parse_duration)
@@ -748,6 +737,18 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<ExitCode> {
                 eprintln!(
                     "warning: crowd {crowd_v}, delay {delay_v}s is not a standard Tau level ({}); mixes and observers can tell these packets from others",
                     TauLevel::names()
+                );
+            }
+
+            let data = read_input(&file)?;
+            let client = ctx.client()?;
+            let status = client.status().await.map_err(classify)?;
+            if data.len() > status.max_message_size {
+                bail!(
+                    "{} is {} bytes, over the node's message limit of {} bytes (see `bump node --max-message-size`)",
+                    file.display(),
+                    data.len(),
+                    status.max_message_size
                 );
             }
             let via = (!via.is_empty()).then_some(via);

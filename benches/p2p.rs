@@ -49,10 +49,7 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
         p2p,
         cover: None,
         own_via: Vec::new(),
-        loops: bump::mix::loops::LoopConfig {
-            per_minute: 0.0,
-            ..Default::default()
-        },
+        loops: bump::mix::loops::LoopConfig::off(),
     };
     start(settings, CancellationToken::new())
         .await

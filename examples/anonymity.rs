@@ -21,13 +21,8 @@ use bump::tag::Tag;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
-struct Outcome {
-    fifo: f64,
-    exact: f64,
-    mean_batch: f64,
-}
-
-fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outcome {
+/// A store and a Tau pool with no policy caps, in a temporary directory.
+fn sim_pool() -> (tempfile::TempDir, Store, TauPool) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         dir.path(),
@@ -37,7 +32,7 @@ fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outco
         },
     )
     .unwrap();
-    let mut pool = TauPool::open(
+    let pool = TauPool::open(
         &store,
         PoolLimits {
             max_held: 1 << 20,
@@ -46,6 +41,17 @@ fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outco
         },
     )
     .unwrap();
+    (dir, store, pool)
+}
+
+struct Outcome {
+    fifo: f64,
+    exact: f64,
+    mean_batch: f64,
+}
+
+fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outcome {
+    let (_dir, store, mut pool) = sim_pool();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut t_ms: u64 = 1_000_000;
     let mut next_tick = t_ms + 200;
@@ -140,24 +146,7 @@ struct AttackOutcome {
 /// exactly when the target is). He recognises his packets at the output; the target is one of
 /// the rest of its batch, and he guesses uniformly among them.
 fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        &StoreConfig {
-            max_packets: 1 << 20,
-            cache_bytes: 8 << 20,
-        },
-    )
-    .unwrap();
-    let mut pool = TauPool::open(
-        &store,
-        PoolLimits {
-            max_held: 1 << 20,
-            max_crowd: 1 << 20,
-            max_delay_secs: 1 << 20,
-        },
-    )
-    .unwrap();
+    let (_dir, store, mut pool) = sim_pool();
     let monitor = LoopMonitor::open(&store, 6).unwrap();
     let timeout = std::time::Duration::from_secs(a.timeout_s);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -190,13 +179,9 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
         let attacking = t > warm;
         let blocked = attacking && a.block;
         let alarm = monitor.alarmed();
-        let counts = |kind: Kind| kind == Kind::Own || !alarm;
         let insert = |pool: &mut TauPool, p: &Packet, crowd: u64, kind: Kind| {
-            if counts(kind) {
-                pool.insert(&store, p, crowd, a.d, t).unwrap();
-            } else {
-                pool.insert_uncounted(&store, p, crowd, a.d, t).unwrap();
-            }
+            let counts = kind == Kind::Own || !alarm;
+            pool.insert_with(&store, p, crowd, a.d, t, counts).unwrap();
         };
         // Honest arrivals.
         if rng.gen_bool((a.honest_per_s * step as f64 / 1000.0).min(1.0)) {

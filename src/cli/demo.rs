@@ -54,10 +54,7 @@ async fn start_node(
         cover: None,
         own_via: Vec::new(),
         // The demo's mixes all ask postage, so loops would have no fee-free route.
-        loops: bump::mix::loops::LoopConfig {
-            per_minute: 0.0,
-            ..Default::default()
-        },
+        loops: bump::mix::loops::LoopConfig::off(),
     };
     let running = start(settings, CancellationToken::new()).await?;
     let target = Target::locate(&netdir, Network::Regtest, Some(running.rpc_addr), None)?;

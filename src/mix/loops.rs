@@ -79,6 +79,16 @@ impl Default for LoopConfig {
     }
 }
 
+impl LoopConfig {
+    /// No loop packets.
+    pub fn off() -> Self {
+        LoopConfig {
+            per_minute: 0.0,
+            ..Default::default()
+        }
+    }
+}
+
 /// What `bump mix` shows about loops.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoopStats {

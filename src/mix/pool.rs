@@ -201,7 +201,8 @@ impl TauPool {
         self.insert_with(store, outgoing, crowd, delay_secs, now_ms, false)
     }
 
-    fn insert_with(
+    /// [`TauPool::insert`] when `counts`, else [`TauPool::insert_uncounted`].
+    pub fn insert_with(
         &mut self,
         store: &Store,
         outgoing: &Packet,

@@ -308,24 +308,14 @@ impl Mix {
             return Ok(false);
         }
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let inserted = if counts {
-            pool.insert(
-                self.node.store(),
-                &outgoing,
-                u.instructions.crowd,
-                u.instructions.delay_secs,
-                unix_ms(),
-            )
-        } else {
-            pool.insert_uncounted(
-                self.node.store(),
-                &outgoing,
-                u.instructions.crowd,
-                u.instructions.delay_secs,
-                unix_ms(),
-            )
-        };
-        match inserted {
+        match pool.insert_with(
+            self.node.store(),
+            &outgoing,
+            u.instructions.crowd,
+            u.instructions.delay_secs,
+            unix_ms(),
+            counts,
+        ) {
             Ok(()) if !counts => {
                 self.stats
                     .lock()

@@ -3,7 +3,7 @@
 //! avoid), Nym's `sphinx-packet` crate processing one of its packets (3-hop route, its default
 //! 1024-byte payload), and creating 3- and 5-hop onions.
 
-use bump::onion::bump::{mix_tag, unwrap, wrap, HopInstructions};
+use bump::onion::layer::{mix_tag, peel, wrap, HopInstructions};
 use bump::tag::Tag;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use secp256k1::{ecdh::SharedSecret, PublicKey, Scalar, Secp256k1, SecretKey};
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("onion");
     g.throughput(Throughput::Elements(1));
     g.bench_function("peel one BuMP layer", |b| {
-        b.iter(|| black_box(unwrap(&sk[0], black_box(&packet), &mut rng).unwrap()))
+        b.iter(|| black_box(peel(&sk[0], black_box(&packet), &mut rng).unwrap()))
     });
     let secp = Secp256k1::new();
     let point = pk[1];
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
             let wire = packet.encode();
             b.iter(|| {
                 let p = bump::packet::Packet::decode(black_box(&wire)).unwrap();
-                black_box(unwrap(&sk[0], &p, &mut rng).unwrap())
+                black_box(peel(&sk[0], &p, &mut rng).unwrap())
             })
         });
     }

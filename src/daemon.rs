@@ -8,9 +8,9 @@
 use crate::config::{COOKIE_FILE, COOKIE_USER, P2P_ADDR_FILE, RPC_ADDR_FILE, STORE_DIR};
 use crate::mix::cover::RouteSource;
 use crate::mix::loops::LoopMonitor;
+use crate::mix::mixer::{load_or_create_key, MixError};
 use crate::mix::pool::PoolLimits;
-use crate::mix::role::{load_or_create_key, MixError};
-use crate::mix::Mix;
+use crate::mix::Mixer;
 use crate::node::{Limits, Node, NodeInfo};
 use crate::p2p::{Overlay, P2pConfig};
 use crate::rpc::auth::{write_cookie, Credentials};
@@ -115,7 +115,7 @@ pub async fn run_until(
 pub struct Running {
     pub node: Arc<Node>,
     pub overlay: Arc<Overlay>,
-    pub mix: Arc<Mix>,
+    pub mix: Arc<Mixer>,
     pub rpc_addr: std::net::SocketAddr,
     handle: jsonrpsee::server::ServerHandle,
     sweeper: tokio::task::JoinHandle<()>,
@@ -192,7 +192,7 @@ pub async fn start(
     }
 
     // Every node is a mix: its key is made on first start.
-    let mix = Mix::new(
+    let mix = Mixer::new(
         node.clone(),
         load_or_create_key(&netdir)?,
         PoolLimits::default(),
@@ -299,7 +299,7 @@ fn start_chain(
     cs: &ChainSettings,
     settings: &DaemonSettings,
     node: &Arc<Node>,
-    mix: &Arc<Mix>,
+    mix: &Arc<Mixer>,
     shutdown: &CancellationToken,
 ) -> Result<Arc<crate::names::NamesCtx>, DaemonError> {
     let chain = crate::names::Chain::new(&cs.namecoind, settings.network, settings.netdir.clone());

@@ -7,8 +7,10 @@
 //! packet admission), [`rpc`] (the JSON-RPC API, server and client), [`names`] (mix records
 //! as Namecoin names, the directory, publishing), [`mix`] (onion mixing and postage).
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
+mod hex_id;
 pub mod message;
 pub mod mix;
 pub mod names;
@@ -19,12 +21,7 @@ pub mod packet;
 pub mod rpc;
 pub mod segments;
 pub mod store;
+pub mod sync;
 pub mod tag;
 
-/// Current unix time in seconds, saturated into a u32.
-pub fn unix_now() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs().min(u32::MAX as u64) as u32)
-        .unwrap_or(0)
-}
+pub use clock::unix_now;

@@ -452,11 +452,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let ctx = Ctx::from_cli(&cli)?;
     if let Cmd::Keygen = &cli.cmd {
-        let existed = ctx.netdir.join(bump::mix::role::KEY_FILE).exists();
-        let key = bump::mix::role::load_or_create_key(&ctx.netdir)?;
+        let existed = ctx.netdir.join(bump::mix::mixer::KEY_FILE).exists();
+        let key = bump::mix::mixer::load_or_create_key(&ctx.netdir)?;
         let public = secp256k1::PublicKey::from_secret_key(secp256k1::SECP256K1, &key);
         println!("public key   {}", hex::encode(public.serialize()));
-        println!("mix tag      {}", bump::onion::bump::mix_tag(&public));
+        println!("mix tag      {}", bump::onion::layer::mix_tag(&public));
         eprintln!(
             "{} {}",
             if existed {
@@ -464,7 +464,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 "new key written to"
             },
-            ctx.netdir.join(bump::mix::role::KEY_FILE).display()
+            ctx.netdir.join(bump::mix::mixer::KEY_FILE).display()
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -552,7 +552,7 @@ fn node_settings(ctx: &Ctx, args: &NodeArgs) -> Result<DaemonSettings> {
         .cover_via
         .iter()
         .map(|k| {
-            bump::onion::bump::parse_mix_key(k)
+            bump::onion::layer::parse_mix_key(k)
                 .ok_or_else(|| anyhow!("--cover-via: not a mix public key (66 hex digits): {k:?}"))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -20,7 +20,6 @@ use crate::packet::{Packet, BODY_LEN};
 use crate::tag::Tag;
 use rand::RngCore;
 use std::collections::HashMap;
-use std::fmt;
 
 pub const FRAME_VERSION: u8 = 1;
 pub const FRAME_HEADER_LEN: usize = 23;
@@ -37,32 +36,17 @@ pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub [u8; 16]);
 
+crate::hex_id!(MessageId, 16);
+
 impl MessageId {
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
     pub fn from_hex(s: &str) -> Option<MessageId> {
-        let mut out = [0u8; 16];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(MessageId(out))
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MessageId({})", self.to_hex())
+        MessageId::from_hex_bytes(s)
     }
 }
 
 /// The frame header found at the start of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Frame {
+pub struct PartHeader {
     pub msg_id: MessageId,
     pub index: u16,
     pub count: u16,
@@ -77,9 +61,9 @@ pub enum MessageError {
     BadFrame(&'static str),
 }
 
-impl Frame {
+impl PartHeader {
     /// Read the frame at the start of a body; the data is `body[23..23+len]`.
-    pub fn decode(body: &[u8; BODY_LEN]) -> Result<Frame, MessageError> {
+    pub fn decode(body: &[u8; BODY_LEN]) -> Result<PartHeader, MessageError> {
         if body[0] != FRAME_VERSION {
             return Err(MessageError::BadFrame("unknown frame version"));
         }
@@ -96,7 +80,7 @@ impl Frame {
         if len as usize > PART_DATA_LEN {
             return Err(MessageError::BadFrame("data length exceeds the body"));
         }
-        Ok(Frame {
+        Ok(PartHeader {
             msg_id: MessageId(id),
             index,
             count,
@@ -150,7 +134,7 @@ pub fn split(
         let mut body = Box::new([0u8; BODY_LEN]);
         // Padding first, then overwrite header and data: the tail stays random.
         rng.fill_bytes(&mut body[..]);
-        let frame = Frame {
+        let frame = PartHeader {
             msg_id,
             index: index as u16,
             count: count as u16,
@@ -165,7 +149,7 @@ pub fn split(
 
 /// A reassembled message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct CompleteMessage {
     pub id: MessageId,
     pub data: Vec<u8>,
     pub parts: u16,
@@ -194,7 +178,7 @@ struct Pending {
 pub struct Assembler {
     pending: HashMap<MessageId, Pending>,
     done: HashMap<MessageId, ()>,
-    complete: Vec<Message>,
+    complete: Vec<CompleteMessage>,
     /// Packets that carried no valid frame (e.g. onion packets under a mix tag).
     pub unframed: usize,
 }
@@ -206,8 +190,8 @@ impl Assembler {
 
     /// Feed one packet that arrived with sequence number `seq`. Returns the message it
     /// completed, if any (also kept for [`Assembler::finish`]).
-    pub fn push(&mut self, seq: u64, packet: &Packet) -> Option<&Message> {
-        let frame = match Frame::decode(&packet.body) {
+    pub fn push(&mut self, seq: u64, packet: &Packet) -> Option<&CompleteMessage> {
+        let frame = match PartHeader::decode(&packet.body) {
             Ok(f) => f,
             Err(_) => {
                 self.unframed += 1;
@@ -238,7 +222,7 @@ impl Assembler {
         let p = self.pending.remove(&frame.msg_id)?;
         let data: Vec<u8> = p.parts.into_iter().flatten().flatten().collect();
         self.done.insert(frame.msg_id, ());
-        self.complete.push(Message {
+        self.complete.push(CompleteMessage {
             id: frame.msg_id,
             data,
             parts: p.count,
@@ -248,7 +232,7 @@ impl Assembler {
     }
 
     /// Complete messages in completion order, and partial ones ordered by first arrival.
-    pub fn finish(self) -> (Vec<Message>, Vec<PartialMessage>) {
+    pub fn finish(self) -> (Vec<CompleteMessage>, Vec<PartialMessage>) {
         let mut partial: Vec<PartialMessage> = self
             .pending
             .into_iter()
@@ -271,7 +255,7 @@ mod tests {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
 
-    fn assemble(packets: &[Packet]) -> (Vec<Message>, Vec<PartialMessage>) {
+    fn assemble(packets: &[Packet]) -> (Vec<CompleteMessage>, Vec<PartialMessage>) {
         let mut a = Assembler::new();
         for (i, p) in packets.iter().enumerate() {
             a.push(i as u64, p);
@@ -295,17 +279,17 @@ mod tests {
 
         #[test]
         fn frame_round_trip(id in any::<[u8;16]>(), count in 1u16.., idx in any::<u16>(), len in 0u16..=(PART_DATA_LEN as u16)) {
-            let f = Frame { msg_id: MessageId(id), index: idx % count, count, len };
+            let f = PartHeader { msg_id: MessageId(id), index: idx % count, count, len };
             let mut body = [0u8; BODY_LEN];
             f.encode_into(&mut body);
-            prop_assert_eq!(Frame::decode(&body).unwrap(), f);
+            prop_assert_eq!(PartHeader::decode(&body).unwrap(), f);
         }
 
         #[test]
         fn frame_decode_never_panics(body in proptest::collection::vec(any::<u8>(), BODY_LEN)) {
             let mut b = [0u8; BODY_LEN];
             b.copy_from_slice(&body);
-            if let Ok(f) = Frame::decode(&b) {
+            if let Ok(f) = PartHeader::decode(&b) {
                 prop_assert!(f.index < f.count);
                 prop_assert!(f.data(&b).len() <= PART_DATA_LEN);
             }

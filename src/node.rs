@@ -6,7 +6,7 @@
 //! and acknowledged. Reading (messages and packets by tag) is also here, so the RPC layer only
 //! translates.
 
-use crate::message::{self, Assembler, Message, MessageError, MessageId, PartialMessage};
+use crate::message::{self, Assembler, CompleteMessage, MessageError, MessageId, PartialMessage};
 use crate::packet::{Packet, PacketError, PacketId, DEFAULT_MAX_TTL};
 use crate::store::{Inserted, Store, StoreError};
 use crate::tag::Tag;
@@ -212,7 +212,7 @@ impl Node {
     pub async fn messages(
         &self,
         tag: Tag,
-    ) -> Result<(Vec<Message>, Vec<PartialMessage>, usize), NodeError> {
+    ) -> Result<(Vec<CompleteMessage>, Vec<PartialMessage>, usize), NodeError> {
         let mut a = Assembler::new();
         for (seq, p) in self.packets(tag).await? {
             a.push(seq, &p);

@@ -30,23 +30,7 @@ pub const CLOCK_SKEW: u32 = 600;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PacketId(pub [u8; 32]);
 
-impl PacketId {
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for PacketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for PacketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PacketId({})", self.to_hex())
-    }
-}
+crate::hex_id!(PacketId, 32);
 
 /// A decoded packet.
 #[derive(Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 //! last whole packet.
 
 use crate::packet::PACKET_LEN;
+use crate::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -39,7 +40,7 @@ pub struct Segments {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 impl Segments {

@@ -30,6 +30,7 @@
 
 use crate::packet::{Packet, PacketId};
 use crate::segments::{Location, Segments};
+use crate::sync::Locked;
 use crate::tag::{Tag, TAG_LEN};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -242,7 +243,7 @@ impl Store {
     /// Insert several packets under one lock. Stops at the first error; packets before it stay
     /// inserted.
     pub fn insert_many(&self, packets: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write_lock.locked();
         // Count a write generation even on error: what went in before it must be flushable.
         self.written.fetch_add(1, Ordering::SeqCst);
         packets.iter().map(|p| self.insert_locked(p, now)).collect()
@@ -390,7 +391,7 @@ impl Store {
 
     /// Delete every packet with `expires <= now`. Returns how many were removed.
     pub fn sweep_expired(&self, now: u32) -> Result<usize, StoreError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.write_lock.locked();
         self.sweep_expired_locked(now)
     }
 

@@ -5,7 +5,6 @@
 //! i.e. RIPEMD160(SHA256(bytes)), the same hash Bitcoin uses for addresses.
 
 use bitcoin::hashes::{hash160, Hash};
-use std::fmt;
 use std::str::FromStr;
 
 /// Length of a tag in bytes.
@@ -27,12 +26,7 @@ pub enum TagError {
 impl Tag {
     /// Parse exactly 40 hex digits (upper or lower case).
     pub fn from_hex(s: &str) -> Result<Tag, TagError> {
-        if s.len() != 2 * TAG_LEN {
-            return Err(TagError::NotHex(s.to_string()));
-        }
-        let mut out = [0u8; TAG_LEN];
-        hex::decode_to_slice(s, &mut out).map_err(|_| TagError::NotHex(s.to_string()))?;
-        Ok(Tag(out))
+        Tag::from_hex_bytes(s).ok_or_else(|| TagError::NotHex(s.to_string()))
     }
 
     /// The tag of a human tag: HASH160 of its UTF-8 bytes.
@@ -55,23 +49,9 @@ impl Tag {
     pub fn as_bytes(&self) -> &[u8; TAG_LEN] {
         &self.0
     }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
 }
 
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tag({})", self.to_hex())
-    }
-}
+crate::hex_id!(Tag, TAG_LEN);
 
 impl FromStr for Tag {
     type Err = TagError;

@@ -1,7 +1,7 @@
 //! Any sequence of bodies: frame decoding and reassembly must not panic, and every complete
 //! message is no longer than its parts allow.
 #![no_main]
-use bump::message::{Assembler, Frame, PART_DATA_LEN};
+use bump::message::{Assembler, PartHeader, PART_DATA_LEN};
 use bump::packet::{Packet, BODY_LEN};
 use bump::tag::Tag;
 use libfuzzer_sys::fuzz_target;
@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     for (seq, chunk) in data.chunks(BODY_LEN).enumerate() {
         let mut body = Box::new([0u8; BODY_LEN]);
         body[..chunk.len()].copy_from_slice(chunk);
-        if let Ok(f) = Frame::decode(&body) {
+        if let Ok(f) = PartHeader::decode(&body) {
             assert!(f.index < f.count);
         }
         a.push(seq as u64, &Packet { tag: Tag([0; 20]), expires: 0, body });

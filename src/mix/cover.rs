@@ -7,7 +7,7 @@
 
 use super::send::{instructions, RoutePolicy};
 use crate::node::Node;
-use crate::onion::bump::wrap;
+use crate::onion::layer::wrap;
 use crate::tag::Tag;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
@@ -134,11 +134,11 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, via: RouteSource, shutdown: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onion::bump::{mix_tag, unwrap};
+    use crate::onion::layer::{mix_tag, peel};
 
     #[test]
     fn dummies_look_like_relay_packets_and_die_at_their_last_hop() {
-        let (sk, pk) = crate::onion::bump::test_mixes(3);
+        let (sk, pk) = crate::onion::layer::test_mixes(3);
         let pol = RoutePolicy {
             crowd: 1,
             delay_secs: 5,
@@ -154,7 +154,7 @@ mod tests {
                     .iter()
                     .position(|k| mix_tag(k) == p.tag)
                     .expect("addressed to one of the mixes");
-                let u = unwrap(&sk[i], &p, &mut rand::rngs::OsRng).unwrap();
+                let u = peel(&sk[i], &p, &mut rand::rngs::OsRng).unwrap();
                 assert_eq!(
                     (u.instructions.crowd, u.instructions.delay_secs),
                     (1, 5),

@@ -30,10 +30,11 @@
 //! [`MAX_TRACKED`] loops are kept, oldest forgotten first.
 
 use super::cover::RouteSource;
-use super::role::Mix;
+use super::mixer::Mixer;
 use super::send::{instructions, RoutePolicy};
 use super::tau::TauLevel;
-use crate::onion::bump::wrap_keyed;
+use crate::onion::layer::wrap_keyed;
+use crate::sync::Locked;
 use crate::tag::Tag;
 use bitcoin::hashes::{sha256, Hash};
 use rand::seq::SliceRandom;
@@ -177,7 +178,7 @@ impl LoopMonitor {
             alarm: AtomicBool::new(false),
             stats: Mutex::new(LoopStats::default()),
         };
-        m.evaluate(crate::unix_now() as u64 * 1000);
+        m.evaluate(crate::clock::unix_ms());
         Ok(m)
     }
 
@@ -208,7 +209,7 @@ impl LoopMonitor {
                 self.tree.remove(k)?;
             }
         }
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).sent += 1;
+        self.stats.locked().sent += 1;
         Ok(())
     }
 
@@ -225,10 +226,7 @@ impl LoopMonitor {
             r.returned = now_ms.max(1);
             let _ = self.tree.insert(key, &r.encode());
             if r.back_in_time() {
-                self.stats
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .returned += 1;
+                self.stats.locked().returned += 1;
             }
         }
         true
@@ -253,7 +251,7 @@ impl LoopMonitor {
             .map(|(_, r)| r.returned.saturating_sub(r.sent))
             .collect();
         rtts.sort_unstable();
-        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.stats.locked();
         s.pending = all
             .iter()
             .filter(|(_, r)| r.returned == 0 && r.deadline > now_ms)
@@ -276,7 +274,7 @@ impl LoopMonitor {
     }
 
     pub fn stats(&self) -> LoopStats {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stats.locked().clone()
     }
 }
 
@@ -309,7 +307,7 @@ pub fn build_loop(
 
 /// Send loops until shutdown; re-evaluate the alarm every second.
 pub async fn run(
-    mix: Arc<Mix>,
+    mix: Arc<Mixer>,
     monitor: Arc<LoopMonitor>,
     source: RouteSource,
     cfg: LoopConfig,
@@ -339,7 +337,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = check.tick() => {
-                match monitor.evaluate(crate::unix_now() as u64 * 1000) {
+                match monitor.evaluate(crate::clock::unix_ms()) {
                     Some(true) => {
                         let s = monitor.stats();
                         tracing::warn!(
@@ -408,12 +406,12 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onion::bump::{mix_tag, unwrap};
+    use crate::onion::layer::{mix_tag, peel};
     use crate::store::{Store, StoreConfig};
 
     #[test]
     fn a_loop_comes_back_to_us_and_is_recognised_by_its_last_layer() {
-        let (sk, pk) = crate::onion::bump::test_mixes(3);
+        let (sk, pk) = crate::onion::layer::test_mixes(3);
         let pol = RoutePolicy {
             crowd: 5,
             delay_secs: 30,
@@ -423,7 +421,7 @@ mod tests {
         let order = [0usize, 1, 2, 0];
         for (i, &hop) in order.iter().enumerate() {
             assert_eq!(p.tag, mix_tag(&pk[hop]));
-            let u = unwrap(&sk[hop], &p, &mut rand::rngs::OsRng).unwrap();
+            let u = peel(&sk[hop], &p, &mut rand::rngs::OsRng).unwrap();
             let crowd = if i == 0 { 7 } else { 5 };
             assert_eq!(
                 (u.instructions.crowd, u.instructions.delay_secs),

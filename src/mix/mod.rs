@@ -1,14 +1,14 @@
 //! Mixing: the Tau pool ([`pool`]) that holds peeled packets until the sender's minimum crowd
-//! and minimum delay are both met, the mix role ([`role`]): key, peeling, replay cache,
+//! and minimum delay are both met, the mix role ([`mixer`]): key, peeling, replay cache,
 //! release; the standard Tau levels ([`tau`]); cover traffic ([`cover`]); loop packets and the
 //! (n-1) alarm ([`loops`]); postage checks ([`postage`]); sending through mixes ([`send`]).
 
 pub mod cover;
 pub mod loops;
+pub mod mixer;
 pub mod pool;
 pub mod postage;
-pub mod role;
 pub mod send;
 pub mod tau;
 
-pub use role::{Mix, MixStats};
+pub use mixer::{MixStats, Mixer};

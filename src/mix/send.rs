@@ -3,8 +3,8 @@
 //! onion with a fresh session key, so parts are unlinkable until they meet at the recipient's
 //! tag. Every layer gets the same quantized expiry, so expiries relate nothing to the path.
 
-use crate::message::{Frame, MessageError, MessageId, FRAME_HEADER_LEN, MAX_PARTS};
-use crate::onion::bump::{capacity, mix_tag, wrap, BumpOnionError, HopInstructions};
+use crate::message::{MessageError, MessageId, PartHeader, FRAME_HEADER_LEN, MAX_PARTS};
+use crate::onion::layer::{capacity, mix_tag, wrap, BumpOnionError, HopInstructions};
 use crate::packet::{Packet, BODY_LEN};
 use crate::tag::Tag;
 use rand::RngCore;
@@ -103,7 +103,7 @@ pub fn wrap_message(
     for index in 0..count {
         let chunk = data.chunks(per_part).nth(index).unwrap_or(&[]);
         let mut body = [0u8; BODY_LEN];
-        Frame {
+        PartHeader {
             msg_id,
             index: index as u16,
             count: count as u16,
@@ -127,12 +127,12 @@ pub fn wrap_message(
 mod tests {
     use super::*;
     use crate::message::Assembler;
-    use crate::onion::bump::unwrap;
+    use crate::onion::layer::peel;
     use rand::SeedableRng;
 
     #[test]
     fn multi_part_message_through_three_mixes_reassembles() {
-        let (sk, pk) = crate::onion::bump::test_mixes(3);
+        let (sk, pk) = crate::onion::layer::test_mixes(3);
         let pol = RoutePolicy {
             crowd: 0,
             delay_secs: 0,
@@ -150,7 +150,7 @@ mod tests {
         let mut asm = Assembler::new();
         for (seq, mut p) in packets.into_iter().enumerate() {
             for k in &sk {
-                p = unwrap(k, &p, &mut rng).unwrap().outgoing.unwrap();
+                p = peel(k, &p, &mut rng).unwrap().outgoing.unwrap();
             }
             assert_eq!(p.tag, Tag([5; 20]));
             asm.push(seq as u64, &p);

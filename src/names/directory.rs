@@ -6,6 +6,7 @@
 //! listing is served, marked stale, so sending through known mixes keeps working.
 
 use super::record::{MixRecord, NAMESPACE};
+use crate::sync::Locked;
 use namecoin::rpc::{Client, RpcError};
 use namecoin::Network;
 use serde::{Deserialize, Serialize};
@@ -137,7 +138,7 @@ impl Directory {
 
     /// The directory, refreshed when older than `refresh` or when `force`.
     pub async fn listing(&self, force: bool) -> Result<Listing, DirectoryError> {
-        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let cached = self.cache.locked().clone();
         if let Some(c) = &cached {
             if !force && now().saturating_sub(c.fetched_at) < self.refresh.as_secs() && !c.stale {
                 return Ok(c.clone());
@@ -151,7 +152,7 @@ impl Directory {
                         let _ = std::fs::rename(&tmp, &self.cache_file);
                     }
                 }
-                *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.clone());
+                *self.cache.locked() = Some(l.clone());
                 Ok(l)
             }
             Err(e) if e.is_unavailable() => match cached {
@@ -194,7 +195,7 @@ impl Directory {
                 Err(DirectoryError::NoSuchMix(name.into()))
             }
             Err(e) if e.is_unavailable() => {
-                let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let cached = self.cache.locked().clone();
                 cached
                     .and_then(|c| c.mixes.into_iter().find(|m| m.name == name))
                     .ok_or(DirectoryError::Rpc(e))

@@ -10,7 +10,7 @@
 //! address (required when fee > 0), `exp` the block height after which the key must not be
 //! used, `p2p` an optional contact (host:port or .onion:port). Unknown fields are ignored.
 
-use crate::onion::bump::{mix_tag, parse_mix_key};
+use crate::onion::layer::{mix_tag, parse_mix_key};
 use namecoin::rpc::NameInfo;
 use namecoin::Network;
 use secp256k1::PublicKey;
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_fit() {
-        let (_, pk) = crate::onion::bump::test_mixes(1);
+        let (_, pk) = crate::onion::layer::test_mixes(1);
         let r = MixRecord::new(
             &pk[0],
             1000,
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_rejected_with_reasons() {
-        let (_, pk) = crate::onion::bump::test_mixes(2);
+        let (_, pk) = crate::onion::layer::test_mixes(2);
         let good = MixRecord::new(&pk[0], 0, None, 500, None);
         let net = Network::Regtest;
         let check = |name: &str, value: String| MixRecord::validate(&info(name, &value), net, 10);

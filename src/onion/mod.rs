@@ -290,7 +290,7 @@ pub fn peel(
     })
 }
 
-pub mod bump;
+pub mod layer;
 
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,10 @@
 use super::addrbook::AddrBook;
 use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP};
 use super::peer::{self, Ended, PeerShared};
+use crate::clock::unix_secs;
 use crate::node::Node;
 use crate::packet::{Packet, PacketError, PacketId};
+use crate::sync::Locked;
 use bitcoin::p2p::address::Address;
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::ServiceFlags;
@@ -122,10 +124,6 @@ pub struct Overlay {
     shutdown: CancellationToken,
 }
 
-fn unix_now_u64() -> u64 {
-    crate::unix_now() as u64
-}
-
 impl Overlay {
     /// Start the overlay: listener (if configured), connector, relay, ingest and upkeep tasks.
     /// Returns once the listener is bound.
@@ -156,7 +154,7 @@ impl Overlay {
         if let Some(addr) = overlay.cfg.listen {
             let listener = TcpListener::bind(addr).await?;
             let bound = listener.local_addr()?;
-            *overlay.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(bound);
+            *overlay.listening.locked() = Some(bound);
             tracing::info!(%bound, "P2P listening");
             tokio::spawn(overlay.clone().accept_loop(listener));
         }
@@ -183,7 +181,7 @@ impl Overlay {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        *self.listening.lock().unwrap_or_else(|e| e.into_inner())
+        *self.listening.locked()
     }
 
     fn advertised_addr(&self) -> Option<SocketAddr> {
@@ -193,31 +191,17 @@ impl Overlay {
     }
 
     pub fn add_nonce(&self, n: u64) {
-        self.nonces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(n);
+        self.nonces.locked().insert(n);
     }
     pub fn remove_nonce(&self, n: u64) {
-        self.nonces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&n);
+        self.nonces.locked().remove(&n);
     }
     pub fn is_own_nonce(&self, n: u64) -> bool {
-        self.nonces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&n)
+        self.nonces.locked().contains(&n)
     }
 
     fn peers_snapshot(&self) -> Vec<Arc<PeerShared>> {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.peers.locked().values().cloned().collect()
     }
 
     /// Our `version`: Namecoin's protocol version, BuMP's service bit, relay=false.
@@ -229,7 +213,7 @@ impl Overlay {
         VersionMessage {
             version: namecoin::PROTOCOL_VERSION,
             services,
-            timestamp: unix_now_u64() as i64,
+            timestamp: unix_secs() as i64,
             receiver: Address::new(&to, ServiceFlags::NONE),
             sender: Address::new(&from, services),
             nonce,
@@ -240,31 +224,19 @@ impl Overlay {
     }
 
     pub fn track(&self, peer: Arc<PeerShared>) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer.id, peer);
+        self.peers.locked().insert(peer.id, peer);
     }
 
     pub fn untrack(&self, peer: &Arc<PeerShared>, why: Option<Ended>) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&peer.id);
+        self.peers.locked().remove(&peer.id);
         // Let other peers deliver what this one owed us.
-        self.requested
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, (p, _)| *p != peer.id);
+        self.requested.locked().retain(|_, (p, _)| *p != peer.id);
         if peer.handshake_done() {
             tracing::info!(peer = %peer.addr, reason = ?why, "peer disconnected");
         } else {
             tracing::debug!(peer = %peer.addr, reason = ?why, "connection ended before handshake");
             if peer.outbound {
-                self.addrbook
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failed(peer.addr);
+                self.addrbook.locked().failed(peer.addr);
             }
         }
     }
@@ -274,27 +246,23 @@ impl Overlay {
         let score = peer.score.fetch_add(points, Ordering::Relaxed) + points;
         tracing::info!(peer = %peer.addr, points, score, "misbehaviour: {why}");
         if score >= BAN_SCORE && !peer.cancel.is_cancelled() {
-            let until = unix_now_u64() + self.cfg.ban_time.as_secs();
-            self.addrbook
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .ban(peer.addr.ip(), until);
+            let until = unix_secs() + self.cfg.ban_time.as_secs();
+            self.addrbook.locked().ban(peer.addr.ip(), until);
             tracing::warn!(peer = %peer.addr, "banned for {} s", self.cfg.ban_time.as_secs());
             peer.cancel.cancel();
         }
     }
 
     pub fn handshake_complete(self: &Arc<Self>, peer: &Arc<PeerShared>) {
-        let info = peer.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let info = peer.info.locked().clone();
         tracing::info!(
             peer = %peer.addr, inbound = !peer.outbound, agent = %info.user_agent, bump = peer.is_bump(),
             "peer connected"
         );
         if peer.outbound {
             self.addrbook
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .connected(peer.addr, info.services, peer.is_bump(), unix_now_u64());
+                .locked()
+                .connected(peer.addr, info.services, peer.is_bump(), unix_secs());
         }
         if peer.is_bump() {
             peer.send(&Message::GetAddr);
@@ -341,7 +309,7 @@ impl Overlay {
         let now = Instant::now();
         let mut want = Vec::with_capacity(lacking.len());
         {
-            let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+            let mut req = self.requested.locked();
             for id in lacking {
                 match req.get(&id) {
                     Some((_, at)) if now.duration_since(*at) < REQUEST_TIMEOUT => continue,
@@ -361,7 +329,7 @@ impl Overlay {
     }
 
     pub fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
-        let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+        let mut req = self.requested.locked();
         for id in ids {
             if req.get(id).map(|(p, _)| *p == peer.id).unwrap_or(false) {
                 req.remove(id);
@@ -373,7 +341,7 @@ impl Overlay {
     pub async fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet) {
         let id = packet.id();
         let requested_here = {
-            let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+            let mut req = self.requested.locked();
             match req.get(&id) {
                 Some((p, _)) if *p == peer.id => {
                     req.remove(&id);
@@ -404,7 +372,7 @@ impl Overlay {
         if entries.len() > MAX_ADDR {
             return self.misbehave(peer, 20, "addr with too many entries");
         }
-        let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+        let mut book = self.addrbook.locked();
         for (services, addr) in entries {
             if services & NODE_BUMP != 0 && addr.port() != 0 && !addr.ip().is_unspecified() {
                 book.add(*addr, *services, "gossip");
@@ -418,7 +386,7 @@ impl Overlay {
         if let Some(me) = self.advertised_addr() {
             list.push((crate::unix_now(), Address::new(&me, services)));
         }
-        let book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+        let book = self.addrbook.locked();
         for (seen, a) in book.gossip(MAX_ADDR - 1) {
             if a != peer.addr {
                 list.push((seen as u32, Address::new(&a, services)));
@@ -514,12 +482,7 @@ impl Overlay {
                     }
                 },
             };
-            if self
-                .addrbook
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_banned(&addr.ip(), unix_now_u64())
-            {
+            if self.addrbook.locked().is_banned(&addr.ip(), unix_secs()) {
                 tracing::debug!(peer = %addr, "refused: banned");
                 continue;
             }
@@ -533,25 +496,16 @@ impl Overlay {
     }
 
     async fn dial(self: Arc<Self>, addr: SocketAddr) {
-        self.addrbook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .attempted(addr, unix_now_u64());
+        self.addrbook.locked().attempted(addr, unix_secs());
         let result = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await;
-        self.dialing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&addr);
+        self.dialing.locked().remove(&addr);
         let err = match result {
             Ok(Ok(stream)) => return peer::run(self.clone(), stream, addr, true).await,
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_string(),
         };
         tracing::debug!(peer = %addr, "connect failed: {err}");
-        self.addrbook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed(addr);
+        self.addrbook.locked().failed(addr);
     }
 
     async fn resolve(target: &str, default_port: u16) -> Vec<SocketAddr> {
@@ -580,7 +534,7 @@ impl Overlay {
             manual.extend(Self::resolve(t, default_port).await);
         }
         {
-            let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+            let mut book = self.addrbook.locked();
             for a in &manual {
                 book.add(*a, 0, "manual");
             }
@@ -591,23 +545,17 @@ impl Overlay {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let now = unix_now_u64();
+            let now = unix_secs();
             let peers = self.peers_snapshot();
             let mut busy: HashSet<SocketAddr> = peers
                 .iter()
                 .filter(|p| p.outbound)
                 .map(|p| p.addr)
                 .collect();
-            busy.extend(
-                self.dialing
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .copied(),
-            );
+            busy.extend(self.dialing.locked().iter().copied());
             let mut to_dial = Vec::new();
             {
-                let book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
+                let book = self.addrbook.locked();
                 for a in &manual {
                     if !busy.contains(a) && book.may_dial(a, now) {
                         to_dial.push(*a);
@@ -632,12 +580,7 @@ impl Overlay {
                 }
             }
             for a in to_dial {
-                if self
-                    .dialing
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(a)
-                {
+                if self.dialing.locked().insert(a) {
                     tokio::spawn(self.clone().dial(a));
                 }
             }
@@ -656,7 +599,7 @@ impl Overlay {
             };
             let now = Instant::now();
             let outstanding = {
-                let mut req = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+                let mut req = self.requested.locked();
                 req.retain(|_, (_, at)| now.duration_since(*at) < REQUEST_TIMEOUT);
                 req.len()
             };
@@ -672,8 +615,8 @@ impl Overlay {
             last_received = received;
             saves += 1;
             if stop || saves.is_multiple_of(12) {
-                let mut book = self.addrbook.lock().unwrap_or_else(|e| e.into_inner());
-                book.prune_bans(unix_now_u64());
+                let mut book = self.addrbook.locked();
+                book.prune_bans(unix_secs());
                 if let Err(e) = book.save() {
                     tracing::warn!("cannot save the peer table: {e}");
                 }
@@ -689,7 +632,7 @@ impl Overlay {
             .peers_snapshot()
             .iter()
             .map(|p| {
-                let i = p.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let i = p.info.locked().clone();
                 PeerRow {
                     addr: p.addr.to_string(),
                     inbound: !p.outbound,
@@ -729,12 +672,7 @@ impl Overlay {
 
     /// Save the peer table now (at shutdown).
     pub fn save_peers(&self) {
-        if let Err(e) = self
-            .addrbook
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .save()
-        {
+        if let Err(e) = self.addrbook.locked().save() {
             tracing::warn!("cannot save the peer table: {e}");
         }
     }

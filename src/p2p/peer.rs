@@ -9,6 +9,7 @@
 use super::message::{cmd, max_payload, Message, BUMP_PROTOCOL_VERSION, FEATURE_ID, MAX_INV};
 use super::overlay::Overlay;
 use crate::packet::PacketId;
+use crate::sync::Locked;
 use futures::{SinkExt, StreamExt};
 use namecoin::wire::{Command, Frame, MessageCodec, Outgoing, WireError};
 use rand::Rng;
@@ -93,7 +94,7 @@ impl PeerShared {
 
     /// Note that the peer has these packets (it announced or sent them, or we announced them).
     pub fn mark_known<'a>(&self, ids: impl IntoIterator<Item = &'a PacketId>) {
-        let mut k = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = self.known.locked();
         for id in ids {
             if k.len() >= KNOWN_CAP {
                 k.clear();
@@ -105,7 +106,7 @@ impl PeerShared {
     /// Queue announcements of the ids the peer does not know yet.
     pub fn announce(&self, ids: &[PacketId]) {
         let fresh: Vec<PacketId> = {
-            let mut k = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let mut k = self.known.locked();
             ids.iter()
                 .filter(|id| {
                     if k.len() >= KNOWN_CAP {
@@ -119,16 +120,13 @@ impl PeerShared {
         if fresh.is_empty() {
             return;
         }
-        self.announce
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(fresh);
+        self.announce.locked().extend(fresh);
         self.wake.notify_one();
     }
 
     /// Queue packets the peer asked for. Returns false if that would exceed the queue bound.
     pub fn queue_serve(&self, ids: &[PacketId]) -> bool {
-        let mut q = self.serve.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.serve.locked();
         if q.len() + ids.len() > MAX_SERVE_QUEUE {
             return false;
         }
@@ -219,8 +217,7 @@ async fn write_loop(
                 .map(|_| Instant::now() >= next_trickle)
                 .unwrap_or(true)
         {
-            let ids: Vec<PacketId> =
-                std::mem::take(&mut *peer.announce.lock().unwrap_or_else(|e| e.into_inner()));
+            let ids: Vec<PacketId> = std::mem::take(&mut *peer.announce.locked());
             for chunk in ids.chunks(MAX_INV) {
                 let m = Message::Inv {
                     ids: chunk.to_vec(),
@@ -242,7 +239,7 @@ async fn write_loop(
         }
         // 3. Serve a slice of requested packets.
         let slice: Vec<PacketId> = {
-            let mut q = peer.serve.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = peer.serve.locked();
             let n = q.len().min(256);
             q.drain(..n).collect()
         };
@@ -420,7 +417,7 @@ async fn read_loop(
                     }
                     got_version = true;
                     {
-                        let mut i = peer.info.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut i = peer.info.locked();
                         i.user_agent = v.user_agent.chars().take(256).collect();
                         i.version = v.version;
                         i.services = v.services.to_u64();
@@ -451,10 +448,7 @@ async fn read_loop(
                         overlay.misbehave(peer, 10, "verack before version");
                         continue;
                     }
-                    peer.info
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .handshake_done = true;
+                    peer.info.locked().handshake_done = true;
                     overlay.handshake_complete(peer);
                 }
                 _ => {} // sendaddrv2 and the like before verack: nothing to do
@@ -468,8 +462,7 @@ async fn read_loop(
             Message::Pong(n) => {
                 if let Some((want, sent)) = ping_out {
                     if want == n {
-                        peer.info.lock().unwrap_or_else(|e| e.into_inner()).ping_ms =
-                            Some(sent.elapsed().as_millis() as u64);
+                        peer.info.locked().ping_ms = Some(sent.elapsed().as_millis() as u64);
                         ping_out = None;
                     }
                 }

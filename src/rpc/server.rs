@@ -6,10 +6,10 @@ use super::api::{
     PartialJson, SendParams, SendResult, StatusResult,
 };
 use super::auth::Credentials;
-use crate::message::{Assembler, Message, MessageError, MessageId};
+use crate::message::{Assembler, CompleteMessage, MessageError, MessageId};
 use crate::mix::postage::Postage;
 use crate::mix::send::{wrap_message, RoutePolicy, SendError};
-use crate::mix::{Mix, MixStats};
+use crate::mix::{MixStats, Mixer};
 use crate::names::directory::DirectoryError;
 use crate::names::NamesCtx;
 use crate::node::{Node, NodeError};
@@ -50,7 +50,7 @@ fn parse_tag(s: &str) -> Result<Tag, ErrorObjectOwned> {
     Tag::from_arg(s).map_err(|e| rpc_error(codes::INVALID_PARAMS, e.to_string()))
 }
 
-fn message_json(tag: &Tag, m: &Message, with_data: bool) -> MessageJson {
+fn message_json(tag: &Tag, m: &CompleteMessage, with_data: bool) -> MessageJson {
     MessageJson {
         msgid: m.id.to_hex(),
         tag: tag.to_hex(),
@@ -68,7 +68,7 @@ fn message_json(tag: &Tag, m: &Message, with_data: bool) -> MessageJson {
 pub struct RpcImpl {
     node: Arc<Node>,
     overlay: Option<Arc<Overlay>>,
-    mix: Option<Arc<Mix>>,
+    mix: Option<Arc<Mixer>>,
     names: Option<Arc<NamesCtx>>,
 }
 
@@ -83,7 +83,7 @@ impl RpcImpl {
     pub fn new(
         node: Arc<Node>,
         overlay: Option<Arc<Overlay>>,
-        mix: Option<Arc<Mix>>,
+        mix: Option<Arc<Mixer>>,
         names: Option<Arc<NamesCtx>>,
     ) -> Self {
         RpcImpl {
@@ -110,7 +110,7 @@ impl RpcImpl {
             let mut out = Vec::new();
             for v in &via {
                 if let Some(k) =
-                    crate::onion::bump::parse_mix_key(v).filter(|_| v.trim().len() == 66)
+                    crate::onion::layer::parse_mix_key(v).filter(|_| v.trim().len() == 66)
                 {
                     out.push((k, 0, None));
                 } else if v.starts_with(crate::names::record::NAMESPACE) {
@@ -228,10 +228,10 @@ impl RpcImpl {
         hops: &[(PublicKey, u64, Option<String>)],
     ) -> RpcResult<SendResult> {
         let route: Vec<PublicKey> = hops.iter().map(|(k, _, _)| *k).collect();
-        if route.is_empty() || route.len() > crate::onion::bump::MAX_HOPS {
+        if route.is_empty() || route.len() > crate::onion::layer::MAX_HOPS {
             return Err(rpc_error(
                 codes::INVALID_PARAMS,
-                format!("a route has 1 to {} mixes", crate::onion::bump::MAX_HOPS),
+                format!("a route has 1 to {} mixes", crate::onion::layer::MAX_HOPS),
             ));
         }
         let now = crate::unix_now();
@@ -541,7 +541,7 @@ impl BumpApiServer for RpcImpl {
 pub async fn start(
     node: Arc<Node>,
     overlay: Option<Arc<Overlay>>,
-    mix: Option<Arc<Mix>>,
+    mix: Option<Arc<Mixer>>,
     names: Option<Arc<NamesCtx>>,
     bind: SocketAddr,
     creds: Credentials,

@@ -20,7 +20,7 @@
 //! Unknown even types are an error, unknown odd types are ignored (BOLT #1 "it's OK to be odd").
 //! Relay packets and final packets are both 1024-byte packets with random-looking bodies.
 
-use super::{bigsize, create_keyed, peel, read_bigsize, OnionError, OVERHEAD};
+use super::{bigsize, create_keyed, peel as sphinx_peel, read_bigsize, OnionError, OVERHEAD};
 use crate::packet::{Packet, BODY_LEN};
 use crate::tag::{Tag, TAG_LEN};
 use bitcoin::hashes::{hash160, Hash};
@@ -270,7 +270,7 @@ pub fn wrap_keyed(
 
 /// What a mix gets from peeling one relay packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unwrapped {
+pub struct Peeled {
     pub instructions: HopInstructions,
     /// The packet to publish after the Tau wait (`None` for a dummy to drop).
     pub outgoing: Option<Packet>,
@@ -278,13 +278,13 @@ pub struct Unwrapped {
 }
 
 /// Peel a relay packet addressed to the mix with `secret`.
-pub fn unwrap(
+pub fn peel(
     secret: &SecretKey,
     packet: &Packet,
     rng: &mut impl RngCore,
-) -> Result<Unwrapped, BumpOnionError> {
+) -> Result<Peeled, BumpOnionError> {
     let ad = associated(&packet.tag, packet.expires);
-    let peeled = peel(secret, &packet.body[..], &ad, AREA)?;
+    let peeled = sphinx_peel(secret, &packet.body[..], &ad, AREA)?;
     let instructions = HopInstructions::decode(&peeled.payload)?;
     let outgoing = if instructions.drop {
         None
@@ -307,7 +307,7 @@ pub fn unwrap(
             body,
         })
     };
-    Ok(Unwrapped {
+    Ok(Peeled {
         instructions,
         outgoing,
         shared_secret: peeled.shared_secret,
@@ -364,7 +364,7 @@ mod tests {
             let mut packet = wrap(&pk, &instr, 3600, &mut rng).unwrap();
             assert_eq!(packet.tag, mix_tag(&pk[0]));
             for i in 0..hops as usize {
-                let u = unwrap(&sk[i], &packet, &mut rng).unwrap();
+                let u = peel(&sk[i], &packet, &mut rng).unwrap();
                 assert_eq!(u.instructions, instr[i]);
                 packet = u.outgoing.unwrap();
             }
@@ -387,22 +387,22 @@ mod tests {
         let packet = wrap(&pk, &instr, 3600, &mut rng).unwrap();
         let mut p = packet.clone();
         p.expires += 1;
-        assert!(unwrap(&sk[0], &p, &mut rng).is_err());
+        assert!(peel(&sk[0], &p, &mut rng).is_err());
         let mut p = packet.clone();
         p.tag.0[0] ^= 1;
-        assert!(unwrap(&sk[0], &p, &mut rng).is_err());
+        assert!(peel(&sk[0], &p, &mut rng).is_err());
         for pos in (0..BODY_LEN).step_by(37) {
             let mut p = packet.clone();
             p.body[pos] ^= 0x80;
             assert!(
-                unwrap(&sk[0], &p, &mut rng).is_err(),
+                peel(&sk[0], &p, &mut rng).is_err(),
                 "flip at {pos} survived"
             );
         }
         // A flip in the second layer's packet is caught by the second mix.
-        let mut second = unwrap(&sk[0], &packet, &mut rng).unwrap().outgoing.unwrap();
+        let mut second = peel(&sk[0], &packet, &mut rng).unwrap().outgoing.unwrap();
         second.body[500] ^= 1;
-        assert!(unwrap(&sk[1], &second, &mut rng).is_err());
+        assert!(peel(&sk[1], &second, &mut rng).is_err());
     }
 
     #[test]
@@ -437,8 +437,8 @@ mod tests {
         let mut instr = route_instructions(&pk, Tag([9; 20]), b"x".to_vec());
         instr[1].drop = true;
         let p = wrap(&pk, &instr, 3600, &mut rng).unwrap();
-        let hop1 = unwrap(&sk[0], &p, &mut rng).unwrap().outgoing.unwrap();
-        let last = unwrap(&sk[1], &hop1, &mut rng).unwrap();
+        let hop1 = peel(&sk[0], &p, &mut rng).unwrap().outgoing.unwrap();
+        let last = peel(&sk[1], &hop1, &mut rng).unwrap();
         assert!(last.instructions.drop);
         assert!(last.outgoing.is_none());
     }

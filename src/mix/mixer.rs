@@ -18,9 +18,11 @@
 //!   is raised, strangers' packets enter the pool uncounted (they wait, but fill no crowd).
 
 use super::pool::{PoolError, PoolLimits, TauPool};
+use crate::clock::unix_ms;
 use crate::node::Node;
-use crate::onion::bump::{mix_tag, unwrap, BumpOnionError};
+use crate::onion::layer::{mix_tag, peel, BumpOnionError};
 use crate::packet::Packet;
+use crate::sync::Locked;
 use crate::tag::Tag;
 use bitcoin::hashes::{sha256, Hash};
 use secp256k1::{PublicKey, SecretKey};
@@ -32,14 +34,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub const KEY_FILE: &str = "mixkey";
-
-/// Unix time in milliseconds (Tau delays are held to the millisecond).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MixError {
@@ -109,7 +103,7 @@ enum Origin {
     Own,
 }
 
-pub struct Mix {
+pub struct Mixer {
     node: Arc<Node>,
     secret: SecretKey,
     public: PublicKey,
@@ -124,12 +118,12 @@ pub struct Mix {
     loops: Mutex<Option<Arc<super::loops::LoopMonitor>>>,
 }
 
-impl Mix {
+impl Mixer {
     pub fn new(
         node: Arc<Node>,
         secret: SecretKey,
         limits: PoolLimits,
-    ) -> Result<Arc<Mix>, MixError> {
+    ) -> Result<Arc<Mixer>, MixError> {
         let public = PublicKey::from_secret_key(secp256k1::SECP256K1, &secret);
         let tag = mix_tag(&public);
         let pool = TauPool::open(node.store(), limits)?;
@@ -139,7 +133,7 @@ impl Mix {
             mix_tag: tag.to_hex(),
             ..Default::default()
         };
-        Ok(Arc::new(Mix {
+        Ok(Arc::new(Mixer {
             node,
             secret,
             public,
@@ -155,24 +149,21 @@ impl Mix {
 
     /// Check (and, with `require`, demand) postage on packets from now on.
     pub fn set_postage(&self, postage: Arc<super::postage::Postage>) {
-        *self.postage.lock().unwrap_or_else(|e| e.into_inner()) = Some(postage);
+        *self.postage.locked() = Some(postage);
     }
 
     /// Track loop packets (and let their alarm decide what counts toward crowds) from now on.
     pub fn set_loops(&self, monitor: Arc<super::loops::LoopMonitor>) {
-        *self.loops.lock().unwrap_or_else(|e| e.into_inner()) = Some(monitor);
+        *self.loops.locked() = Some(monitor);
     }
 
     fn loop_monitor(&self) -> Option<Arc<super::loops::LoopMonitor>> {
-        self.loops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.loops.locked().clone()
     }
 
     /// The largest Tau crowd among the packets held now.
     pub fn largest_held_crowd(&self) -> u64 {
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .largest_crowd()
+        self.pool.locked().largest_crowd()
     }
 
     /// The node's maximum packet lifetime, seconds.
@@ -204,16 +195,15 @@ impl Mix {
     fn count_drop(&self, reason: &str) {
         *self
             .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .dropped
             .entry(reason.into())
             .or_default() += 1;
     }
 
     pub fn stats(&self) -> MixStats {
-        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.stats.locked().clone();
+        let pool = self.pool.locked();
         s.held = pool.len();
         s.entries = pool.entries();
         drop(pool);
@@ -232,7 +222,7 @@ impl Mix {
         now: u32,
         origin: Origin,
     ) -> Result<bool, MixError> {
-        let u = match unwrap(&self.secret, packet, &mut rand::rngs::OsRng) {
+        let u = match peel(&self.secret, packet, &mut rand::rngs::OsRng) {
             Ok(u) => u,
             Err(BumpOnionError::Onion(crate::onion::OnionError::Hmac)) => {
                 self.count_drop("hmac");
@@ -266,10 +256,7 @@ impl Mix {
         let postage = if ours {
             None
         } else {
-            self.postage
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
+            self.postage.locked().clone()
         };
         if let Some(post) = postage {
             match u.instructions.postage {
@@ -281,7 +268,7 @@ impl Mix {
                     }
                     super::postage::Verdict::Retry(why) => {
                         tracing::debug!("postage check deferred: {why}");
-                        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut d = self.deferred.locked();
                         if d.len() < 10_000 && !d.iter().any(|p| p.id() == packet.id()) {
                             d.push(packet.clone());
                         } else if d.len() >= 10_000 {
@@ -307,7 +294,7 @@ impl Mix {
             self.count_drop("expired");
             return Ok(false);
         }
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.pool.locked();
         match pool.insert_with(
             self.node.store(),
             &outgoing,
@@ -317,10 +304,7 @@ impl Mix {
             counts,
         ) {
             Ok(()) if !counts => {
-                self.stats
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .uncounted += 1;
+                self.stats.locked().uncounted += 1;
             }
             Ok(()) => {}
             Err(PoolError::CrowdTooLarge(_)) => {
@@ -351,11 +335,7 @@ impl Mix {
 
     /// Release what is due: store it (durably), then forget it.
     async fn release(&self, now: u32) -> Result<usize, MixError> {
-        let due = self
-            .pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .due(unix_ms(), &mut rand::rngs::OsRng)?;
+        let due = self.pool.locked().due(unix_ms(), &mut rand::rngs::OsRng)?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -372,13 +352,13 @@ impl Mix {
             }
         }
         {
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = self.pool.locked();
             for p in live.iter().chain(&dummies).chain(&expired) {
                 pool.remove(self.node.store(), &p.id())?;
             }
         }
         self.node.store().durable().await?;
-        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.stats.locked();
         s.released += n as u64;
         s.dummies_dropped += dummies.len() as u64;
         if !expired.is_empty() {
@@ -461,7 +441,7 @@ impl Mix {
                 _ = prune.tick() => self.prune_replay(crate::unix_now()),
                 _ = retry.tick() => {
                     let now = crate::unix_now();
-                    let waiting: Vec<Packet> = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|e| e.into_inner()));
+                    let waiting: Vec<Packet> = std::mem::take(&mut *self.deferred.locked());
                     let mut entered = false;
                     for p in waiting {
                         if p.expires <= now {
@@ -502,7 +482,7 @@ fn is_dummy_placeholder(p: &Packet) -> bool {
 mod tests {
     use super::*;
     use crate::node::{Limits, NodeInfo};
-    use crate::onion::bump::{wrap, HopInstructions};
+    use crate::onion::layer::{wrap, HopInstructions};
     use crate::store::{Store, StoreConfig};
 
     #[tokio::test]
@@ -539,7 +519,7 @@ mod tests {
                 info,
                 CancellationToken::new(),
             ));
-            let mix = Mix::new(node, secret, PoolLimits::default()).unwrap();
+            let mix = Mixer::new(node, secret, PoolLimits::default()).unwrap();
             let first = mix.process(&packet, now).await.unwrap();
             assert_eq!(first, round == 0, "round {round}");
             assert!(

@@ -35,11 +35,11 @@ fn run(held: u32, ops: u32) {
     let mut pool = TauPool::open(&store, limits).unwrap();
     // Background: `held` messages waiting a long time.
     for i in 0..held {
-        pool.insert(&store, &pkt(i), 0, 1 << 29, 0).unwrap();
+        pool.insert(&pkt(i), 0, 1 << 29, 0).unwrap();
     }
     let t = Instant::now();
     for i in 0..ops {
-        pool.insert(&store, &pkt(held + i), 0, 0, 0).unwrap();
+        pool.insert(&pkt(held + i), 0, 0, 0).unwrap();
     }
     let insert_us = t.elapsed().as_secs_f64() * 1e6 / ops as f64;
     let mut rng = rand::thread_rng();
@@ -47,7 +47,7 @@ fn run(held: u32, ops: u32) {
     let out = pool.due(1, &mut rng).unwrap();
     assert_eq!(out.len(), ops as usize);
     for p in &out {
-        pool.remove(&store, &p.id()).unwrap();
+        pool.remove(&p.id()).unwrap();
     }
     let release_us = t.elapsed().as_secs_f64() * 1e6 / ops as f64;
     println!("pool with {held:>6} held: insert {insert_us:>6.1} µs/message, release {release_us:>6.1} µs/message ({ops} messages)");

@@ -13,7 +13,7 @@
 //! target's batch might be the target. Driven with the real [`TauPool`] and the real
 //! [`LoopMonitor`] (loop ledger and alarm rule), on a simulated clock.
 
-use bump::mix::loops::{loop_key, LoopMonitor};
+use bump::mix::loop_monitor::{loop_key, LoopMonitor};
 use bump::mix::pool::{PoolLimits, TauPool};
 use bump::packet::{Packet, BODY_LEN};
 use bump::store::{Store, StoreConfig};
@@ -51,7 +51,7 @@ struct Outcome {
 }
 
 fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outcome {
-    let (_dir, store, mut pool) = sim_pool();
+    let (_dir, _store, mut pool) = sim_pool();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut t_ms: u64 = 1_000_000;
     let mut next_tick = t_ms + 200;
@@ -62,7 +62,7 @@ fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outco
                    rng: &mut rand::rngs::StdRng| {
         for p in pool.due(now, rng).unwrap() {
             outputs.push((now, p.expires as usize));
-            pool.remove(&store, &p.id()).unwrap();
+            pool.remove(&p.id()).unwrap();
         }
     };
     for i in 0..n {
@@ -80,7 +80,7 @@ fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outco
             expires: i as u32,
             body,
         };
-        pool.insert(&store, &p, k, delay_s, t_ms).unwrap();
+        pool.insert(&p, k, delay_s, t_ms).unwrap();
         release(&mut pool, t_ms, &mut outputs, &mut rng);
     }
     // Drain: later traffic keeps arriving in reality; count only messages that left.
@@ -181,7 +181,7 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
         let alarm = monitor.alarmed();
         let insert = |pool: &mut TauPool, p: &Packet, crowd: u64, kind: Kind| {
             let counts = kind == Kind::Own || !alarm;
-            pool.insert_with(&store, p, crowd, a.d, t, counts).unwrap();
+            pool.insert_with(p, crowd, a.d, t, counts).unwrap();
         };
         // Honest arrivals.
         if rng.gen_bool((a.honest_per_s * step as f64 / 1000.0).min(1.0)) {
@@ -244,7 +244,7 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
         if t.is_multiple_of(200) {
             let batch = pool.due(t, &mut rng).unwrap();
             for p in &batch {
-                pool.remove(&store, &p.id()).unwrap();
+                pool.remove(&p.id()).unwrap();
             }
             let ks: Vec<Kind> = batch.iter().filter_map(|p| kinds.remove(&p.id())).collect();
             if ks.contains(&Kind::Target) {

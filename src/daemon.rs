@@ -7,10 +7,11 @@
 
 use crate::config::{COOKIE_FILE, COOKIE_USER, P2P_ADDR_FILE, RPC_ADDR_FILE, STORE_DIR};
 use crate::mix::cover::RouteSource;
-use crate::mix::loops::LoopMonitor;
+use crate::mix::loop_monitor::LoopMonitor;
 use crate::mix::mixer::{load_or_create_key, MixError};
 use crate::mix::pool::PoolLimits;
-use crate::mix::Mixer;
+use crate::mix::postage::Postage;
+use crate::mix::{Mixer, MixerParts};
 use crate::node::{Limits, Node, NodeInfo};
 use crate::p2p::{Overlay, P2pConfig};
 use crate::rpc::auth::{write_cookie, Credentials};
@@ -191,16 +192,16 @@ pub async fn start(
         })?;
     }
 
-    // Every node is a mix: its key is made on first start.
-    let mix = Mixer::new(
-        node.clone(),
-        load_or_create_key(&netdir)?,
-        PoolLimits::default(),
-    )?;
-    tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
-    let names = match &settings.chain {
-        Some(cs) => Some(start_chain(cs, &settings, &node, &mix, &shutdown)?),
-        None => None,
+    // Every node is a mix: its key is made on first start. What the mixer needs (postage
+    // checks, the loop monitor) is built first and handed to it.
+    let mix_key = load_or_create_key(&netdir)?;
+    let mix_public = secp256k1::PublicKey::from_secret_key(secp256k1::SECP256K1, &mix_key);
+    let (names, postage) = match &settings.chain {
+        Some(cs) => {
+            let (names, postage) = start_chain(cs, &settings, &node, mix_public, &shutdown)?;
+            (Some(names), Some(postage))
+        }
+        None => (None, None),
     };
     // Our own traffic (cover, loops) goes through --cover-via mixes, else fee-free directory
     // mixes.
@@ -211,26 +212,40 @@ pub async fn start(
             .as_ref()
             .map(|n| RouteSource::Directory(n.chain.clone()))
     };
-    if settings.loops.per_minute > 0.0 {
-        match &own_route {
-            Some(route) => {
-                let monitor = Arc::new(
-                    LoopMonitor::open(node.store(), settings.loops.window)
-                        .map_err(|e| DaemonError::Loops(e.to_string()))?,
-                );
-                mix.set_loops(monitor.clone());
-                tokio::spawn(crate::mix::loops::run(
-                    mix.clone(),
-                    monitor,
-                    route.clone(),
-                    settings.loops.clone(),
-                    shutdown.clone(),
-                ));
-            }
-            None => tracing::info!(
-                "loop packets off: no mixes to route them through (give --cover-via or --namecoind)"
-            ),
+    let loops = match (&own_route, settings.loops.per_minute > 0.0) {
+        (Some(route), true) => {
+            let monitor = Arc::new(
+                LoopMonitor::open(node.store(), settings.loops.window)
+                    .map_err(|e| DaemonError::Loops(e.to_string()))?,
+            );
+            Some((monitor, route.clone()))
         }
+        (None, true) => {
+            tracing::info!(
+                "loop packets off: no mixes to route them through (give --cover-via or --namecoind)"
+            );
+            None
+        }
+        _ => None,
+    };
+    let mix = Mixer::new(
+        node.clone(),
+        mix_key,
+        PoolLimits::default(),
+        MixerParts {
+            postage,
+            loops: loops.as_ref().map(|(m, _)| m.clone()),
+        },
+    )?;
+    tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
+    if let Some((monitor, route)) = loops {
+        tokio::spawn(crate::mix::loops::run(
+            mix.clone(),
+            monitor,
+            route,
+            settings.loops.clone(),
+            shutdown.clone(),
+        ));
     }
     tokio::spawn(mix.clone().run(shutdown.clone()));
     if let (Some(cover), Some(route)) = (settings.cover.clone(), own_route) {
@@ -299,29 +314,25 @@ fn start_chain(
     cs: &ChainSettings,
     settings: &DaemonSettings,
     node: &Arc<Node>,
-    mix: &Arc<Mixer>,
+    mix_public: secp256k1::PublicKey,
     shutdown: &CancellationToken,
-) -> Result<Arc<crate::names::NamesCtx>, DaemonError> {
+) -> Result<(Arc<crate::names::NamesCtx>, Arc<Postage>), DaemonError> {
     let chain = crate::names::Chain::new(&cs.namecoind, settings.network, settings.netdir.clone());
     let publisher =
-        crate::names::publish::Publisher::new(chain.clone(), &settings.netdir, mix.public_key());
+        crate::names::publish::Publisher::new(chain.clone(), &settings.netdir, mix_public);
     tokio::spawn(publisher.clone().run(cs.poll, shutdown.clone()));
-    let ledger = node
-        .store()
-        .tree("postage")
-        .map_err(|e| DaemonError::Mix(e.into()))?;
     let p = publisher.clone();
-    let postage = crate::mix::postage::Postage::new(
+    let postage = Postage::open(
         chain.client.clone(),
-        ledger,
+        node.store(),
         crate::mix::postage::PostagePolicy {
             fee: cs.mix_fee,
             require: cs.require_postage,
             min_conf: cs.postage_confirmations,
         },
         Box::new(move || p.pay_addresses()),
-    );
-    mix.set_postage(Arc::new(postage));
+    )
+    .map_err(|e| DaemonError::Mix(e.into()))?;
     // Say at once whether namecoind answers; the node runs (and floods) either way.
     let client = chain.client.clone();
     tokio::spawn(async move {
@@ -335,11 +346,14 @@ fn start_chain(
             ),
         }
     });
-    Ok(Arc::new(crate::names::NamesCtx {
-        chain,
-        publisher,
-        default_hops: cs.default_hops,
-    }))
+    Ok((
+        Arc::new(crate::names::NamesCtx {
+            chain,
+            publisher,
+            default_hops: cs.default_hops,
+        }),
+        Arc::new(postage),
+    ))
 }
 
 #[cfg(unix)]

@@ -25,28 +25,22 @@
 //! crowds), at the price of the defend rate's bandwidth while it lasts. docs/anonymity.md
 //! measures it.
 //!
-//! Persistence (sled tree `ext/loops`): key = SHA-256 of the last layer's shared secret,
-//! value = sent ms ‖ deadline ms ‖ returned ms (0 = not yet), u64 BE each. At most
-//! [`MAX_TRACKED`] loops are kept, oldest forgotten first.
+//! The ledger and the alarm live in [`super::loop_monitor`]; this module builds and sends.
 
 use super::cover::RouteSource;
+use super::loop_monitor::{loop_key, LoopMonitor};
 use super::mixer::Mixer;
 use super::send::{instructions, RoutePolicy};
 use super::tau::TauLevel;
 use crate::onion::layer::wrap_keyed;
-use crate::sync::Locked;
 use crate::tag::Tag;
-use bitcoin::hashes::{sha256, Hash};
+
 use rand::seq::SliceRandom;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Loops remembered at most.
-pub const MAX_TRACKED: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
@@ -87,194 +81,6 @@ impl LoopConfig {
             per_minute: 0.0,
             ..Default::default()
         }
-    }
-}
-
-/// What `bump mix` shows about loops.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoopStats {
-    /// Loops sent (since the node started).
-    pub sent: u64,
-    /// Loops back before their deadline (since the node started).
-    pub returned: u64,
-    /// Loops tracked that are neither back nor overdue.
-    pub pending: usize,
-    /// Tracked loops past their deadline and not back.
-    pub missing: usize,
-    /// Median round trip of the tracked loops that came back, ms.
-    #[serde(default)]
-    pub median_rtt_ms: Option<u64>,
-    /// True while the mix suspects an (n-1) attack (see docs/anonymity.md).
-    pub alarm: bool,
-    /// Unix time the alarm was raised.
-    #[serde(default)]
-    pub alarm_since: Option<u64>,
-    /// Times the alarm was raised.
-    pub alarms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Record {
-    sent: u64,
-    deadline: u64,
-    returned: u64,
-}
-
-impl Record {
-    fn encode(&self) -> [u8; 24] {
-        let mut v = [0u8; 24];
-        v[..8].copy_from_slice(&self.sent.to_be_bytes());
-        v[8..16].copy_from_slice(&self.deadline.to_be_bytes());
-        v[16..].copy_from_slice(&self.returned.to_be_bytes());
-        v
-    }
-
-    fn decode(v: &[u8]) -> Option<Record> {
-        if v.len() != 24 {
-            return None;
-        }
-        let at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
-        Some(Record {
-            sent: at(0),
-            deadline: at(8),
-            returned: at(16),
-        })
-    }
-
-    fn back_in_time(&self) -> bool {
-        self.returned != 0 && self.returned <= self.deadline
-    }
-}
-
-/// The loop ledger and the alarm.
-pub struct LoopMonitor {
-    tree: sled::Tree,
-    window: usize,
-    alarm: AtomicBool,
-    stats: Mutex<LoopStats>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoopError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("database: {0}")]
-    Sled(#[from] sled::Error),
-}
-
-/// The loop ledger key for a layer's shared secret.
-pub fn loop_key(shared_secret: &[u8; 32]) -> [u8; 32] {
-    // Domain-separated from the replay cache's plain SHA-256.
-    let mut b = b"bump/loop/1".to_vec();
-    b.extend_from_slice(shared_secret);
-    sha256::Hash::hash(&b).to_byte_array()
-}
-
-impl LoopMonitor {
-    pub fn open(store: &crate::store::Store, window: usize) -> Result<LoopMonitor, LoopError> {
-        let m = LoopMonitor {
-            tree: store.tree("loops")?,
-            window: window.max(1),
-            alarm: AtomicBool::new(false),
-            stats: Mutex::new(LoopStats::default()),
-        };
-        m.evaluate(crate::clock::unix_ms());
-        Ok(m)
-    }
-
-    pub fn alarmed(&self) -> bool {
-        self.alarm.load(Ordering::Relaxed)
-    }
-
-    fn records(&self) -> Vec<([u8; 32], Record)> {
-        self.tree
-            .iter()
-            .filter_map(|r| r.ok())
-            .filter_map(|(k, v)| Some((k.as_ref().try_into().ok()?, Record::decode(&v)?)))
-            .collect()
-    }
-
-    /// Remember a loop we just made.
-    pub fn sent(&self, key: [u8; 32], now_ms: u64, timeout: Duration) -> Result<(), LoopError> {
-        let r = Record {
-            sent: now_ms,
-            deadline: now_ms.saturating_add(timeout.as_millis() as u64),
-            returned: 0,
-        };
-        self.tree.insert(key, &r.encode())?;
-        if self.tree.len() > MAX_TRACKED {
-            let mut all = self.records();
-            all.sort_by_key(|(_, r)| r.sent);
-            for (k, _) in all.iter().take(all.len() - MAX_TRACKED) {
-                self.tree.remove(k)?;
-            }
-        }
-        self.stats.locked().sent += 1;
-        Ok(())
-    }
-
-    /// A packet peeled with this shared secret: one of our loops coming back? Marks it.
-    pub fn returned(&self, shared_secret: &[u8; 32], now_ms: u64) -> bool {
-        let key = loop_key(shared_secret);
-        let Ok(Some(v)) = self.tree.get(key) else {
-            return false;
-        };
-        let Some(mut r) = Record::decode(&v) else {
-            return false;
-        };
-        if r.returned == 0 {
-            r.returned = now_ms.max(1);
-            let _ = self.tree.insert(key, &r.encode());
-            if r.back_in_time() {
-                self.stats.locked().returned += 1;
-            }
-        }
-        true
-    }
-
-    /// Recompute the alarm at `now_ms`; returns `Some(new state)` when it changed.
-    pub fn evaluate(&self, now_ms: u64) -> Option<bool> {
-        let all = self.records();
-        let mut decided: Vec<Record> = all
-            .iter()
-            .map(|(_, r)| *r)
-            .filter(|r| r.back_in_time() || r.deadline <= now_ms)
-            .collect();
-        decided.sort_by_key(|r| std::cmp::Reverse(r.sent));
-        decided.truncate(self.window);
-        let back = decided.iter().filter(|r| r.back_in_time()).count();
-        let need = self.window.min(3);
-        let alarm = decided.len() >= need && back * 2 < decided.len();
-        let mut rtts: Vec<u64> = all
-            .iter()
-            .filter(|(_, r)| r.returned != 0)
-            .map(|(_, r)| r.returned.saturating_sub(r.sent))
-            .collect();
-        rtts.sort_unstable();
-        let mut s = self.stats.locked();
-        s.pending = all
-            .iter()
-            .filter(|(_, r)| r.returned == 0 && r.deadline > now_ms)
-            .count();
-        s.missing = all
-            .iter()
-            .filter(|(_, r)| r.returned == 0 && r.deadline <= now_ms)
-            .count();
-        s.median_rtt_ms = rtts.get(rtts.len() / 2).copied();
-        let was = self.alarm.swap(alarm, Ordering::Relaxed);
-        s.alarm = alarm;
-        if alarm && !was {
-            s.alarms += 1;
-            s.alarm_since = Some(now_ms / 1000);
-        }
-        if !alarm {
-            s.alarm_since = None;
-        }
-        (alarm != was).then_some(alarm)
-    }
-
-    pub fn stats(&self) -> LoopStats {
-        self.stats.locked().clone()
     }
 }
 
@@ -407,7 +213,6 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::onion::layer::{mix_tag, peel};
-    use crate::store::{Store, StoreConfig};
 
     #[test]
     fn a_loop_comes_back_to_us_and_is_recognised_by_its_last_layer() {
@@ -436,46 +241,5 @@ mod tests {
                 p = u.outgoing.unwrap();
             }
         }
-    }
-
-    #[test]
-    fn the_alarm_rises_when_loops_stay_out_and_clears_when_they_return() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let m = LoopMonitor::open(&store, 6).unwrap();
-        let t = Duration::from_secs(10);
-        let ss = |i: u8| [i; 32];
-        // Four loops back in time: no alarm.
-        for i in 0..4u8 {
-            m.sent(loop_key(&ss(i)), 1_000 * i as u64, t).unwrap();
-            assert!(m.returned(&ss(i), 1_000 * i as u64 + 500));
-        }
-        assert!(!m.returned(&ss(99), 5_000), "not ours");
-        assert_eq!(m.evaluate(20_000), None);
-        assert!(!m.alarmed());
-        // Five more that never come back: once their deadlines pass, 5 of the last 6 are
-        // missing.
-        for i in 10..15u8 {
-            m.sent(loop_key(&ss(i)), 30_000 + i as u64, t).unwrap();
-        }
-        assert_eq!(m.evaluate(35_000), None, "not overdue yet");
-        assert_eq!(m.evaluate(41_000), Some(true));
-        let s = m.stats();
-        assert!(s.alarm && s.missing == 5 && s.returned == 4 && s.alarms == 1);
-        // The alarm survives a restart (the ledger is on disk).
-        drop(m);
-        let m = LoopMonitor::open(&store, 6).unwrap();
-        assert!(m.alarmed());
-        // Loops come back again: four fresh ones return, 4 of the last 6 are back.
-        for i in 20..24u8 {
-            m.sent(loop_key(&ss(i)), 50_000 + i as u64, t).unwrap();
-            m.returned(&ss(i), 51_000);
-        }
-        assert_eq!(m.evaluate(52_000), Some(false));
-        // A loop that comes back after its deadline still counts as missing.
-        m.sent(loop_key(&ss(30)), 60_000, t).unwrap();
-        m.returned(&ss(30), 80_000);
-        m.evaluate(80_000);
-        assert_eq!(m.stats().returned, 4, "only the in-time ones since restart");
     }
 }

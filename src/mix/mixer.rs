@@ -17,11 +17,14 @@
 //!   published first; returning ones are recognised and noted. While the loop monitor's alarm
 //!   is raised, strangers' packets enter the pool uncounted (they wait, but fill no crowd).
 
+use super::loop_monitor::LoopMonitor;
 use super::pool::{PoolError, PoolLimits, TauPool};
+use super::postage::Postage;
 use crate::clock::unix_ms;
 use crate::node::Node;
 use crate::onion::layer::{mix_tag, peel, BumpOnionError};
 use crate::packet::Packet;
+use crate::store::{Table, TableSpec};
 use crate::sync::Locked;
 use crate::tag::Tag;
 use bitcoin::hashes::{sha256, Hash};
@@ -91,7 +94,7 @@ pub struct MixStats {
     pub dropped: BTreeMap<String, u64>,
     /// Loop packets and the (n-1) alarm (absent when loops are off).
     #[serde(default)]
-    pub loops: Option<super::loops::LoopStats>,
+    pub loops: Option<super::loop_monitor::LoopStats>,
 }
 
 /// Where a packet the mix processes came from.
@@ -103,19 +106,37 @@ enum Origin {
     Own,
 }
 
+/// The replay cache (`ext/replay`): SHA-256 of a layer's shared secret → the expiry of the
+/// packet it came in, after which the entry may go.
+struct ReplayTable;
+impl TableSpec for ReplayTable {
+    const NAME: &'static str = "replay";
+    type Key = [u8; 32];
+    type Value = u32;
+}
+
+/// What a mix may be given at construction besides its key.
+#[derive(Default)]
+pub struct MixerParts {
+    /// Check (and, with `require`, demand) postage.
+    pub postage: Option<Arc<Postage>>,
+    /// Track loop packets; its alarm decides what counts toward crowds.
+    pub loops: Option<Arc<LoopMonitor>>,
+}
+
 pub struct Mixer {
     node: Arc<Node>,
     secret: SecretKey,
     public: PublicKey,
     tag: Tag,
     pool: Mutex<TauPool>,
-    replay: sled::Tree,
+    replay: Table<ReplayTable>,
     stats: Mutex<MixStats>,
-    postage: Mutex<Option<Arc<super::postage::Postage>>>,
+    postage: Option<Arc<Postage>>,
     /// Packets whose postage could not be checked yet (namecoind down, too few
     /// confirmations): retried every few seconds until they expire.
     deferred: Mutex<Vec<Packet>>,
-    loops: Mutex<Option<Arc<super::loops::LoopMonitor>>>,
+    loops: Option<Arc<LoopMonitor>>,
 }
 
 impl Mixer {
@@ -123,11 +144,12 @@ impl Mixer {
         node: Arc<Node>,
         secret: SecretKey,
         limits: PoolLimits,
+        parts: MixerParts,
     ) -> Result<Arc<Mixer>, MixError> {
         let public = PublicKey::from_secret_key(secp256k1::SECP256K1, &secret);
         let tag = mix_tag(&public);
         let pool = TauPool::open(node.store(), limits)?;
-        let replay = node.store().tree("replay")?;
+        let replay = node.store().table::<ReplayTable>()?;
         let stats = MixStats {
             public_key: hex::encode(public.serialize()),
             mix_tag: tag.to_hex(),
@@ -141,24 +163,14 @@ impl Mixer {
             pool: Mutex::new(pool),
             replay,
             stats: Mutex::new(stats),
-            postage: Mutex::new(None),
+            postage: parts.postage,
             deferred: Mutex::new(Vec::new()),
-            loops: Mutex::new(None),
+            loops: parts.loops,
         }))
     }
 
-    /// Check (and, with `require`, demand) postage on packets from now on.
-    pub fn set_postage(&self, postage: Arc<super::postage::Postage>) {
-        *self.postage.locked() = Some(postage);
-    }
-
-    /// Track loop packets (and let their alarm decide what counts toward crowds) from now on.
-    pub fn set_loops(&self, monitor: Arc<super::loops::LoopMonitor>) {
-        *self.loops.locked() = Some(monitor);
-    }
-
-    fn loop_monitor(&self) -> Option<Arc<super::loops::LoopMonitor>> {
-        self.loops.locked().clone()
+    fn loop_monitor(&self) -> Option<&Arc<LoopMonitor>> {
+        self.loops.as_ref()
     }
 
     /// The largest Tau crowd among the packets held now.
@@ -234,11 +246,7 @@ impl Mixer {
             }
         };
         let key = sha256::Hash::hash(&u.shared_secret).to_byte_array();
-        if self
-            .replay
-            .contains_key(key)
-            .map_err(crate::store::StoreError::from)?
-        {
+        if self.replay.contains(&key)? {
             self.count_drop("replay");
             return Ok(false);
         }
@@ -253,15 +261,11 @@ impl Mixer {
         let counts = ours || !monitor.as_ref().is_some_and(|m| m.alarmed());
         // Postage: checked after the HMAC and the replay cache, before the packet may count
         // toward anyone's crowd. Our own packets owe us nothing.
-        let postage = if ours {
-            None
-        } else {
-            self.postage.locked().clone()
-        };
+        let postage = if ours { None } else { self.postage.as_ref() };
         if let Some(post) = postage {
             match u.instructions.postage {
                 Some(field) => match post.charge(&field).await? {
-                    super::postage::Verdict::Paid { .. } => self.node.store().note_write(),
+                    super::postage::Verdict::Paid { .. } => {}
                     super::postage::Verdict::Rejected(reason) => {
                         self.count_drop(reason);
                         return Ok(false);
@@ -296,7 +300,6 @@ impl Mixer {
         }
         let mut pool = self.pool.locked();
         match pool.insert_with(
-            self.node.store(),
             &outgoing,
             u.instructions.crowd,
             u.instructions.delay_secs,
@@ -326,10 +329,7 @@ impl Mixer {
             Err(e) => return Err(e.into()),
         }
         drop(pool);
-        self.replay
-            .insert(key, &packet.expires.to_be_bytes())
-            .map_err(crate::store::StoreError::from)?;
-        self.node.store().note_write();
+        self.replay.insert(&key, &packet.expires)?;
         Ok(true)
     }
 
@@ -354,7 +354,7 @@ impl Mixer {
         {
             let mut pool = self.pool.locked();
             for p in live.iter().chain(&dummies).chain(&expired) {
-                pool.remove(self.node.store(), &p.id())?;
+                pool.remove(&p.id())?;
             }
         }
         self.node.store().durable().await?;
@@ -369,15 +369,15 @@ impl Mixer {
 
     /// Drop replay-cache entries of packets that have expired.
     fn prune_replay(&self, now: u32) {
-        let stale: Vec<sled::IVec> = self
+        let stale: Vec<[u8; 32]> = self
             .replay
             .iter()
             .filter_map(|r| r.ok())
-            .filter(|(_, v)| v.len() == 4 && u32::from_be_bytes([v[0], v[1], v[2], v[3]]) <= now)
+            .filter(|(_, expires)| *expires <= now)
             .map(|(k, _)| k)
             .collect();
         for k in stale {
-            let _ = self.replay.remove(k);
+            let _ = self.replay.remove(&k);
         }
     }
 
@@ -519,7 +519,8 @@ mod tests {
                 info,
                 CancellationToken::new(),
             ));
-            let mix = Mixer::new(node, secret, PoolLimits::default()).unwrap();
+            let mix =
+                Mixer::new(node, secret, PoolLimits::default(), MixerParts::default()).unwrap();
             let first = mix.process(&packet, now).await.unwrap();
             assert_eq!(first, round == 0, "round {round}");
             assert!(

@@ -4,6 +4,7 @@
 //! (n-1) alarm ([`loops`]); postage checks ([`postage`]); sending through mixes ([`send`]).
 
 pub mod cover;
+pub mod loop_monitor;
 pub mod loops;
 pub mod mixer;
 pub mod pool;
@@ -11,4 +12,4 @@ pub mod postage;
 pub mod send;
 pub mod tau;
 
-pub use mixer::{MixStats, Mixer};
+pub use mixer::{MixStats, Mixer, MixerParts};

@@ -23,12 +23,82 @@
 //! again and the store's dedupe by packet id keeps delivery exactly-once.
 
 use crate::packet::{Packet, PacketId, PACKET_LEN};
-use crate::store::{Store, StoreError};
+use crate::store::{Codec, Store, StoreError, Table, TableSpec};
 use rand::seq::SliceRandom;
 use std::collections::{BTreeMap, HashMap};
 
 const COUNTER_KEY: &[u8] = b"counter";
 const VALUE_LEN: usize = 24 + PACKET_LEN;
+
+/// The pool's table (`ext/mixpool`): the entry counter and one record per held packet.
+struct PoolTable;
+impl TableSpec for PoolTable {
+    const NAME: &'static str = "mixpool";
+    type Key = PoolKey;
+    type Value = PoolValue;
+}
+
+enum PoolKey {
+    Counter,
+    Entry(PacketId),
+}
+
+impl Codec for PoolKey {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            PoolKey::Counter => COUNTER_KEY.to_vec(),
+            PoolKey::Entry(id) => id.0.to_vec(),
+        }
+    }
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b == COUNTER_KEY {
+            return Some(PoolKey::Counter);
+        }
+        Some(PoolKey::Entry(PacketId(b.try_into().ok()?)))
+    }
+}
+
+enum PoolValue {
+    Counter(u64),
+    Entry(Record),
+}
+
+/// One held packet as stored.
+struct Record {
+    entry: u64,
+    /// The crowd, with [`UNCOUNTED`] set for an uncounted entry.
+    crowd_field: u64,
+    due: u64,
+    packet: Packet,
+}
+
+impl Codec for PoolValue {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            PoolValue::Counter(n) => n.to_be_bytes().to_vec(),
+            PoolValue::Entry(r) => {
+                let mut v = Vec::with_capacity(VALUE_LEN);
+                v.extend_from_slice(&r.entry.to_be_bytes());
+                v.extend_from_slice(&r.crowd_field.to_be_bytes());
+                v.extend_from_slice(&r.due.to_be_bytes());
+                v.extend_from_slice(&r.packet.encode());
+                v
+            }
+        }
+    }
+    fn decode(v: &[u8]) -> Option<Self> {
+        match v.len() {
+            8 => Some(PoolValue::Counter(u64::decode(v)?)),
+            VALUE_LEN => Some(PoolValue::Entry(Record {
+                entry: u64::decode(&v[..8])?,
+                crowd_field: u64::decode(&v[8..16])?,
+                due: u64::decode(&v[16..24])?,
+                packet: Packet::decode(&v[24..]).ok()?,
+            })),
+            _ => None,
+        }
+    }
+}
 /// Top bit of the stored crowd: the entry does not count (crowds are capped far below it).
 const UNCOUNTED: u64 = 1 << 63;
 
@@ -62,8 +132,6 @@ pub enum PoolError {
     Duplicate,
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("database: {0}")]
-    Sled(#[from] sled::Error),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +143,7 @@ struct Meta {
 }
 
 pub struct TauPool {
-    tree: sled::Tree,
+    table: Table<PoolTable>,
     limits: PoolLimits,
     counter: u64,
     waiting_crowd: BTreeMap<(u64, PacketId), ()>,
@@ -83,45 +151,29 @@ pub struct TauPool {
     held: HashMap<PacketId, Meta>,
 }
 
-fn encode_value(entry: u64, crowd: u64, due: u64, p: &Packet) -> Vec<u8> {
-    let mut v = Vec::with_capacity(VALUE_LEN);
-    v.extend_from_slice(&entry.to_be_bytes());
-    v.extend_from_slice(&crowd.to_be_bytes());
-    v.extend_from_slice(&due.to_be_bytes());
-    v.extend_from_slice(&p.encode());
-    v
-}
-
-fn u64_at(v: &[u8], i: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&v[i..i + 8]);
-    u64::from_be_bytes(b)
-}
-
 impl TauPool {
     /// Open the pool stored in `store`, rebuilding the in-memory indexes.
     pub fn open(store: &Store, limits: PoolLimits) -> Result<TauPool, PoolError> {
-        let tree = store.tree("mixpool")?;
-        let counter = tree.get(COUNTER_KEY)?.map(|v| u64_at(&v, 0)).unwrap_or(0);
+        let table = store.table::<PoolTable>()?;
+        let counter = match table.get(&PoolKey::Counter)? {
+            Some(PoolValue::Counter(n)) => n,
+            _ => 0,
+        };
         let mut pool = TauPool {
-            tree,
+            table,
             limits,
             counter,
             waiting_crowd: BTreeMap::new(),
             waiting_time: BTreeMap::new(),
             held: HashMap::new(),
         };
-        for item in pool.tree.iter() {
-            let (k, v) = item?;
-            if k.as_ref() == COUNTER_KEY || k.len() != 32 || v.len() != VALUE_LEN {
-                continue;
+        let mut found = Vec::new();
+        for item in pool.table.iter() {
+            if let (PoolKey::Entry(id), PoolValue::Entry(r)) = item? {
+                found.push((id, r.entry, r.crowd_field, r.due));
             }
-            let id = PacketId(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("pool key"))?,
-            );
-            let (entry, stored_crowd, due) = (u64_at(&v, 0), u64_at(&v, 8), u64_at(&v, 16));
+        }
+        for (id, entry, stored_crowd, due) in found {
             let crowd = stored_crowd & !UNCOUNTED;
             pool.index(
                 id,
@@ -178,13 +230,12 @@ impl TauPool {
     /// with [`Store::durable`] before acknowledging anything.
     pub fn insert(
         &mut self,
-        store: &Store,
         outgoing: &Packet,
         crowd: u64,
         delay_secs: u64,
         now_ms: u64,
     ) -> Result<(), PoolError> {
-        self.insert_with(store, outgoing, crowd, delay_secs, now_ms, true)
+        self.insert_with(outgoing, crowd, delay_secs, now_ms, true)
     }
 
     /// Admit a packet that waits for its own Tau values like any other but does **not** count
@@ -192,19 +243,17 @@ impl TauPool {
     /// (n-1) attack; see [`super::loops`]). Its crowd is counted from the current entry.
     pub fn insert_uncounted(
         &mut self,
-        store: &Store,
         outgoing: &Packet,
         crowd: u64,
         delay_secs: u64,
         now_ms: u64,
     ) -> Result<(), PoolError> {
-        self.insert_with(store, outgoing, crowd, delay_secs, now_ms, false)
+        self.insert_with(outgoing, crowd, delay_secs, now_ms, false)
     }
 
     /// [`TauPool::insert`] when `counts`, else [`TauPool::insert_uncounted`].
     pub fn insert_with(
         &mut self,
-        store: &Store,
         outgoing: &Packet,
         crowd: u64,
         delay_secs: u64,
@@ -228,20 +277,20 @@ impl TauPool {
         // An uncounted one takes the current number without advancing it.
         let entry = self.counter + u64::from(counts);
         let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
-        self.tree.insert(
-            id.0,
-            encode_value(
+        self.table.insert(
+            &PoolKey::Entry(id),
+            &PoolValue::Entry(Record {
                 entry,
-                if counts { crowd } else { crowd | UNCOUNTED },
+                crowd_field: if counts { crowd } else { crowd | UNCOUNTED },
                 due,
-                outgoing,
-            ),
+                packet: outgoing.clone(),
+            }),
         )?;
         if counts {
             self.counter = entry;
-            self.tree.insert(COUNTER_KEY, &self.counter.to_be_bytes())?;
+            self.table
+                .insert(&PoolKey::Counter, &PoolValue::Counter(self.counter))?;
         }
-        store.note_write();
         self.index(
             id,
             Meta {
@@ -286,12 +335,8 @@ impl TauPool {
         let eligible: Vec<PacketId> = eligible.into_iter().map(|(_, _, id)| id).collect();
         let mut out = Vec::with_capacity(eligible.len());
         for id in eligible {
-            if let Some(v) = self.tree.get(id.0)? {
-                if v.len() == VALUE_LEN {
-                    if let Ok(p) = Packet::decode(&v[24..]) {
-                        out.push(p);
-                    }
-                }
+            if let Some(PoolValue::Entry(r)) = self.table.get(&PoolKey::Entry(id))? {
+                out.push(r.packet);
             }
         }
         out.shuffle(rng);
@@ -299,13 +344,12 @@ impl TauPool {
     }
 
     /// Forget a released packet (after it was stored durably).
-    pub fn remove(&mut self, store: &Store, id: &PacketId) -> Result<(), PoolError> {
+    pub fn remove(&mut self, id: &PacketId) -> Result<(), PoolError> {
         if let Some(m) = self.held.remove(id) {
             self.waiting_time.remove(&(m.due, *id));
             self.waiting_crowd.remove(&(m.crowd_at, *id));
         }
-        self.tree.remove(id.0)?;
-        store.note_write();
+        self.table.remove(&PoolKey::Entry(*id))?;
         Ok(())
     }
 }
@@ -339,15 +383,15 @@ mod tests {
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         // Message 0 wants 3 others after it and 10 s.
-        pool.insert(&store, &pkt(0), 3, 10, 1_000_000).unwrap();
-        pool.insert(&store, &pkt(1), 0, 0, 1_001_000).unwrap();
-        pool.insert(&store, &pkt(2), 0, 0, 1_001_000).unwrap();
+        pool.insert(&pkt(0), 3, 10, 1_000_000).unwrap();
+        pool.insert(&pkt(1), 0, 0, 1_001_000).unwrap();
+        pool.insert(&pkt(2), 0, 0, 1_001_000).unwrap();
         assert_eq!(
             ids(&pool.due(1_100_000, &mut rng).unwrap()),
             vec![1, 2],
             "crowd of 3 not met yet"
         );
-        pool.insert(&store, &pkt(3), 0, 50, 1_002_000).unwrap();
+        pool.insert(&pkt(3), 0, 50, 1_002_000).unwrap();
         assert_eq!(
             ids(&pool.due(1_009_999, &mut rng).unwrap()),
             vec![1, 2],
@@ -357,17 +401,17 @@ mod tests {
         // and 2 are eligible, so they go and 0 waits.
         assert_eq!(ids(&pool.due(1_010_000, &mut rng).unwrap()), vec![1, 2]);
         for i in [1, 2] {
-            pool.remove(&store, &pkt(i).id()).unwrap();
+            pool.remove(&pkt(i).id()).unwrap();
         }
         assert!(
             pool.due(1_051_999, &mut rng).unwrap().is_empty(),
             "3's delay not over"
         );
         assert_eq!(ids(&pool.due(1_052_000, &mut rng).unwrap()), vec![3]);
-        pool.remove(&store, &pkt(3).id()).unwrap();
+        pool.remove(&pkt(3).id()).unwrap();
         // Three more immediate messages make a batch of four: 0 leaves with them.
         for i in 4..7 {
-            pool.insert(&store, &pkt(i), 0, 0, 1_060_000).unwrap();
+            pool.insert(&pkt(i), 0, 0, 1_060_000).unwrap();
         }
         assert_eq!(
             ids(&pool.due(1_060_000, &mut rng).unwrap()),
@@ -381,8 +425,8 @@ mod tests {
         {
             let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
             let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
-            pool.insert(&store, &pkt(0), 2, 100, 1_000_000).unwrap();
-            pool.insert(&store, &pkt(1), 0, 5, 1_000_000).unwrap();
+            pool.insert(&pkt(0), 2, 100, 1_000_000).unwrap();
+            pool.insert(&pkt(1), 0, 5, 1_000_000).unwrap();
             store.durable().await.unwrap();
         }
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
@@ -395,7 +439,7 @@ mod tests {
             vec![1],
             "0 still needs one more entry"
         );
-        pool.insert(&store, &pkt(2), 0, 0, 2_000_000).unwrap();
+        pool.insert(&pkt(2), 0, 0, 2_000_000).unwrap();
         assert_eq!(ids(&pool.due(2_000_000, &mut rng).unwrap()), vec![0, 1, 2]);
     }
 
@@ -410,21 +454,21 @@ mod tests {
         };
         let mut pool = TauPool::open(&store, limits).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 6, 0, 0),
+            pool.insert(&pkt(0), 6, 0, 0),
             Err(PoolError::CrowdTooLarge(6))
         ));
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 0, 61, 0),
+            pool.insert(&pkt(0), 0, 61, 0),
             Err(PoolError::DelayTooLong(61))
         ));
-        pool.insert(&store, &pkt(0), 0, 0, 0).unwrap();
+        pool.insert(&pkt(0), 0, 0, 0).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(0), 0, 0, 0),
+            pool.insert(&pkt(0), 0, 0, 0),
             Err(PoolError::Duplicate)
         ));
-        pool.insert(&store, &pkt(1), 0, 0, 0).unwrap();
+        pool.insert(&pkt(1), 0, 0, 0).unwrap();
         assert!(matches!(
-            pool.insert(&store, &pkt(2), 0, 0, 0),
+            pool.insert(&pkt(2), 0, 0, 0),
             Err(PoolError::Full)
         ));
         assert_eq!(
@@ -440,7 +484,7 @@ mod tests {
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         for i in 0..20 {
-            pool.insert(&store, &pkt(i), 0, 0, 0).unwrap();
+            pool.insert(&pkt(i), 0, 0, 0).unwrap();
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let a: Vec<u32> = pool
@@ -468,21 +512,21 @@ mod tests {
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         // The target needs 2 entries after it; 5 uncounted strangers arrive: nothing leaves.
-        pool.insert(&store, &pkt(0), 2, 0, 1000).unwrap();
+        pool.insert(&pkt(0), 2, 0, 1000).unwrap();
         for i in 1..=5 {
-            pool.insert_uncounted(&store, &pkt(i), 2, 0, 1000).unwrap();
+            pool.insert_uncounted(&pkt(i), 2, 0, 1000).unwrap();
         }
         assert_eq!(pool.entries(), 1);
         assert!(pool.due(2000, &mut rng).unwrap().is_empty());
         // Two counted entries (the mix's own) complete the target's and the strangers' crowds,
         // but the batch still lacks counted companions: the target has none eligible.
-        pool.insert(&store, &pkt(6), 2, 0, 1000).unwrap();
-        pool.insert(&store, &pkt(7), 2, 0, 1000).unwrap();
+        pool.insert(&pkt(6), 2, 0, 1000).unwrap();
+        pool.insert(&pkt(7), 2, 0, 1000).unwrap();
         assert!(pool.due(2000, &mut rng).unwrap().is_empty());
         // Two more counted entries make pkt 6 and 7 eligible: now the target has 2 counted
         // companions and everything eligible leaves together.
-        pool.insert(&store, &pkt(8), 2, 0, 1000).unwrap();
-        pool.insert(&store, &pkt(9), 2, 0, 1000).unwrap();
+        pool.insert(&pkt(8), 2, 0, 1000).unwrap();
+        pool.insert(&pkt(9), 2, 0, 1000).unwrap();
         // Across a restart, uncounted entries keep their place and their mark.
         drop(pool);
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();

@@ -34,28 +34,36 @@ pub enum Verdict {
     Retry(String),
 }
 
+/// Postage credit (`ext/postage`): outpoint field (36) → satoshis left.
+pub struct CreditTable;
+impl crate::store::TableSpec for CreditTable {
+    const NAME: &'static str = "postage";
+    type Key = [u8; 36];
+    type Value = u64;
+}
+
 pub struct Postage {
     client: Arc<Client>,
-    ledger: sled::Tree,
+    ledger: crate::store::Table<CreditTable>,
     policy: PostagePolicy,
     addresses: Box<dyn Fn() -> HashSet<String> + Send + Sync>,
     lock: tokio::sync::Mutex<()>,
 }
 
 impl Postage {
-    pub fn new(
+    pub fn open(
         client: Arc<Client>,
-        ledger: sled::Tree,
+        store: &crate::store::Store,
         policy: PostagePolicy,
         addresses: Box<dyn Fn() -> HashSet<String> + Send + Sync>,
-    ) -> Postage {
-        Postage {
+    ) -> Result<Postage, crate::store::StoreError> {
+        Ok(Postage {
             client,
-            ledger,
+            ledger: store.table::<CreditTable>()?,
             policy,
             addresses,
             lock: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     pub fn policy(&self) -> &PostagePolicy {
@@ -88,13 +96,12 @@ impl Postage {
     pub async fn charge(&self, field: &[u8; 36]) -> Result<Verdict, crate::store::StoreError> {
         let fee = self.policy.fee;
         let _g = self.lock.lock().await;
-        if let Some(v) = self.ledger.get(field)? {
-            let remaining = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]));
+        if let Some(remaining) = self.ledger.get(field)? {
             if remaining < fee || (fee == 0 && remaining == 0) {
                 return Ok(Verdict::Rejected("postage used up"));
             }
             let left = remaining - fee;
-            self.ledger.insert(field, &left.to_be_bytes())?;
+            self.ledger.insert(field, &left)?;
             return Ok(Verdict::Paid { remaining: left });
         }
         let (txid, vout) = Self::outpoint(field);
@@ -131,7 +138,7 @@ impl Postage {
         }
         let left = out.value - fee;
         // Record the credit before anything is accepted against it.
-        self.ledger.insert(field, &left.to_be_bytes())?;
+        self.ledger.insert(field, &left)?;
         Ok(Verdict::Paid { remaining: left })
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
 //! come back in arrival order. The packet bytes themselves live in append-only segment files,
-//! one per expiry hour ([`crate::segments`]); sled holds only small index entries, which keeps it
+//! one per expiry hour ([`segments`]); sled holds only small index entries, which keeps it
 //! fast and its size on disk small. Every read checks that the bytes hash to the id.
 //!
 //! **No sled transactions or batches.** In sled 0.34 the first transaction or batch switches a
@@ -29,13 +29,18 @@
 //! expired the insert fails with [`StoreError::Full`].
 
 use crate::packet::{Packet, PacketId};
-use crate::segments::{Location, Segments};
 use crate::sync::Locked;
 use crate::tag::{Tag, TAG_LEN};
+use segments::{Location, Segments};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+pub mod segments;
+pub mod table;
+
+pub use table::{Codec, Table, TableSpec};
 
 /// Version of the on-disk layout described above.
 pub const FORMAT_VERSION: u32 = 4;
@@ -97,7 +102,7 @@ pub struct Store {
     /// Serialises quota check + insert so the count stays exact.
     write_lock: Mutex<()>,
     /// Number of writes made so far (a generation counter for group commit).
-    written: AtomicU64,
+    written: Arc<AtomicU64>,
     /// Highest generation known to be on disk.
     flushed: watch::Sender<u64>,
     flush_lock: tokio::sync::Mutex<()>,
@@ -194,21 +199,18 @@ impl Store {
             count: AtomicU64::new(count),
             max_packets: cfg.max_packets,
             write_lock: Mutex::new(()),
-            written: AtomicU64::new(0),
+            written: Arc::new(AtomicU64::new(0)),
             flushed: watch::Sender::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Another component's tree in the same database (sled allows one process per database),
-    /// e.g. the mix pool and replay cache. Its writes are covered by [`Store::durable`].
-    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(format!("ext/{name}"))?)
-    }
-
-    /// Count a write made through [`Store::tree`] so the next [`Store::durable`] flushes it.
-    pub fn note_write(&self) {
-        self.written.fetch_add(1, Ordering::SeqCst);
+    /// Another component's typed table in the same database (sled allows one process per
+    /// database), e.g. the mix pool and replay cache. Its writes are covered by
+    /// [`Store::durable`].
+    pub fn table<S: TableSpec>(&self) -> Result<Table<S>, StoreError> {
+        let tree = self.db.open_tree(format!("ext/{}", S::NAME))?;
+        Ok(Table::new(tree, self.written.clone()))
     }
 
     /// Number of packets held.

@@ -6,11 +6,11 @@
 //! runs the other way round and flushes the store last.
 
 use crate::config::{COOKIE_FILE, COOKIE_USER, P2P_ADDR_FILE, RPC_ADDR_FILE, STORE_DIR};
-use crate::mix::cover::RouteSource;
 use crate::mix::loop_monitor::LoopMonitor;
 use crate::mix::mixer::{load_or_create_key, MixError};
 use crate::mix::pool::PoolLimits;
 use crate::mix::postage::Postage;
+use crate::mix::send::SendService;
 use crate::mix::{Mixer, MixerParts};
 use crate::node::{Limits, Node, NodeInfo};
 use crate::p2p::{Overlay, P2pConfig};
@@ -203,15 +203,14 @@ pub async fn start(
         }
         None => (None, None),
     };
-    // Our own traffic (cover, loops) goes through --cover-via mixes, else fee-free directory
-    // mixes.
-    let own_route = if !settings.own_via.is_empty() {
-        Some(RouteSource::Fixed(settings.own_via.clone()))
-    } else {
-        names
-            .as_ref()
-            .map(|n| RouteSource::Directory(n.chain.clone()))
-    };
+    // One send service for user sends, cover and loops. Our own traffic goes through
+    // --cover-via mixes, else fee-free directory mixes.
+    let sender = Arc::new(SendService::new(
+        node.clone(),
+        names.clone(),
+        settings.own_via.clone(),
+    ));
+    let own_route = sender.own_route().cloned();
     let loops = match (&own_route, settings.loops.per_minute > 0.0) {
         (Some(route), true) => {
             let monitor = Arc::new(
@@ -241,6 +240,7 @@ pub async fn start(
     if let Some((monitor, route)) = loops {
         tokio::spawn(crate::mix::loops::run(
             mix.clone(),
+            sender.clone(),
             monitor,
             route,
             settings.loops.clone(),
@@ -250,7 +250,7 @@ pub async fn start(
     tokio::spawn(mix.clone().run(shutdown.clone()));
     if let (Some(cover), Some(route)) = (settings.cover.clone(), own_route) {
         tokio::spawn(crate::mix::cover::run(
-            node.clone(),
+            sender.clone(),
             cover,
             route,
             shutdown.clone(),
@@ -272,6 +272,7 @@ pub async fn start(
         .min(u32::MAX as u64) as u32;
     let (addr, handle) = crate::rpc::server::start(
         node.clone(),
+        sender.clone(),
         Some(overlay.clone()),
         Some(mix.clone()),
         names,

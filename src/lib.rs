@@ -19,7 +19,7 @@ pub mod onion;
 pub mod p2p;
 pub mod packet;
 pub mod rpc;
-
+pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod tag;

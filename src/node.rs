@@ -28,6 +28,27 @@ pub struct Limits {
     pub max_read_packets: usize,
 }
 
+impl Limits {
+    /// The one TTL rule for everything this node sends: `None` means the maximum; otherwise
+    /// 60 s up to the maximum.
+    pub fn check_ttl(&self, ttl: Option<u32>) -> Result<u32, NodeError> {
+        let ttl = ttl.unwrap_or(self.max_ttl);
+        if ttl > self.max_ttl {
+            return Err(NodeError::TtlTooLong {
+                ttl,
+                max: self.max_ttl,
+            });
+        }
+        if ttl < MIN_TTL {
+            return Err(NodeError::TtlTooShort);
+        }
+        Ok(ttl)
+    }
+}
+
+/// Shortest TTL a node sends with.
+pub const MIN_TTL: u32 = 60;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -175,16 +196,7 @@ impl Node {
         ttl: Option<u32>,
         now: u32,
     ) -> Result<(MessageId, usize, u32), NodeError> {
-        let ttl = ttl.unwrap_or(self.limits.max_ttl);
-        if ttl > self.limits.max_ttl {
-            return Err(NodeError::TtlTooLong {
-                ttl,
-                max: self.limits.max_ttl,
-            });
-        }
-        if ttl < 60 {
-            return Err(NodeError::TtlTooShort);
-        }
+        let ttl = self.limits.check_ttl(ttl)?;
         let expires = quantized_expiry(now, ttl);
         let (id, packets) = message::split(
             data,

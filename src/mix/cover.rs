@@ -1,12 +1,14 @@
 //! Cover traffic: dummy packets at a Poisson rate, indistinguishable on the wire from real relay
 //! packets (same size, same onion, same Tau values), routed through mixes and marked *drop* at
 //! their last hop, which discards them at their release time. They never produce a final
-//! packet, so no user ever sees one. Routes are drawn from a [`RouteSource`]: the mixes given
-//! with `--cover-via`, or else the Namecoin directory's mixes that ask no fee (paying postage
-//! for every dummy is not built).
+//! packet, so no user ever sees one. Routes are drawn from the send service's own route
+//! ([`super::send::RouteSource`]): the mixes given with `--cover-via`, or else the Namecoin
+//! directory's mixes that ask no fee (paying postage for every dummy is not built). Tau values
+//! and expiry come from [`SendService::policy`], the same check every send passes.
 
-use super::send::{instructions, RoutePolicy};
-use crate::node::Node;
+use super::route::{instructions, RoutePolicy};
+use super::send::{RouteSource, SendService};
+use super::tau::Tau;
 use crate::onion::layer::wrap;
 use crate::tag::Tag;
 use rand::seq::SliceRandom;
@@ -16,51 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Where cover traffic and loop packets find mixes.
-#[derive(Clone)]
-pub enum RouteSource {
-    /// These mixes (`--cover-via`).
-    Fixed(Vec<PublicKey>),
-    /// Valid directory mixes whose record asks no fee.
-    Directory(Arc<crate::names::Chain>),
-}
-
-impl RouteSource {
-    /// The mixes to choose from now (empty when there are none, or the directory is out of
-    /// reach and has no cached listing).
-    pub async fn candidates(&self) -> Vec<PublicKey> {
-        match self {
-            RouteSource::Fixed(v) => v.clone(),
-            RouteSource::Directory(chain) => match chain.directory.listing(false).await {
-                Ok(l) => l
-                    .mixes
-                    .iter()
-                    .filter(|e| e.record.fee == 0)
-                    .map(|e| e.record.public_key())
-                    .collect(),
-                Err(e) => {
-                    tracing::debug!("directory unavailable for cover routes: {e}");
-                    Vec::new()
-                }
-            },
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            RouteSource::Fixed(v) => format!("{} given mixes", v.len()),
-            RouteSource::Directory(_) => "fee-free directory mixes".into(),
-        }
-    }
-}
-
 /// Cover traffic settings.
 #[derive(Debug, Clone)]
 pub struct CoverConfig {
     /// Mean dummies per minute (0 = off).
     pub per_minute: f64,
-    pub crowd: u64,
-    pub delay_secs: u64,
+    pub tau: Tau,
+    /// Seconds; capped at the node's maximum.
     pub ttl: u32,
 }
 
@@ -89,7 +53,12 @@ pub fn dummy(
 }
 
 /// Publish dummies until shutdown.
-pub async fn run(node: Arc<Node>, cfg: CoverConfig, via: RouteSource, shutdown: CancellationToken) {
+pub async fn run(
+    sender: Arc<SendService>,
+    cfg: CoverConfig,
+    via: RouteSource,
+    shutdown: CancellationToken,
+) {
     if cfg.per_minute <= 0.0 {
         return;
     }
@@ -97,8 +66,8 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, via: RouteSource, shutdown: 
     tracing::info!(
         per_minute = cfg.per_minute,
         via = %via.describe(),
-        crowd = cfg.crowd,
-        delay_secs = cfg.delay_secs,
+        crowd = cfg.tau.crowd,
+        delay_secs = cfg.tau.delay_secs,
         "cover traffic on"
     );
     let mut warned = false;
@@ -109,10 +78,13 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, via: RouteSource, shutdown: 
             _ = tokio::time::sleep(wait) => {}
         }
         let now = crate::unix_now();
-        let pol = RoutePolicy {
-            crowd: cfg.crowd,
-            delay_secs: cfg.delay_secs,
-            expires: crate::node::quantized_expiry(now, cfg.ttl.min(node.limits().max_ttl)),
+        let ttl = cfg.ttl.min(sender.node().limits().max_ttl);
+        let pol = match sender.policy(cfg.tau, Some(ttl), now) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("cover traffic stopped: {e}");
+                return;
+            }
         };
         let mixes = via.candidates().await;
         if mixes.is_empty() {
@@ -124,7 +96,7 @@ pub async fn run(node: Arc<Node>, cfg: CoverConfig, via: RouteSource, shutdown: 
         }
         warned = false;
         if let Some(p) = dummy(&mixes, pol, &mut rand::rngs::OsRng) {
-            if let Err(e) = node.admit(vec![p], now).await {
+            if let Err(e) = sender.publish(vec![p], now).await {
                 tracing::warn!("could not publish a cover packet: {e}");
             }
         }

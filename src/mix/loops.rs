@@ -27,11 +27,11 @@
 //!
 //! The ledger and the alarm live in [`super::loop_monitor`]; this module builds and sends.
 
-use super::cover::RouteSource;
 use super::loop_monitor::{loop_key, LoopMonitor};
 use super::mixer::Mixer;
-use super::send::{instructions, RoutePolicy};
-use super::tau::TauLevel;
+use super::route::{instructions, RoutePolicy};
+use super::send::{RouteSource, SendService};
+use super::tau::Tau;
 use crate::onion::layer::wrap_keyed;
 use crate::tag::Tag;
 
@@ -50,8 +50,8 @@ pub struct LoopConfig {
     pub defend_per_minute: f64,
     /// Other mixes on each loop (between our two layers).
     pub middle_hops: usize,
-    /// Tau level of every layer (the same as real traffic).
-    pub tau: TauLevel,
+    /// Tau values of every layer (a standard level, the same as real traffic).
+    pub tau: Tau,
     /// A loop not back this long after it was sent counts as missing.
     pub timeout: Duration,
     /// How many of the most recent decided loops the alarm looks at.
@@ -66,7 +66,7 @@ impl Default for LoopConfig {
             per_minute: 1.0,
             defend_per_minute: 12.0,
             middle_hops: 2,
-            tau: TauLevel::default_level(),
+            tau: super::tau::TauLevel::default_level().into(),
             timeout: Duration::from_secs(600),
             window: 6,
             ttl: 6 * 3600,
@@ -114,6 +114,7 @@ pub fn build_loop(
 /// Send loops until shutdown; re-evaluate the alarm every second.
 pub async fn run(
     mix: Arc<Mixer>,
+    sender: Arc<SendService>,
     monitor: Arc<LoopMonitor>,
     source: RouteSource,
     cfg: LoopConfig,
@@ -125,7 +126,8 @@ pub async fn run(
     tracing::info!(
         per_minute = cfg.per_minute,
         defend_per_minute = cfg.defend_per_minute,
-        tau = %cfg.tau,
+        crowd = cfg.tau.crowd,
+        delay_secs = cfg.tau.delay_secs,
         "loop packets on"
     );
     let mut check = tokio::time::interval(Duration::from_secs(1));
@@ -181,10 +183,13 @@ pub async fn run(
                 others.shuffle(&mut rand::rngs::OsRng);
                 others.truncate(cfg.middle_hops.max(1));
                 let now = crate::unix_now();
-                let pol = RoutePolicy {
-                    crowd: cfg.tau.crowd,
-                    delay_secs: cfg.tau.delay_secs,
-                    expires: crate::node::quantized_expiry(now, cfg.ttl.min(mix.max_ttl())),
+                let ttl = cfg.ttl.min(sender.node().limits().max_ttl);
+                let pol = match sender.policy(cfg.tau, Some(ttl), now) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!("loop packets stopped: {e}");
+                        return;
+                    }
                 };
                 // Under alarm our packets are the only counted companions, so they must gather
                 // in batches at least as large as the crowds waiting for them: our own first

@@ -178,11 +178,6 @@ impl Mixer {
         self.pool.locked().largest_crowd()
     }
 
-    /// The node's maximum packet lifetime, seconds.
-    pub fn max_ttl(&self) -> u32 {
-        self.node.limits().max_ttl
-    }
-
     /// Put a packet this mix made (addressed to itself) straight into its pool: peeled here,
     /// never published in this form. Then release whatever became due.
     pub async fn inject_own(&self, packet: &Packet) -> Result<bool, MixError> {

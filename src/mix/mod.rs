@@ -9,6 +9,7 @@ pub mod loops;
 pub mod mixer;
 pub mod pool;
 pub mod postage;
+pub mod route;
 pub mod send;
 pub mod tau;
 

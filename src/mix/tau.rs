@@ -71,6 +71,55 @@ impl TauLevel {
     }
 }
 
+/// A sender's Tau values: a level, or a level with expert overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tau {
+    pub crowd: u64,
+    pub delay_secs: u64,
+}
+
+/// A Tau level name that is none of [`LEVELS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown Tau level {name:?}; the levels are {}", TauLevel::names())]
+pub struct UnknownLevel {
+    pub name: String,
+}
+
+impl Tau {
+    /// The one way a sender's choice becomes Tau values: the named level (default
+    /// [`DEFAULT_LEVEL`]), with `crowd` and `delay_secs` overriding its values when given.
+    pub fn resolve(
+        level: Option<&str>,
+        crowd: Option<u64>,
+        delay_secs: Option<u64>,
+    ) -> Result<Tau, UnknownLevel> {
+        let l = match level {
+            Some(name) => TauLevel::named(name).ok_or_else(|| UnknownLevel {
+                name: name.to_string(),
+            })?,
+            None => TauLevel::default_level(),
+        };
+        Ok(Tau {
+            crowd: crowd.unwrap_or(l.crowd),
+            delay_secs: delay_secs.unwrap_or(l.delay_secs),
+        })
+    }
+
+    /// The standard level these values are, if any (others set the sender's packets apart).
+    pub fn standard(&self) -> Option<TauLevel> {
+        TauLevel::matching(self.crowd, self.delay_secs)
+    }
+}
+
+impl From<TauLevel> for Tau {
+    fn from(l: TauLevel) -> Tau {
+        Tau {
+            crowd: l.crowd,
+            delay_secs: l.delay_secs,
+        }
+    }
+}
+
 impl fmt::Display for TauLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -95,5 +144,16 @@ mod tests {
         assert!(TauLevel::named("medium").is_none());
         assert_eq!(TauLevel::matching(2, 10).unwrap().name, "low");
         assert!(TauLevel::matching(3, 10).is_none());
+    }
+
+    #[test]
+    fn resolve_takes_a_level_then_overrides() {
+        let t = Tau::resolve(None, None, None).unwrap();
+        assert_eq!(t.standard().unwrap().name, DEFAULT_LEVEL);
+        let t = Tau::resolve(Some("low"), None, Some(60)).unwrap();
+        assert_eq!((t.crowd, t.delay_secs), (2, 60));
+        assert!(t.standard().is_none());
+        let e = Tau::resolve(Some("medium"), None, None).unwrap_err();
+        assert!(e.to_string().contains("none, low, standard, high"), "{e}");
     }
 }

@@ -7,8 +7,7 @@ use super::api::{
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, CompleteMessage, MessageError, MessageId};
-use crate::mix::postage::Postage;
-use crate::mix::send::{wrap_message, RoutePolicy, SendError};
+use crate::mix::send::{SendError, SendRequest, SendService};
 use crate::mix::{MixStats, Mixer};
 use crate::names::directory::DirectoryError;
 use crate::names::NamesCtx;
@@ -22,7 +21,6 @@ use base64::Engine as _;
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::ErrorObjectOwned;
-use secp256k1::PublicKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
@@ -67,6 +65,7 @@ fn message_json(tag: &Tag, m: &CompleteMessage, with_data: bool) -> MessageJson 
 
 pub struct RpcImpl {
     node: Arc<Node>,
+    sender: Arc<SendService>,
     overlay: Option<Arc<Overlay>>,
     mix: Option<Arc<Mixer>>,
     names: Option<Arc<NamesCtx>>,
@@ -82,12 +81,14 @@ fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
 impl RpcImpl {
     pub fn new(
         node: Arc<Node>,
+        sender: Arc<SendService>,
         overlay: Option<Arc<Overlay>>,
         mix: Option<Arc<Mixer>>,
         names: Option<Arc<NamesCtx>>,
     ) -> Self {
         RpcImpl {
             node,
+            sender,
             overlay,
             mix,
             names,
@@ -95,224 +96,33 @@ impl RpcImpl {
     }
 
     fn names(&self) -> RpcResult<&Arc<NamesCtx>> {
-        self.names.as_ref().ok_or_else(|| {
-            rpc_error(
-                codes::NO_NAMECOIND,
-                "this node has no namecoind: start it with --namecoind URL (see bump node --help)",
-            )
-        })
+        self.names
+            .as_ref()
+            .ok_or_else(|| rpc_error(codes::NO_NAMECOIND, SendError::NoNamecoind.to_string()))
     }
+}
 
-    /// The route for a send: keys and, per hop, the fee its record asks (0 for bare keys).
-    async fn route(&self, params: &SendParams) -> RpcResult<Vec<(PublicKey, u64, Option<String>)>> {
-        let via: Vec<String> = params.via.clone().unwrap_or_default();
-        if !via.is_empty() {
-            let mut out = Vec::new();
-            for v in &via {
-                if let Some(k) =
-                    crate::onion::layer::parse_mix_key(v).filter(|_| v.trim().len() == 66)
-                {
-                    out.push((k, 0, None));
-                } else if v.starts_with(crate::names::record::NAMESPACE) {
-                    let e = self
-                        .names()?
-                        .chain
-                        .directory
-                        .resolve(v)
-                        .await
-                        .map_err(dir_error)?;
-                    out.push((e.record.public_key(), e.record.fee, e.record.pay.clone()));
-                } else {
-                    return Err(rpc_error(
-                        codes::INVALID_PARAMS,
-                        format!(
-                            "not a mix public key (66 hex digits) or a mix name (bump/...): {v:?}"
-                        ),
-                    ));
-                }
-            }
-            let distinct: std::collections::HashSet<_> = out.iter().map(|(k, _, _)| *k).collect();
-            if distinct.len() != out.len() {
-                return Err(rpc_error(
-                    codes::INVALID_PARAMS,
-                    "a route must not repeat a mix",
-                ));
-            }
-            return Ok(out);
-        }
-        let hops = match (params.hops, &self.names) {
-            (Some(h), _) => h,
-            (None, Some(n)) => n.default_hops,
-            (None, None) => 0,
-        };
-        if hops == 0 {
-            return Ok(vec![]);
-        }
-        let picked = self
-            .names()?
-            .chain
-            .directory
-            .pick(hops)
-            .await
-            .map_err(dir_error)?;
-        Ok(picked
-            .into_iter()
-            .map(|e| (e.record.public_key(), e.record.fee, e.record.pay.clone()))
-            .collect())
+/// A send's failure as an RPC error: the code says what kind, the message says what.
+fn send_error(e: SendError) -> ErrorObjectOwned {
+    if e.is_too_large() {
+        return rpc_error(codes::MESSAGE_TOO_LARGE, e.to_string());
     }
-
-    /// Postage fields per hop: given ones, else paid now from the wallet when a fee is asked.
-    async fn postage(
-        &self,
-        route: &[(PublicKey, u64, Option<String>)],
-        given: &[String],
-        packets: usize,
-    ) -> RpcResult<Vec<Option<[u8; 36]>>> {
-        let mut out = Vec::new();
-        for (i, (_, fee, pay)) in route.iter().enumerate() {
-            match given
-                .get(i)
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty() && *s != "-")
-            {
-                Some(s) => {
-                    let field = s
-                        .split_once(':')
-                        .and_then(|(t, v)| Postage::field(t, v.parse().ok()?))
-                        .ok_or_else(|| {
-                            rpc_error(
-                                codes::INVALID_PARAMS,
-                                format!("postage must be TXID:VOUT, got {s:?}"),
-                            )
-                        })?;
-                    out.push(Some(field));
-                }
-                None if *fee > 0 => {
-                    let client = &self.names()?.chain.client;
-                    let pay = pay.clone().unwrap_or_default();
-                    let amount = fee * packets as u64;
-                    let nc = |e: namecoin::rpc::RpcError| {
-                        rpc_error(codes::NAMECOIND, format!("paying postage to {pay}: {e}"))
-                    };
-                    let txid = client.sendtoaddress(&pay, amount).await.map_err(nc)?;
-                    let tx = client.getrawtransaction_verbose(&txid).await.map_err(nc)?;
-                    let vout = tx
-                        .vout
-                        .iter()
-                        .find(|o| {
-                            o.script_pub_key.address.as_deref() == Some(pay.as_str())
-                                && o.value == amount
-                        })
-                        .map(|o| o.n)
-                        .ok_or_else(|| {
-                            rpc_error(
-                                codes::NAMECOIND,
-                                format!("postage tx {txid} has no output to {pay}"),
-                            )
-                        })?;
-                    tracing::info!(hop = i, sat = amount, "postage paid");
-                    out.push(Postage::field(&txid, vout));
-                }
-                None => out.push(None),
-            }
-        }
-        Ok(out)
-    }
-
-    /// `bump_send` with `via`: wrap each part in an onion for the route and publish it.
-    async fn send_via(
-        &self,
-        tag: Tag,
-        data: &[u8],
-        params: &SendParams,
-        hops: &[(PublicKey, u64, Option<String>)],
-    ) -> RpcResult<SendResult> {
-        let route: Vec<PublicKey> = hops.iter().map(|(k, _, _)| *k).collect();
-        if route.is_empty() || route.len() > crate::onion::layer::MAX_HOPS {
-            return Err(rpc_error(
-                codes::INVALID_PARAMS,
-                format!("a route has 1 to {} mixes", crate::onion::layer::MAX_HOPS),
-            ));
-        }
-        let now = crate::unix_now();
-        let ttl = params.ttl.unwrap_or(self.node.limits().max_ttl);
-        if ttl > self.node.limits().max_ttl || ttl < 60 {
-            return Err(rpc_error(
-                codes::BAD_TTL,
-                format!("ttl must be 60..={} seconds", self.node.limits().max_ttl),
-            ));
-        }
-        let level = match params.tau.as_deref() {
-            Some(name) => crate::mix::tau::TauLevel::named(name).ok_or_else(|| {
-                rpc_error(
-                    codes::INVALID_PARAMS,
-                    format!(
-                        "unknown Tau level {name:?}; the levels are {}",
-                        crate::mix::tau::TauLevel::names()
-                    ),
-                )
-            })?,
-            None => crate::mix::tau::TauLevel::default_level(),
-        };
-        let pol = RoutePolicy {
-            crowd: params.crowd.unwrap_or(level.crowd),
-            delay_secs: params.delay.unwrap_or(level.delay_secs),
-            expires: crate::node::quantized_expiry(now, ttl),
-        };
-        let given = params.postage.as_deref().unwrap_or(&[]);
-        let placeholder: Vec<Option<[u8; 36]>> = hops
-            .iter()
-            .enumerate()
-            .map(|(i, (_, fee, _))| {
-                let explicit = given
-                    .get(i)
-                    .is_some_and(|s| !s.trim().is_empty() && s.trim() != "-");
-                (explicit || *fee > 0).then_some([0u8; 36])
-            })
-            .collect();
-        let per_part = crate::mix::send::part_capacity_with(&route, pol, &placeholder);
-        if per_part == 0 {
-            return Err(rpc_error(
-                codes::INVALID_PARAMS,
-                "route has no room for data",
-            ));
-        }
-        let parts = data.len().div_ceil(per_part).max(1);
-        if data.len() > self.node.limits().max_message || parts > crate::message::MAX_PARTS {
-            return Err(rpc_error(
-                codes::MESSAGE_TOO_LARGE,
-                format!(
-                    "message of {} bytes is too large for this route",
-                    data.len()
-                ),
-            ));
-        }
-        let postage = self.postage(hops, given, parts).await?;
-        let (id, packets) = wrap_message(
-            data,
-            tag,
-            &route,
-            pol,
-            &postage,
-            self.node.limits().max_message,
-            &mut rand::rngs::OsRng,
-        )
-        .map_err(|e| match e {
-            SendError::Message(MessageError::TooLarge { .. }) => {
-                rpc_error(codes::MESSAGE_TOO_LARGE, e.to_string())
-            }
-            e => rpc_error(codes::INVALID_PARAMS, e.to_string()),
-        })?;
-        let n = packets.len();
-        self.node.admit(packets, now).await.map_err(node_error)?;
-        Ok(SendResult {
-            msgid: id.to_hex(),
-            tag: tag.to_hex(),
-            packets: n,
-            bytes: data.len(),
-            expires: pol.expires,
-        })
-    }
+    let code = match e {
+        SendError::Node(n) => return node_error(n),
+        SendError::Directory(d) => return dir_error(d),
+        SendError::NoNamecoind => codes::NO_NAMECOIND,
+        SendError::Payment { .. } => codes::NAMECOIND,
+        SendError::NoTag
+        | SendError::Tau(_)
+        | SendError::NotAMix(_)
+        | SendError::RepeatedMix
+        | SendError::RouteLength
+        | SendError::NoRoom
+        | SendError::TooLargeForRoute { .. }
+        | SendError::PostageField(_)
+        | SendError::Wrap(_) => codes::INVALID_PARAMS,
+    };
+    rpc_error(code, e.to_string())
 }
 
 #[async_trait]
@@ -325,22 +135,28 @@ impl BumpApiServer for RpcImpl {
                 format!("data is not valid base64: {e}"),
             )
         })?;
-        let route = self.route(&params).await?;
-        if !route.is_empty() {
-            return self.send_via(tag, &data, &params, &route).await;
-        }
-        let (id, packets, expires) = self
-            .node
-            .send_message(tag, &data, params.ttl, crate::unix_now())
+        let sent = self
+            .sender
+            .send(SendRequest {
+                tag: Some(tag),
+                data,
+                ttl: params.ttl,
+                via: params.via.unwrap_or_default(),
+                hops: params.hops,
+                tau: params.tau,
+                crowd: params.crowd,
+                delay_secs: params.delay,
+                postage: params.postage.unwrap_or_default(),
+            })
             .await
-            .map_err(node_error)?;
-        tracing::debug!(packets, "message stored");
+            .map_err(send_error)?;
+        tracing::debug!(packets = sent.packets, hops = sent.hops, "message stored");
         Ok(SendResult {
-            msgid: id.to_hex(),
-            tag: tag.to_hex(),
-            packets,
-            bytes: data.len(),
-            expires,
+            msgid: sent.msgid.to_hex(),
+            tag: sent.tag.to_hex(),
+            packets: sent.packets,
+            bytes: sent.bytes,
+            expires: sent.expires,
         })
     }
 
@@ -540,6 +356,7 @@ impl BumpApiServer for RpcImpl {
 /// whose `stop()` ends the server.
 pub async fn start(
     node: Arc<Node>,
+    sender: Arc<SendService>,
     overlay: Option<Arc<Overlay>>,
     mix: Option<Arc<Mixer>>,
     names: Option<Arc<NamesCtx>>,
@@ -562,6 +379,6 @@ pub async fn start(
         .build(bind)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcImpl::new(node, overlay, mix, names).into_rpc());
+    let handle = server.start(RpcImpl::new(node, sender, overlay, mix, names).into_rpc());
     Ok((addr, handle))
 }

@@ -1,0 +1,64 @@
+//! What every client command starts from: the resolved datadir, network and credentials
+//! ([`bump::settings::Base`]), how to reach the node's RPC, and the two I/O rules of the
+//! command line — input from a file or `-`, output written to stdout whole or not at all.
+
+use anyhow::{Context, Result};
+use bump::rpc::client::Target;
+use bump::settings::Base;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// Largest RPC body the client sends or accepts.
+pub const CLIENT_MAX_BODY: u32 = 1 << 30;
+
+pub struct Ctx {
+    pub base: Base,
+    pub connect: Option<SocketAddr>,
+}
+
+impl Ctx {
+    pub fn target(&self) -> Result<Target> {
+        Ok(Target::locate(
+            &self.base.netdir,
+            self.base.network,
+            self.connect,
+            self.base.user_password.clone(),
+        )?)
+    }
+
+    pub fn client(&self) -> Result<jsonrpsee::http_client::HttpClient> {
+        Ok(self.target()?.http(CLIENT_MAX_BODY)?)
+    }
+}
+
+/// The bytes of FILE, or of stdin for `-`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// Write all of `bytes` to stdout at once (nothing half-written on an earlier error).
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,98 @@
+//! `bump send TAG FILE`: checks the arguments here (tag, durations, Tau level) so mistakes
+//! are caught before the node is asked, then hands the bytes to the node's `bump_send`.
+
+use super::ctx::{read_input, Ctx, B64};
+use anyhow::{bail, Result};
+use base64::Engine as _;
+use bump::mix::tau::{Tau, TauLevel};
+use bump::rpc::api::{BumpApiClient, SendParams};
+use bump::rpc::client::classify;
+use bump::settings::parse_duration;
+use bump::tag::Tag;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// Time to live, e.g. 3600, 90m, 12h, 2d [default: the node's maximum, 48h]
+    #[arg(long, value_name = "DURATION")]
+    ttl: Option<String>,
+    /// Route through these mixes, first hop first: Namecoin names (bump/alice, see `bump
+    /// mixes`) or public keys (from `bump mix`). Each part of the message gets its own onion.
+    #[arg(
+        long,
+        value_name = "MIX,MIX,...",
+        value_delimiter = ',',
+        conflicts_with = "hops"
+    )]
+    via: Vec<String>,
+    /// Route through N random distinct mixes from the Namecoin directory; 0 = the node
+    /// publishes the message itself [default: 3 with --namecoind on the node, else 0]
+    #[arg(long, value_name = "N")]
+    hops: Option<usize>,
+    /// Tau level at each mix: none (crowd 0, no delay), low (crowd 2, 10 s), standard
+    /// (crowd 5, 30 s), high (crowd 20, 5 min). A mix holds your packet until that many
+    /// others entered its pool after it AND the delay passed. Use a level: exact values
+    /// that others do not use set your packets apart [default: standard]
+    #[arg(long, value_name = "LEVEL")]
+    tau: Option<String>,
+    /// Expert: Tau minimum crowd at each mix, overriding the level's
+    #[arg(long, value_name = "K")]
+    crowd: Option<u64>,
+    /// Expert: Tau minimum delay at each mix, e.g. 30s, 5m, overriding the level's
+    #[arg(long, value_name = "DURATION")]
+    delay: Option<String>,
+    /// Postage for each hop as TXID:VOUT (`-` to skip a hop), first hop first. Hops whose
+    /// record asks a fee and have none here are paid from the node's namecoind wallet
+    #[arg(long, value_name = "TXID:VOUT,...", value_delimiter = ',')]
+    postage: Vec<String>,
+    tag: String,
+    file: PathBuf,
+}
+
+pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
+    let tag = Tag::from_arg(&a.tag)?;
+    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
+    let delay = a
+        .delay
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .map(u64::from);
+    let tau = Tau::resolve(a.tau.as_deref(), a.crowd, delay)
+        .map_err(|e| anyhow::anyhow!("--tau: {e}"))?;
+    if (a.crowd.is_some() || delay.is_some()) && tau.standard().is_none() {
+        eprintln!(
+            "warning: crowd {}, delay {}s is not a standard Tau level ({}); mixes and observers can tell these packets from others",
+            tau.crowd,
+            tau.delay_secs,
+            TauLevel::names()
+        );
+    }
+
+    let data = read_input(&a.file)?;
+    let client = ctx.client()?;
+    let status = client.status().await.map_err(classify)?;
+    if data.len() > status.max_message_size {
+        bail!(
+            "{} is {} bytes, over the node's message limit of {} bytes (see `bump node --max-message-size`)",
+            a.file.display(),
+            data.len(),
+            status.max_message_size
+        );
+    }
+    let params = SendParams {
+        tag: tag.to_hex(),
+        data: B64.encode(&data),
+        ttl,
+        via: (!a.via.is_empty()).then_some(a.via),
+        hops: a.hops,
+        tau: a.tau,
+        crowd: a.crowd,
+        delay,
+        postage: (!a.postage.is_empty()).then_some(a.postage),
+    };
+    let r = client.send(params).await.map_err(classify)?;
+    println!("{}", r.msgid);
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Wrapping a message for a route: it is split into parts small enough for the route's final-hop
+//! capacity; each part (its message frame, see protocol.md §3) becomes the final data of its own
+//! onion with a fresh session key, so parts are unlinkable until they meet at the recipient's
+//! tag. Every layer gets the same quantized expiry, so expiries relate nothing to the path.
+
+use crate::message::{MessageError, MessageId, PartHeader, FRAME_HEADER_LEN, MAX_PARTS};
+use crate::onion::layer::{capacity, mix_tag, wrap, BumpOnionError, HopInstructions};
+use crate::packet::{Packet, BODY_LEN};
+use crate::tag::Tag;
+use rand::RngCore;
+use secp256k1::PublicKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    #[error(transparent)]
+    Onion(#[from] BumpOnionError),
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error("route has no room for data")]
+    NoRoom,
+}
+
+/// Tau values and expiry for every hop of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePolicy {
+    pub crowd: u64,
+    pub delay_secs: u64,
+    pub expires: u32,
+}
+
+/// Instructions for every hop of `route`: forward to the next mix's tag, the last to
+/// `final_tag`, all with the same Tau values and expiry. Callers add final data or a drop flag.
+pub(crate) fn instructions(
+    route: &[PublicKey],
+    final_tag: Tag,
+    pol: RoutePolicy,
+) -> Vec<HopInstructions> {
+    (0..route.len())
+        .map(|i| HopInstructions {
+            next_tag: if i + 1 < route.len() {
+                mix_tag(&route[i + 1])
+            } else {
+                final_tag
+            },
+            next_expires: pol.expires,
+            crowd: pol.crowd,
+            delay_secs: pol.delay_secs,
+            postage: None,
+            drop: false,
+            final_data: None,
+        })
+        .collect()
+}
+
+/// Data bytes one part can carry over `route`.
+pub fn part_capacity(route: &[PublicKey], pol: RoutePolicy) -> usize {
+    part_capacity_with(route, pol, &[])
+}
+
+/// Data bytes one part can carry over `route` with postage in the given hops' layers.
+pub fn part_capacity_with(
+    route: &[PublicKey],
+    pol: RoutePolicy,
+    postage: &[Option<[u8; 36]>],
+) -> usize {
+    let mut instr = instructions(route, Tag([0; 20]), pol);
+    for (hop, p) in instr.iter_mut().zip(postage) {
+        hop.postage = *p;
+    }
+    let Some(last) = instr.pop() else { return 0 };
+    capacity(&instr, &last).saturating_sub(FRAME_HEADER_LEN)
+}
+
+/// Wrap `data` for `final_tag` through `route`; returns the relay packets to publish.
+/// `postage[i]`, when given, goes in hop i's layer of every part.
+#[allow(clippy::too_many_arguments)]
+pub fn wrap_message(
+    data: &[u8],
+    final_tag: Tag,
+    route: &[PublicKey],
+    pol: RoutePolicy,
+    postage: &[Option<[u8; 36]>],
+    limit: usize,
+    rng: &mut impl RngCore,
+) -> Result<(MessageId, Vec<Packet>), WrapError> {
+    let per_part = part_capacity_with(route, pol, postage);
+    if per_part == 0 {
+        return Err(WrapError::NoRoom);
+    }
+    let limit = limit.min(MAX_PARTS * per_part);
+    if data.len() > limit {
+        return Err(MessageError::TooLarge {
+            size: data.len(),
+            limit,
+        }
+        .into());
+    }
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let msg_id = MessageId(id);
+    let count = data.len().div_ceil(per_part).max(1);
+    let mut out = Vec::with_capacity(count);
+    for index in 0..count {
+        let chunk = data.chunks(per_part).nth(index).unwrap_or(&[]);
+        let mut body = [0u8; BODY_LEN];
+        PartHeader {
+            msg_id,
+            index: index as u16,
+            count: count as u16,
+            len: chunk.len() as u16,
+        }
+        .encode_into(&mut body);
+        body[FRAME_HEADER_LEN..FRAME_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
+        let mut instr = instructions(route, final_tag, pol);
+        for (hop, p) in instr.iter_mut().zip(postage) {
+            hop.postage = *p;
+        }
+        if let Some(last) = instr.last_mut() {
+            last.final_data = Some(body[..FRAME_HEADER_LEN + chunk.len()].to_vec());
+        }
+        out.push(wrap(route, &instr, pol.expires, rng)?);
+    }
+    Ok((msg_id, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Assembler;
+    use crate::onion::layer::peel;
+    use rand::SeedableRng;
+
+    #[test]
+    fn multi_part_message_through_three_mixes_reassembles() {
+        let (sk, pk) = crate::onion::layer::test_mixes(3);
+        let pol = RoutePolicy {
+            crowd: 0,
+            delay_secs: 0,
+            expires: 1_000_000,
+        };
+        let per = part_capacity(&pk, pol);
+        assert!(per >= 600, "{per}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let data: Vec<u8> = (0..3 * per + 5).map(|i| (i * 7) as u8).collect();
+        let (id, packets) =
+            wrap_message(&data, Tag([5; 20]), &pk, pol, &[], 1 << 20, &mut rng).unwrap();
+        assert_eq!(packets.len(), 4);
+        // Each part has its own onion: the first layers share no bytes beyond the tag.
+        assert_ne!(packets[0].body[1..34], packets[1].body[1..34]);
+        let mut asm = Assembler::new();
+        for (seq, mut p) in packets.into_iter().enumerate() {
+            for k in &sk {
+                p = peel(k, &p, &mut rng).unwrap().outgoing.unwrap();
+            }
+            assert_eq!(p.tag, Tag([5; 20]));
+            asm.push(seq as u64, &p);
+        }
+        let (done, partial) = asm.finish();
+        assert!(partial.is_empty());
+        assert_eq!(done[0].id, id);
+        assert_eq!(done[0].data, data);
+    }
+}

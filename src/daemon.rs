@@ -271,11 +271,13 @@ pub async fn start(
         .max(10 << 20)
         .min(u32::MAX as u64) as u32;
     let (addr, handle) = crate::rpc::server::start(
-        node.clone(),
-        sender.clone(),
-        Some(overlay.clone()),
-        Some(mix.clone()),
-        names,
+        crate::rpc::server::RpcImpl {
+            node: node.clone(),
+            sender: sender.clone(),
+            overlay: Some(overlay.clone()),
+            mix: Some(mix.clone()),
+            names,
+        },
         settings.rpc_bind,
         Credentials::new(&pairs),
         max_body,

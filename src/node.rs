@@ -187,6 +187,30 @@ impl Node {
         Ok(out)
     }
 
+    /// Admit packets that arrived from peers: each is checked on its own, the valid ones are
+    /// stored as by [`Node::admit`], and the invalid ones are returned with their index in
+    /// `packets` and the reason, so the caller can tell their senders.
+    pub async fn admit_each(
+        &self,
+        packets: Vec<Packet>,
+        now: u32,
+    ) -> Result<(Admitted, Vec<(usize, PacketError)>), NodeError> {
+        let mut refused = Vec::new();
+        let mut valid = Vec::with_capacity(packets.len());
+        for (i, p) in packets.into_iter().enumerate() {
+            match p.check_expiry(now, self.limits.max_ttl) {
+                Ok(()) => valid.push(p),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        let admitted = if valid.is_empty() {
+            Admitted::default()
+        } else {
+            self.admit(valid, now).await?
+        };
+        Ok((admitted, refused))
+    }
+
     /// Split `data` into packets under `tag` and admit them. Returns the message id, the
     /// number of packets and their expiry.
     pub async fn send_message(

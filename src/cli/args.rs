@@ -64,7 +64,7 @@ impl Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run a node: store packets and serve the JSON-RPC API on loopback until SIGINT/SIGTERM
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Send FILE (`-` for stdin) under TAG; prints the message id once the node has it on disk
     Send(send::SendArgs),
     /// Write the complete messages under TAG to stdout, byte for byte, oldest first

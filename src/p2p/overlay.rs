@@ -12,14 +12,15 @@
 //!   from the peer table, inbound up to a limit, reconnects with exponential backoff.
 
 use super::addrbook::AddrBook;
+use super::handshake::{Nonces, VersionTemplate};
 use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP};
-use super::peer::{self, Ended, PeerShared};
+use super::peer::{self, Ended, PeerCtx, PeerEvent, PeerShared};
+use super::penalty;
 use crate::clock::unix_secs;
 use crate::node::Node;
 use crate::packet::{Packet, PacketError, PacketId};
 use crate::sync::Locked;
 use bitcoin::p2p::address::Address;
-use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::ServiceFlags;
 use namecoin::Network;
 use serde::{Deserialize, Serialize};
@@ -33,12 +34,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Score at which a peer is disconnected and banned.
-pub const BAN_SCORE: u32 = 100;
+pub use super::penalty::BAN_SCORE;
 /// A `getdata` not answered within this time may be sent to another peer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Packets waiting to be stored before readers are slowed down.
 const INGEST_QUEUE: usize = 8192;
+/// Peer events waiting for the overlay before readers are slowed down.
+const EVENT_QUEUE: usize = 4096;
 
 /// P2P settings.
 #[derive(Debug, Clone)]
@@ -115,7 +117,8 @@ pub struct Overlay {
     peers: Mutex<HashMap<u64, Arc<PeerShared>>>,
     requested: Mutex<HashMap<PacketId, (u64, Instant)>>,
     addrbook: Mutex<AddrBook>,
-    nonces: Mutex<HashSet<u64>>,
+    /// What every connection is started with (events come back on its channel).
+    peer_ctx: Arc<PeerCtx>,
     dialing: Mutex<HashSet<SocketAddr>>,
     ingest: mpsc::Sender<(u64, Packet)>,
     next_id: AtomicU64,
@@ -136,28 +139,46 @@ impl Overlay {
             Some(p) => AddrBook::load(p),
             None => AddrBook::in_memory(),
         };
+        let listener = match cfg.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let bound = match &listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let advertised = cfg
+            .external
+            .or_else(|| bound.filter(|a| !a.ip().is_unspecified()));
         let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let peer_ctx = Arc::new(PeerCtx {
+            magic: cfg.network.magic(),
+            version: VersionTemplate::new(advertised),
+            nonces: Arc::new(Nonces::default()),
+            store: node.store().clone(),
+            trickle: cfg.trickle,
+            events: events_tx,
+        });
         let overlay = Arc::new(Overlay {
             node,
             cfg,
             peers: Mutex::new(HashMap::new()),
             requested: Mutex::new(HashMap::new()),
             addrbook: Mutex::new(book),
-            nonces: Mutex::new(HashSet::new()),
+            peer_ctx,
             dialing: Mutex::new(HashSet::new()),
             ingest: ingest_tx,
             next_id: AtomicU64::new(1),
             received: AtomicU64::new(0),
-            listening: Mutex::new(None),
+            listening: Mutex::new(bound),
             shutdown,
         });
-        if let Some(addr) = overlay.cfg.listen {
-            let listener = TcpListener::bind(addr).await?;
-            let bound = listener.local_addr()?;
-            *overlay.listening.locked() = Some(bound);
+        if let (Some(listener), Some(bound)) = (listener, bound) {
             tracing::info!(%bound, "P2P listening");
             tokio::spawn(overlay.clone().accept_loop(listener));
         }
+        tokio::spawn(overlay.clone().event_loop(events_rx));
         tokio::spawn(overlay.clone().ingest_loop(ingest_rx));
         tokio::spawn(overlay.clone().relay_loop());
         tokio::spawn(overlay.clone().connect_loop());
@@ -171,15 +192,6 @@ impl Overlay {
     pub fn network(&self) -> Network {
         self.cfg.network
     }
-    pub fn trickle(&self) -> Option<Duration> {
-        self.cfg.trickle
-    }
-    pub fn shutdown_token(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-    pub fn next_peer_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         *self.listening.locked()
     }
@@ -190,44 +202,56 @@ impl Overlay {
             .or_else(|| self.listen_addr().filter(|a| !a.ip().is_unspecified()))
     }
 
-    pub fn add_nonce(&self, n: u64) {
-        self.nonces.locked().insert(n);
-    }
-    pub fn remove_nonce(&self, n: u64) {
-        self.nonces.locked().remove(&n);
-    }
-    pub fn is_own_nonce(&self, n: u64) -> bool {
-        self.nonces.locked().contains(&n)
-    }
-
     fn peers_snapshot(&self) -> Vec<Arc<PeerShared>> {
         self.peers.locked().values().cloned().collect()
     }
 
-    /// Our `version`: Namecoin's protocol version, BuMP's service bit, relay=false.
-    pub fn version_message(&self, to: SocketAddr, nonce: u64) -> VersionMessage {
-        let services = ServiceFlags::from(NODE_BUMP);
-        let from = self
-            .advertised_addr()
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        VersionMessage {
-            version: namecoin::PROTOCOL_VERSION,
-            services,
-            timestamp: unix_secs() as i64,
-            receiver: Address::new(&to, ServiceFlags::NONE),
-            sender: Address::new(&from, services),
-            nonce,
-            user_agent: format!("/bump:{}/", env!("CARGO_PKG_VERSION")),
-            start_height: 0,
-            relay: false,
+    /// Start a connection over `stream` and track it at once (so slots count it).
+    fn open(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr, outbound: bool) {
+        let _ = stream.set_nodelay(true);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let peer = peer::spawn(
+            self.peer_ctx.clone(),
+            id,
+            stream,
+            addr,
+            outbound,
+            self.shutdown.child_token(),
+        );
+        self.track(peer);
+    }
+
+    /// Handle what connections report, in order, until shutdown.
+    async fn event_loop(self: Arc<Self>, mut rx: mpsc::Receiver<PeerEvent>) {
+        loop {
+            let ev = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                ev = rx.recv() => match ev {
+                    Some(ev) => ev,
+                    None => return,
+                },
+            };
+            match ev {
+                PeerEvent::Connected(p) => self.on_connected(&p),
+                PeerEvent::Inv(p, ids) => self.on_inv(&p, &ids),
+                PeerEvent::NotFound(p, ids) => self.on_notfound(&p, &ids),
+                PeerEvent::Packet(p, packet) => self.on_packet(&p, *packet).await,
+                PeerEvent::Addr(p, entries) => self.on_addr(&p, &entries),
+                PeerEvent::GetAddr(p) => self.answer_getaddr(&p),
+                PeerEvent::Misbehaved(p, points, why) => self.misbehave(&p, points, &why),
+                PeerEvent::Closed(p, why, ack) => {
+                    self.untrack(&p, why);
+                    let _ = ack.send(());
+                }
+            }
         }
     }
 
-    pub fn track(&self, peer: Arc<PeerShared>) {
+    fn track(&self, peer: Arc<PeerShared>) {
         self.peers.locked().insert(peer.id, peer);
     }
 
-    pub fn untrack(&self, peer: &Arc<PeerShared>, why: Option<Ended>) {
+    fn untrack(&self, peer: &Arc<PeerShared>, why: Ended) {
         self.peers.locked().remove(&peer.id);
         // Let other peers deliver what this one owed us.
         self.requested.locked().retain(|_, (p, _)| *p != peer.id);
@@ -243,17 +267,25 @@ impl Overlay {
 
     /// Add misbehaviour points; at [`BAN_SCORE`] disconnect and ban the peer's IP.
     pub fn misbehave(&self, peer: &PeerShared, points: u32, why: &str) {
-        let score = peer.score.fetch_add(points, Ordering::Relaxed) + points;
+        let before = peer.score.fetch_add(points, Ordering::Relaxed);
+        let score = before.saturating_add(points);
         tracing::info!(peer = %peer.addr, points, score, "misbehaviour: {why}");
-        if score >= BAN_SCORE && !peer.cancel.is_cancelled() {
+        // Ban once, when the score crosses the line (the connection may be ending already).
+        if before < BAN_SCORE && score >= BAN_SCORE {
             let until = unix_secs() + self.cfg.ban_time.as_secs();
-            self.addrbook.locked().ban(peer.addr.ip(), until);
+            let mut book = self.addrbook.locked();
+            book.ban(peer.addr.ip(), until);
+            // Written at once, so a ban survives a crash right after it.
+            if let Err(e) = book.save() {
+                tracing::warn!("cannot save the peer table: {e}");
+            }
+            drop(book);
             tracing::warn!(peer = %peer.addr, "banned for {} s", self.cfg.ban_time.as_secs());
             peer.cancel.cancel();
         }
     }
 
-    pub fn handshake_complete(self: &Arc<Self>, peer: &Arc<PeerShared>) {
+    fn on_connected(self: &Arc<Self>, peer: &Arc<PeerShared>) {
         let info = peer.info.locked().clone();
         tracing::info!(
             peer = %peer.addr, inbound = !peer.outbound, agent = %info.user_agent, bump = peer.is_bump(),
@@ -295,7 +327,7 @@ impl Overlay {
     }
 
     /// A BuMP peer announced ids: ask for those we lack and nobody is delivering.
-    pub fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
+    fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
         peer.mark_known(ids);
         let store = self.node.store();
         let lacking: Vec<PacketId> = ids
@@ -328,7 +360,7 @@ impl Overlay {
         }
     }
 
-    pub fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
+    fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
         let mut req = self.requested.locked();
         for id in ids {
             if req.get(id).map(|(p, _)| *p == peer.id).unwrap_or(false) {
@@ -338,7 +370,7 @@ impl Overlay {
     }
 
     /// A `bump` message: accept it only if we asked this peer for it and it is valid now.
-    pub async fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet) {
+    async fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet) {
         let id = packet.id();
         let requested_here = {
             let mut req = self.requested.locked();
@@ -351,16 +383,7 @@ impl Overlay {
             }
         };
         if !requested_here {
-            self.misbehave(peer, 10, "unrequested bump packet");
-            return;
-        }
-        let now = crate::unix_now();
-        if let Err(e) = packet.check_expiry(now, self.node.limits().max_ttl) {
-            // A packet that expired in transit is no fault; anything else is.
-            let innocent = matches!(e, PacketError::Expired { expires, .. } if now.saturating_sub(expires) < 3600);
-            if !innocent {
-                self.misbehave(peer, 10, &format!("invalid packet: {e}"));
-            }
+            self.misbehave(peer, penalty::UNREQUESTED_PACKET, "unrequested bump packet");
             return;
         }
         peer.packets_in.fetch_add(1, Ordering::Relaxed);
@@ -368,9 +391,13 @@ impl Overlay {
         let _ = self.ingest.send((peer.id, packet)).await;
     }
 
-    pub fn on_addr(&self, peer: &PeerShared, entries: &[(u64, SocketAddr)]) {
+    fn on_addr(&self, peer: &PeerShared, entries: &[(u64, SocketAddr)]) {
         if entries.len() > MAX_ADDR {
-            return self.misbehave(peer, 20, "addr with too many entries");
+            return self.misbehave(
+                peer,
+                penalty::TOO_MANY_ENTRIES,
+                "addr with too many entries",
+            );
         }
         let mut book = self.addrbook.locked();
         for (services, addr) in entries {
@@ -380,7 +407,7 @@ impl Overlay {
         }
     }
 
-    pub fn answer_getaddr(&self, peer: &PeerShared) {
+    fn answer_getaddr(&self, peer: &PeerShared) {
         let mut list: Vec<(u32, Address)> = Vec::new();
         let services = ServiceFlags::from(NODE_BUMP);
         if let Some(me) = self.advertised_addr() {
@@ -408,20 +435,32 @@ impl Overlay {
                 return;
             }
             let now = crate::unix_now();
-            let packets: Vec<Packet> = buf
-                .drain(..)
-                .map(|(_, p)| p)
-                .filter(|p| p.check_expiry(now, self.node.limits().max_ttl).is_ok())
-                .collect();
+            let (from, packets): (Vec<u64>, Vec<Packet>) = buf.drain(..).unzip();
             let count = packets.len() as u64;
-            match self.node.admit(packets, now).await {
-                Ok(a) => {
-                    self.received.fetch_add(count, Ordering::Relaxed);
+            match self.node.admit_each(packets, now).await {
+                Ok((a, refused)) => {
+                    self.received
+                        .fetch_add(count - refused.len() as u64, Ordering::Relaxed);
                     tracing::trace!(
                         new = a.new,
                         duplicates = a.duplicates,
+                        refused = refused.len(),
                         "stored packets from peers"
                     );
+                    for (i, e) in refused {
+                        // A packet that expired in transit is no fault; anything else is.
+                        let innocent = matches!(e, PacketError::Expired { expires, .. } if now.saturating_sub(expires) < 3600);
+                        let peer = from
+                            .get(i)
+                            .and_then(|id| self.peers.locked().get(id).cloned());
+                        if let (false, Some(p)) = (innocent, peer) {
+                            self.misbehave(
+                                &p,
+                                penalty::INVALID_PACKET,
+                                &format!("invalid packet: {e}"),
+                            );
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!("could not store packets from peers: {e}"),
             }
@@ -491,7 +530,7 @@ impl Overlay {
                 tracing::debug!(peer = %addr, "refused: inbound slots full");
                 continue;
             }
-            tokio::spawn(peer::run(self.clone(), stream, addr, false));
+            self.open(stream, addr, false);
         }
     }
 
@@ -500,7 +539,7 @@ impl Overlay {
         let result = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await;
         self.dialing.locked().remove(&addr);
         let err = match result {
-            Ok(Ok(stream)) => return peer::run(self.clone(), stream, addr, true).await,
+            Ok(Ok(stream)) => return self.open(stream, addr, true),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_string(),
         };

@@ -1,14 +1,24 @@
-//! One peer connection: the handshake, the reader loop, and the writer.
+//! One peer connection: the reader, the writer, and what they share.
 //!
-//! The reader decodes frames and hands them to the [`Overlay`]; it never waits on this peer's
-//! own writes, so two nodes that request bulk data from each other cannot deadlock. The writer
-//! owns the socket's write half and, in priority order, sends queued control messages, pending
-//! announcements (as `inv`, immediately or on a Poisson trickle timer), and packets the peer
-//! asked for (`getdata` is served lazily from the store, a slice at a time).
+//! A connection knows nothing of the overlay that owns it. It is given a [`PeerCtx`] — the
+//! network magic, what to say in `version`, our own nonces, where to read packets it is asked
+//! for, and a channel for [`PeerEvent`]s — and reports everything the overlay decides on
+//! (handshake done, announcements, packets, addresses, misbehaviour, the end) as events. The
+//! overlay talks back only through the [`PeerShared`] handle: queue a message, announce ids,
+//! cancel.
+//!
+//! The reader decodes frames, applies the rate limit, runs the [`Handshake`], answers pings
+//! and queues `getdata` itself; it never waits on this peer's own writes, so two nodes that
+//! request bulk data from each other cannot deadlock. The writer owns the write half and, in
+//! priority order, sends queued control messages, pending announcements (as `inv`, at once or
+//! on a Poisson trickle timer), and packets the peer asked for (served lazily from the store,
+//! a slice at a time).
 
-use super::message::{cmd, max_payload, Message, BUMP_PROTOCOL_VERSION, FEATURE_ID, MAX_INV};
-use super::overlay::Overlay;
-use crate::packet::PacketId;
+use super::handshake::{Handshake, Nonces, VersionTemplate};
+use super::message::{cmd, max_payload, DecodeError, Message, MAX_INV};
+use super::penalty;
+use crate::packet::{Packet, PacketId};
+use crate::store::Store;
 use crate::sync::Locked;
 use futures::{SinkExt, StreamExt};
 use namecoin::wire::{Command, Frame, MessageCodec, Outgoing, WireError};
@@ -18,8 +28,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +59,42 @@ pub struct PeerInfo {
     pub ping_ms: Option<u64>,
 }
 
+/// What a connection reports to its owner. Events of one peer arrive in the order they
+/// happened; [`PeerEvent::Closed`] is the last.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// The handshake completed.
+    Connected(Arc<PeerShared>),
+    /// A BuMP peer announced these packet ids.
+    Inv(Arc<PeerShared>, Vec<PacketId>),
+    /// The peer does not have these ids we asked for.
+    NotFound(Arc<PeerShared>, Vec<PacketId>),
+    /// A `bump` packet arrived (requested or not: the owner knows what it asked for).
+    Packet(Arc<PeerShared>, Box<Packet>),
+    /// Addresses gossiped by the peer: (services, address).
+    Addr(Arc<PeerShared>, Vec<(u64, SocketAddr)>),
+    /// The peer asks for addresses (first time only).
+    GetAddr(Arc<PeerShared>),
+    /// The peer broke a rule: points and why.
+    Misbehaved(Arc<PeerShared>, u32, String),
+    /// The connection ended. The socket stays open until the owner answers on the channel
+    /// (or 5 s pass), so whatever the owner decides on the events before — a ban — is in
+    /// force before the peer sees the connection close.
+    Closed(Arc<PeerShared>, Ended, oneshot::Sender<()>),
+}
+
+/// What a connection is given by its owner.
+pub struct PeerCtx {
+    pub magic: [u8; 4],
+    pub version: VersionTemplate,
+    pub nonces: Arc<Nonces>,
+    /// Where packets the peer asks for are read from.
+    pub store: Arc<Store>,
+    /// Mean announcement delay; `None` announces at once.
+    pub trickle: Option<Duration>,
+    pub events: mpsc::Sender<PeerEvent>,
+}
+
 /// State shared between a peer's reader, writer and the overlay.
 pub struct PeerShared {
     pub id: u64,
@@ -70,13 +116,23 @@ pub struct PeerShared {
     known: Mutex<HashSet<PacketId>>,
 }
 
+impl std::fmt::Debug for PeerShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .field("outbound", &self.outbound)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PeerShared {
     pub fn is_bump(&self) -> bool {
         self.bump.load(Ordering::Relaxed)
     }
 
     pub fn handshake_done(&self) -> bool {
-        self.info.lock().map(|i| i.handshake_done).unwrap_or(false)
+        self.info.locked().handshake_done
     }
 
     /// Queue a control message. A peer whose queue is full is too slow: it is disconnected.
@@ -137,7 +193,7 @@ impl PeerShared {
     }
 
     pub fn serve_backlog(&self) -> usize {
-        self.serve.lock().map(|q| q.len()).unwrap_or(0)
+        self.serve.locked().len()
     }
 }
 
@@ -147,20 +203,29 @@ pub fn poisson_delay(mean: Duration) -> Duration {
     mean.mul_f64(-u.ln())
 }
 
-/// Run a connection until it ends. Registers with the overlay after a successful handshake.
-pub async fn run(overlay: Arc<Overlay>, stream: TcpStream, addr: SocketAddr, outbound: bool) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let magic = overlay.network().magic();
+/// Start a connection over `stream` and return its handle at once; the connection runs until
+/// it ends (or `cancel` fires) and then reports [`PeerEvent::Closed`].
+pub fn spawn<S>(
+    ctx: Arc<PeerCtx>,
+    id: u64,
+    stream: S,
+    addr: SocketAddr,
+    outbound: bool,
+    cancel: CancellationToken,
+) -> Arc<PeerShared>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
     let reader = FramedRead::with_capacity(
         rd,
-        MessageCodec::new(magic, max_payload as Policy),
+        MessageCodec::new(ctx.magic, max_payload as Policy),
         256 * 1024,
     );
-    let writer = FramedWrite::new(wr, MessageCodec::new(magic, max_payload as Policy));
+    let writer = FramedWrite::new(wr, MessageCodec::new(ctx.magic, max_payload as Policy));
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let shared = Arc::new(PeerShared {
-        id: overlay.next_peer_id(),
+        id,
         addr,
         outbound,
         connected_at: Instant::now(),
@@ -171,33 +236,57 @@ pub async fn run(overlay: Arc<Overlay>, stream: TcpStream, addr: SocketAddr, out
         packets_in: AtomicU64::new(0),
         packets_out: AtomicU64::new(0),
         info: Mutex::new(PeerInfo::default()),
-        cancel: overlay.shutdown_token().child_token(),
+        cancel,
         control: control_tx,
         announce: Mutex::new(Vec::new()),
         serve: Mutex::new(VecDeque::new()),
         wake: Notify::new(),
         known: Mutex::new(HashSet::new()),
     });
-    overlay.track(shared.clone());
-    let w = tokio::spawn(write_loop(
-        overlay.clone(),
-        shared.clone(),
-        writer,
-        control_rx,
-    ));
-    let result = read_loop(&overlay, &shared, reader).await;
-    shared.cancel.cancel();
-    let _ = w.await;
-    overlay.untrack(&shared, result.err());
+    let peer = shared.clone();
+    tokio::spawn(async move {
+        let w = tokio::spawn(write_loop(ctx.clone(), peer.clone(), writer, control_rx));
+        let (result, reader) = Reader::new(&ctx, &peer).run(reader).await;
+        peer.cancel.cancel();
+        let writer = w.await;
+        let why = result.err().unwrap_or(Ended::Closed);
+        let (ack, acked) = oneshot::channel();
+        if ctx
+            .events
+            .send(PeerEvent::Closed(peer, why, ack))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(5), acked).await;
+        }
+        drop((reader, writer));
+    });
+    shared
 }
 
-async fn write_loop(
-    overlay: Arc<Overlay>,
+type Sink<W> = FramedWrite<WriteHalf<W>, MessageCodec<Policy>>;
+
+/// Write until the connection ends; gives the sink back so the caller decides when the socket
+/// closes.
+async fn write_loop<W: AsyncWrite + Send>(
+    ctx: Arc<PeerCtx>,
     peer: Arc<PeerShared>,
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, MessageCodec<Policy>>,
+    mut sink: Sink<W>,
+    control: mpsc::Receiver<Outgoing>,
+) -> Option<Sink<W>> {
+    let done = write_frames(&ctx, &peer, &mut sink, control).await;
+    peer.cancel.cancel();
+    done.then_some(sink)
+}
+
+/// The writer's loop; false when the socket failed.
+async fn write_frames<W: AsyncWrite + Send>(
+    ctx: &PeerCtx,
+    peer: &PeerShared,
+    sink: &mut Sink<W>,
     mut control: mpsc::Receiver<Outgoing>,
-) {
-    let trickle = overlay.trickle();
+) -> bool {
+    let trickle = ctx.trickle;
     let mut next_trickle = Instant::now();
     loop {
         let mut wrote = false;
@@ -206,7 +295,7 @@ async fn write_loop(
             peer.bytes_out
                 .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
             if sink.feed(m).await.is_err() {
-                return peer.cancel.cancel();
+                return false;
             }
             wrote = true;
         }
@@ -227,7 +316,7 @@ async fn write_loop(
                 peer.bytes_out
                     .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
                 if sink.feed(m).await.is_err() {
-                    return peer.cancel.cancel();
+                    return false;
                 }
                 wrote = true;
             }
@@ -246,14 +335,14 @@ async fn write_loop(
         if !slice.is_empty() {
             let mut missing = Vec::new();
             for id in &slice {
-                match overlay.node().store().get(id) {
+                match ctx.store.get(id) {
                     Ok(Some((_, p))) => {
                         let m = Message::Bump(Box::new(p)).encode();
                         peer.bytes_out
                             .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
                         peer.packets_out.fetch_add(1, Ordering::Relaxed);
                         if sink.feed(m).await.is_err() {
-                            return peer.cancel.cancel();
+                            return false;
                         }
                     }
                     _ => missing.push(*id),
@@ -266,18 +355,18 @@ async fn write_loop(
                 }
                 .encode();
                 if sink.feed(m).await.is_err() {
-                    return peer.cancel.cancel();
+                    return false;
                 }
             }
             wrote = true;
         }
         if wrote {
             if sink.flush().await.is_err() {
-                return peer.cancel.cancel();
+                return false;
             }
             continue;
         }
-        let pending_announce = !peer.announce.lock().map(|a| a.is_empty()).unwrap_or(true);
+        let pending_announce = !peer.announce.locked().is_empty();
         let trickle_wait = async {
             match (trickle, pending_announce) {
                 (Some(_), true) => tokio::time::sleep_until(next_trickle.into()).await,
@@ -287,17 +376,17 @@ async fn write_loop(
         tokio::select! {
             _ = peer.cancel.cancelled() => {
                 let _ = sink.flush().await;
-                return;
+                return true;
             }
             m = control.recv() => match m {
                 Some(m) => {
                     peer.bytes_out.fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
                     // `send` flushes, and more queued messages go out at the top of the loop.
                     if sink.send(m).await.is_err() {
-                        return peer.cancel.cancel();
+                        return false;
                     }
                 }
-                None => return,
+                None => return true,
             },
             _ = peer.wake.notified() => {}
             _ = trickle_wait => {}
@@ -316,204 +405,424 @@ pub enum Ended {
     Cancelled,
 }
 
-async fn read_loop(
-    overlay: &Arc<Overlay>,
-    peer: &Arc<PeerShared>,
-    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, MessageCodec<Policy>>,
-) -> Result<(), Ended> {
-    let our_nonce: u64 = rand::random();
-    overlay.add_nonce(our_nonce);
-    if peer.outbound {
-        peer.send(&Message::Version(
-            overlay.version_message(peer.addr, our_nonce),
-        ));
+/// The reading side of one connection.
+struct Reader<'a> {
+    ctx: &'a PeerCtx,
+    peer: &'a Arc<PeerShared>,
+    tokens: f64,
+    last_refill: Instant,
+    ping_out: Option<(u64, Instant)>,
+    answered_getaddr: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(ctx: &'a PeerCtx, peer: &'a Arc<PeerShared>) -> Self {
+        Reader {
+            ctx,
+            peer,
+            tokens: RATE_BURST,
+            last_refill: Instant::now(),
+            ping_out: None,
+            answered_getaddr: false,
+        }
     }
-    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    let mut got_version = false;
-    let mut tokens = RATE_BURST;
-    let mut last_refill = Instant::now();
-    let mut ping_timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-    let mut ping_out: Option<(u64, Instant)> = None;
-    let mut answered_getaddr = false;
-    let result = loop {
-        let frame = tokio::select! {
-            _ = peer.cancel.cancelled() => break Err(Ended::Cancelled),
-            _ = tokio::time::sleep_until(deadline), if !peer.handshake_done() => break Err(Ended::HandshakeTimeout),
-            _ = ping_timer.tick(), if peer.handshake_done() => {
-                if let Some((_, sent)) = ping_out {
-                    if sent.elapsed() > PONG_TIMEOUT {
-                        break Err(Ended::PingTimeout);
-                    }
-                } else {
-                    let n: u64 = rand::random();
-                    ping_out = Some((n, Instant::now()));
-                    peer.send(&Message::Ping(n));
-                }
-                continue;
-            }
-            f = reader.next() => f,
-        };
-        let frame = match frame {
-            None => break Err(Ended::Closed),
-            Some(Err(e)) => {
-                if !matches!(e, WireError::Io(_)) {
-                    overlay.misbehave(peer, 100, &e.to_string());
-                }
-                break Err(Ended::Wire(e));
-            }
-            Some(Ok(f)) => f,
-        };
-        // Rate limit: every frame costs a token except packets we asked for.
+
+    async fn emit(&self, ev: PeerEvent) {
+        // The owner is gone only at shutdown; the connection ends then anyway.
+        let _ = self.ctx.events.send(ev).await;
+    }
+
+    async fn misbehave(&self, points: u32, why: impl Into<String>) {
+        self.emit(PeerEvent::Misbehaved(self.peer.clone(), points, why.into()))
+            .await;
+    }
+
+    /// Take one token for a message; over the rate costs [`penalty::FLOOD`].
+    async fn spend_token(&mut self) {
         let now = Instant::now();
-        tokens =
-            (tokens + now.duration_since(last_refill).as_secs_f64() * RATE_PER_SEC).min(RATE_BURST);
-        last_refill = now;
-        let (command, payload) = match frame {
-            Frame::Message { command, payload } => {
-                peer.bytes_in
-                    .fetch_add(24 + payload.len() as u64, Ordering::Relaxed);
-                (command, payload)
-            }
-            Frame::Skipped { len, .. } => {
-                peer.bytes_in.fetch_add(24 + len as u64, Ordering::Relaxed);
-                tokens -= 1.0;
-                continue;
-            }
-            Frame::BadChecksum { command, len } => {
-                peer.bytes_in.fetch_add(24 + len as u64, Ordering::Relaxed);
-                overlay.misbehave(peer, 20, &format!("bad checksum on {command}"));
-                continue;
-            }
-        };
-        if command != cmd::BUMP {
-            tokens -= 1.0;
+        self.tokens = (self.tokens
+            + now.duration_since(self.last_refill).as_secs_f64() * RATE_PER_SEC)
+            .min(RATE_BURST);
+        self.last_refill = now;
+        self.tokens -= 1.0;
+        if self.tokens < 0.0 {
+            self.tokens = 0.0;
+            self.misbehave(penalty::FLOOD, "message flood over the per-peer rate")
+                .await;
         }
-        if tokens < 0.0 {
-            overlay.misbehave(peer, 1, "message flood over the per-peer rate");
-            tokens = 0.0;
+    }
+
+    /// Read until the connection ends; gives the reader back so the caller decides when the
+    /// socket closes.
+    async fn run<R: AsyncRead>(
+        mut self,
+        mut reader: FramedRead<ReadHalf<R>, MessageCodec<Policy>>,
+    ) -> (
+        Result<(), Ended>,
+        FramedRead<ReadHalf<R>, MessageCodec<Policy>>,
+    ) {
+        let our_nonce: u64 = rand::random();
+        self.ctx.nonces.add(our_nonce);
+        let (mut handshake, first) = Handshake::start(
+            self.peer.outbound,
+            our_nonce,
+            &self.ctx.version,
+            self.peer.addr,
+        );
+        for m in &first {
+            self.peer.send(m);
         }
-        let msg = match Message::decode(command, &payload) {
-            Ok(m) => m,
-            Err(e) => {
-                let points = if matches!(e, super::message::DecodeError::TooMany { .. }) {
-                    100
-                } else {
-                    20
-                };
-                overlay.misbehave(peer, points, &e.to_string());
-                continue;
-            }
-        };
-        if !peer.handshake_done() {
-            match msg {
-                Message::Version(v) => {
-                    if got_version {
-                        overlay.misbehave(peer, 10, "duplicate version");
-                        continue;
+        let result = self.read_frames(&mut reader, &mut handshake).await;
+        self.ctx.nonces.remove(our_nonce);
+        (result, reader)
+    }
+
+    async fn read_frames<R: AsyncRead>(
+        &mut self,
+        reader: &mut FramedRead<ReadHalf<R>, MessageCodec<Policy>>,
+        handshake: &mut Handshake,
+    ) -> Result<(), Ended> {
+        let peer = self.peer;
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut ping_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        loop {
+            let frame = tokio::select! {
+                _ = peer.cancel.cancelled() => return Err(Ended::Cancelled),
+                _ = tokio::time::sleep_until(deadline), if !peer.handshake_done() => return Err(Ended::HandshakeTimeout),
+                _ = ping_timer.tick(), if peer.handshake_done() => {
+                    if let Some((_, sent)) = self.ping_out {
+                        if sent.elapsed() > PONG_TIMEOUT {
+                            return Err(Ended::PingTimeout);
+                        }
+                    } else {
+                        let n: u64 = rand::random();
+                        self.ping_out = Some((n, Instant::now()));
+                        peer.send(&Message::Ping(n));
                     }
-                    if overlay.is_own_nonce(v.nonce) {
-                        break Err(Ended::SelfConnection);
-                    }
-                    got_version = true;
-                    {
-                        let mut i = peer.info.locked();
-                        i.user_agent = v.user_agent.chars().take(256).collect();
-                        i.version = v.version;
-                        i.services = v.services.to_u64();
-                        i.start_height = v.start_height;
-                    }
-                    if !peer.outbound {
-                        peer.send(&Message::Version(
-                            overlay.version_message(peer.addr, our_nonce),
-                        ));
-                    }
-                    if v.version >= namecoin::PROTOCOL_VERSION {
-                        peer.send(&Message::Feature {
-                            id: FEATURE_ID.into(),
-                            data: vec![BUMP_PROTOCOL_VERSION],
-                        });
-                    }
-                    peer.send(&Message::Verack);
+                    continue;
                 }
-                Message::Feature { id, data }
-                    if got_version
-                        && id == FEATURE_ID
-                        && data.first().copied().unwrap_or(0) >= 1 =>
-                {
+                f = reader.next() => f,
+            };
+            let (command, payload) = match frame {
+                None => return Err(Ended::Closed),
+                Some(Err(e)) => {
+                    if !matches!(e, WireError::Io(_)) {
+                        self.misbehave(penalty::BAD_FRAME, e.to_string()).await;
+                    }
+                    return Err(Ended::Wire(e));
+                }
+                Some(Ok(Frame::Message { command, payload })) => {
+                    peer.bytes_in
+                        .fetch_add(24 + payload.len() as u64, Ordering::Relaxed);
+                    (command, payload)
+                }
+                Some(Ok(Frame::Skipped { len, .. })) => {
+                    peer.bytes_in.fetch_add(24 + len as u64, Ordering::Relaxed);
+                    self.spend_token().await;
+                    continue;
+                }
+                Some(Ok(Frame::BadChecksum { command, len })) => {
+                    peer.bytes_in.fetch_add(24 + len as u64, Ordering::Relaxed);
+                    self.misbehave(penalty::BAD_CHECKSUM, format!("bad checksum on {command}"))
+                        .await;
+                    continue;
+                }
+            };
+            // Rate limit: every frame costs a token except packets (checked as requested).
+            if command != cmd::BUMP {
+                self.spend_token().await;
+            }
+            let msg = match Message::decode(command, &payload) {
+                Ok(m) => m,
+                Err(e) => {
+                    let points = if matches!(e, DecodeError::TooMany { .. }) {
+                        penalty::TOO_MANY_ENTRIES
+                    } else {
+                        penalty::MALFORMED
+                    };
+                    self.misbehave(points, e.to_string()).await;
+                    continue;
+                }
+            };
+            if !peer.handshake_done() {
+                let step =
+                    handshake.on_message(msg, &self.ctx.nonces, &self.ctx.version, peer.addr);
+                if step.self_connection {
+                    return Err(Ended::SelfConnection);
+                }
+                if let Some(r) = step.remote {
+                    let mut i = peer.info.locked();
+                    i.user_agent = r.user_agent;
+                    i.version = r.version;
+                    i.services = r.services;
+                    i.start_height = r.start_height;
+                }
+                for m in &step.replies {
+                    peer.send(m);
+                }
+                if step.bump {
                     peer.bump.store(true, Ordering::Relaxed);
                 }
-                Message::Verack => {
-                    if !got_version {
-                        overlay.misbehave(peer, 10, "verack before version");
-                        continue;
-                    }
-                    peer.info.locked().handshake_done = true;
-                    overlay.handshake_complete(peer);
+                if let Some((points, why)) = step.penalty {
+                    self.misbehave(points, why).await;
                 }
-                _ => {} // sendaddrv2 and the like before verack: nothing to do
+                if step.done {
+                    peer.info.locked().handshake_done = true;
+                    self.emit(PeerEvent::Connected(peer.clone())).await;
+                }
+                continue;
             }
-            continue;
+            self.dispatch(msg).await;
         }
+    }
+
+    /// A message after the handshake.
+    async fn dispatch(&mut self, msg: Message) {
+        let peer = self.peer;
         match msg {
             Message::Ping(n) => {
                 peer.send(&Message::Pong(n));
             }
             Message::Pong(n) => {
-                if let Some((want, sent)) = ping_out {
+                if let Some((want, sent)) = self.ping_out {
                     if want == n {
                         peer.info.locked().ping_ms = Some(sent.elapsed().as_millis() as u64);
-                        ping_out = None;
+                        self.ping_out = None;
                     }
                 }
             }
             Message::Inv { ids, .. } => {
                 if peer.is_bump() && !ids.is_empty() {
-                    overlay.on_inv(peer, &ids);
+                    self.emit(PeerEvent::Inv(peer.clone(), ids)).await;
                 }
             }
             Message::GetData { ids, .. } => {
-                if !ids.is_empty() {
-                    if !peer.is_bump() {
-                        overlay.misbehave(
-                            peer,
-                            10,
-                            "getdata for BuMP packets from a coin-only peer",
-                        );
-                    } else if !peer.queue_serve(&ids) {
-                        overlay.misbehave(peer, 50, "getdata beyond the serve queue bound");
-                    }
+                if ids.is_empty() {
+                } else if !peer.is_bump() {
+                    self.misbehave(
+                        penalty::GETDATA_FROM_COIN_PEER,
+                        "getdata for BuMP packets from a coin-only peer",
+                    )
+                    .await;
+                } else if !peer.queue_serve(&ids) {
+                    self.misbehave(
+                        penalty::GETDATA_OVER_BOUND,
+                        "getdata beyond the serve queue bound",
+                    )
+                    .await;
                 }
             }
-            Message::NotFound { ids, .. } => overlay.on_notfound(peer, &ids),
-            Message::Bump(p) => overlay.on_packet(peer, *p).await,
+            Message::NotFound { ids, .. } => {
+                self.emit(PeerEvent::NotFound(peer.clone(), ids)).await
+            }
+            Message::Bump(p) => self.emit(PeerEvent::Packet(peer.clone(), p)).await,
             Message::Addr(list) => {
-                let entries: Vec<(u64, SocketAddr)> = list
+                let entries = list
                     .iter()
                     .filter_map(|(_, a)| a.socket_addr().ok().map(|s| (a.services.to_u64(), s)))
                     .collect();
-                overlay.on_addr(peer, &entries);
+                self.emit(PeerEvent::Addr(peer.clone(), entries)).await;
             }
             Message::AddrV2(list) => {
-                let entries: Vec<(u64, SocketAddr)> = list
+                let entries = list
                     .iter()
                     .filter_map(|a| a.socket_addr().ok().map(|s| (a.services.to_u64(), s)))
                     .collect();
-                overlay.on_addr(peer, &entries);
+                self.emit(PeerEvent::Addr(peer.clone(), entries)).await;
             }
             Message::GetAddr => {
-                if peer.is_bump() && !answered_getaddr {
-                    answered_getaddr = true;
-                    overlay.answer_getaddr(peer);
+                if peer.is_bump() && !self.answered_getaddr {
+                    self.answered_getaddr = true;
+                    self.emit(PeerEvent::GetAddr(peer.clone())).await;
                 }
             }
             Message::SendAddrV2 => {}
             Message::Version(_) | Message::Verack => {
-                overlay.misbehave(peer, 10, "handshake message after handshake")
+                self.misbehave(
+                    penalty::HANDSHAKE_ORDER,
+                    "handshake message after handshake",
+                )
+                .await
             }
-            Message::Feature { .. } => overlay.misbehave(peer, 10, "feature after verack"),
+            Message::Feature { .. } => {
+                self.misbehave(penalty::HANDSHAKE_ORDER, "feature after verack")
+                    .await
+            }
         }
-    };
-    overlay.remove_nonce(our_nonce);
-    result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+    use namecoin::Network;
+    use tokio::io::DuplexStream;
+
+    type Far = (
+        FramedRead<ReadHalf<DuplexStream>, MessageCodec<Policy>>,
+        FramedWrite<WriteHalf<DuplexStream>, MessageCodec<Policy>>,
+    );
+
+    fn setup(store: Arc<Store>) -> (Arc<PeerShared>, mpsc::Receiver<PeerEvent>, Far) {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let (tx, rx) = mpsc::channel(64);
+        let magic = Network::Regtest.magic();
+        let ctx = Arc::new(PeerCtx {
+            magic,
+            version: VersionTemplate::new(None),
+            nonces: Arc::new(Nonces::default()),
+            store,
+            trickle: None,
+            events: tx,
+        });
+        let peer = spawn(
+            ctx,
+            1,
+            near,
+            "127.0.0.1:9".parse().unwrap(),
+            false,
+            CancellationToken::new(),
+        );
+        let (rd, wr) = tokio::io::split(far);
+        let far = (
+            FramedRead::new(rd, MessageCodec::new(magic, max_payload as Policy)),
+            FramedWrite::new(wr, MessageCodec::new(magic, max_payload as Policy)),
+        );
+        (peer, rx, far)
+    }
+
+    async fn next_msg(r: &mut FramedRead<ReadHalf<DuplexStream>, MessageCodec<Policy>>) -> Message {
+        let f = tokio::time::timeout(Duration::from_secs(5), r.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("valid frame");
+        match f {
+            Frame::Message { command, payload } => Message::decode(command, &payload).unwrap(),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+
+    async fn next_event(rx: &mut mpsc::Receiver<PeerEvent>) -> PeerEvent {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an event in time")
+            .expect("channel open")
+    }
+
+    fn their_version() -> Message {
+        let mut v = VersionTemplate::new(None).message("127.0.0.1:1".parse().unwrap(), 42);
+        v.user_agent = "/test:1/".into();
+        Message::Version(v)
+    }
+
+    #[tokio::test]
+    async fn handshake_then_inv_getdata_ping_and_penalties_over_a_duplex_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let now = crate::unix_now();
+        let packet = Packet {
+            tag: crate::tag::Tag([3; 20]),
+            expires: now + 3600,
+            body: Box::new([9; crate::packet::BODY_LEN]),
+        };
+        store.insert(&packet, now).unwrap();
+        let (peer, mut rx, (mut rd, mut wr)) = setup(store);
+
+        // Handshake: their version → our version, feature, verack; their feature + verack.
+        wr.send(their_version().encode()).await.unwrap();
+        assert!(matches!(next_msg(&mut rd).await, Message::Version(v) if !v.relay));
+        assert!(matches!(next_msg(&mut rd).await, Message::Feature { .. }));
+        assert_eq!(next_msg(&mut rd).await, Message::Verack);
+        wr.send(
+            Message::Feature {
+                id: super::super::message::FEATURE_ID.into(),
+                data: vec![1],
+            }
+            .encode(),
+        )
+        .await
+        .unwrap();
+        wr.send(Message::Verack.encode()).await.unwrap();
+        match next_event(&mut rx).await {
+            PeerEvent::Connected(p) => assert!(p.is_bump() && p.handshake_done()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(peer.info.locked().user_agent, "/test:1/");
+
+        // Inv becomes an event; ping is answered by the connection itself.
+        let id = PacketId([5; 32]);
+        wr.send(
+            Message::Inv {
+                ids: vec![id],
+                other: 0,
+            }
+            .encode(),
+        )
+        .await
+        .unwrap();
+        match next_event(&mut rx).await {
+            PeerEvent::Inv(_, ids) => assert_eq!(ids, vec![id]),
+            other => panic!("{other:?}"),
+        }
+        wr.send(Message::Ping(77).encode()).await.unwrap();
+        assert_eq!(next_msg(&mut rd).await, Message::Pong(77));
+
+        // getdata is served from the store: the packet, then notfound for an unknown id.
+        wr.send(
+            Message::GetData {
+                ids: vec![packet.id(), id],
+                other: 0,
+            }
+            .encode(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(next_msg(&mut rd).await, Message::Bump(Box::new(packet)));
+        assert!(
+            matches!(next_msg(&mut rd).await, Message::NotFound { ids, .. } if ids == vec![id])
+        );
+
+        // A second version after the handshake is charged.
+        wr.send(their_version().encode()).await.unwrap();
+        match next_event(&mut rx).await {
+            PeerEvent::Misbehaved(_, points, why) => {
+                assert_eq!(points, penalty::HANDSHAKE_ORDER);
+                assert!(why.contains("after handshake"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Closing our end ends the connection with a Closed event.
+        drop(wr);
+        drop(rd);
+        loop {
+            if let PeerEvent::Closed(p, _, ack) = next_event(&mut rx).await {
+                assert_eq!(p.id, 1);
+                let _ = ack.send(());
+                break;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_frame_costs_the_full_score_and_ends_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let (_peer, mut rx, (_rd, wr)) = setup(store);
+        let mut raw = wr.into_inner();
+        tokio::io::AsyncWriteExt::write_all(&mut raw, &[0u8; 24])
+            .await
+            .unwrap();
+        match next_event(&mut rx).await {
+            PeerEvent::Misbehaved(_, points, _) => assert_eq!(points, penalty::BAD_FRAME),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            next_event(&mut rx).await,
+            PeerEvent::Closed(_, Ended::Wire(_), _)
+        ));
+    }
 }

@@ -63,12 +63,13 @@ fn message_json(tag: &Tag, m: &CompleteMessage, with_data: bool) -> MessageJson 
     }
 }
 
+/// The node's parts the RPC methods translate to.
 pub struct RpcImpl {
-    node: Arc<Node>,
-    sender: Arc<SendService>,
-    overlay: Option<Arc<Overlay>>,
-    mix: Option<Arc<Mixer>>,
-    names: Option<Arc<NamesCtx>>,
+    pub node: Arc<Node>,
+    pub sender: Arc<SendService>,
+    pub overlay: Option<Arc<Overlay>>,
+    pub mix: Option<Arc<Mixer>>,
+    pub names: Option<Arc<NamesCtx>>,
 }
 
 fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
@@ -79,22 +80,6 @@ fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
 }
 
 impl RpcImpl {
-    pub fn new(
-        node: Arc<Node>,
-        sender: Arc<SendService>,
-        overlay: Option<Arc<Overlay>>,
-        mix: Option<Arc<Mixer>>,
-        names: Option<Arc<NamesCtx>>,
-    ) -> Self {
-        RpcImpl {
-            node,
-            sender,
-            overlay,
-            mix,
-            names,
-        }
-    }
-
     fn names(&self) -> RpcResult<&Arc<NamesCtx>> {
         self.names
             .as_ref()
@@ -355,11 +340,7 @@ impl BumpApiServer for RpcImpl {
 /// Start serving on `bind` (port 0 picks a free port). Returns the bound address and a handle
 /// whose `stop()` ends the server.
 pub async fn start(
-    node: Arc<Node>,
-    sender: Arc<SendService>,
-    overlay: Option<Arc<Overlay>>,
-    mix: Option<Arc<Mixer>>,
-    names: Option<Arc<NamesCtx>>,
+    methods: RpcImpl,
     bind: SocketAddr,
     creds: Credentials,
     max_body_bytes: u32,
@@ -379,6 +360,6 @@ pub async fn start(
         .build(bind)
         .await?;
     let addr = server.local_addr()?;
-    let handle = server.start(RpcImpl::new(node, sender, overlay, mix, names).into_rpc());
+    let handle = server.start(methods.into_rpc());
     Ok((addr, handle))
 }

@@ -78,8 +78,7 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
         let now = crate::unix_now();
-        let ttl = cfg.ttl.min(sender.node().limits().max_ttl);
-        let pol = match sender.policy(cfg.tau, Some(ttl), now) {
+        let pol = match sender.own_policy(cfg.tau, cfg.ttl, now) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("cover traffic stopped: {e}");

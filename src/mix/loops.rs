@@ -183,8 +183,7 @@ pub async fn run(
                 others.shuffle(&mut rand::rngs::OsRng);
                 others.truncate(cfg.middle_hops.max(1));
                 let now = crate::unix_now();
-                let ttl = cfg.ttl.min(sender.node().limits().max_ttl);
-                let pol = match sender.policy(cfg.tau, Some(ttl), now) {
+                let pol = match sender.own_policy(cfg.tau, cfg.ttl, now) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!("loop packets stopped: {e}");

@@ -186,6 +186,12 @@ impl SendService {
         })
     }
 
+    /// The policy of the node's own packets (cover, loops): like [`SendService::policy`], with
+    /// their TTL capped at the node's maximum.
+    pub fn own_policy(&self, tau: Tau, ttl: u32, now: u32) -> Result<RoutePolicy, SendError> {
+        self.policy(tau, Some(ttl.min(self.node.limits().max_ttl)), now)
+    }
+
     /// The route for a send: `via` as given (keys or names), else `hops` random directory
     /// mixes (default: the node's, 0 without namecoind).
     pub async fn route(&self, via: &[String], hops: Option<usize>) -> Result<Vec<Hop>, SendError> {

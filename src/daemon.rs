@@ -273,6 +273,7 @@ pub async fn start(
     let (addr, handle) = crate::rpc::server::start(
         crate::rpc::server::RpcImpl {
             node: node.clone(),
+            page_bytes: crate::rpc::server::page_bytes(max_body),
             sender: sender.clone(),
             overlay: Some(overlay.clone()),
             mix: Some(mix.clone()),

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if !matches!(cli.cmd, Cmd::Node(_)) && !is_demo(&cli.cmd) {
+        restore_sigpipe();
+    }
     let network = cli.network_flag();
     let cmd = match cli.cmd {
         Cmd::Tag { tag } => return cli::mix::tag(&tag),
@@ -65,6 +68,27 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(client_command(&ctx, cmd))
+}
+
+fn is_demo(_cmd: &Cmd) -> bool {
+    #[cfg(feature = "demo")]
+    if matches!(_cmd, Cmd::Demo) {
+        return true;
+    }
+    false
+}
+
+/// Client commands print to stdout, often into a pipe (`bump get TAG | head`). Rust ignores
+/// SIGPIPE, which turns a closed pipe into a panic inside `println!`; restore the default so
+/// the process ends quietly, as other Unix tools do (exit status 141 in the shell). The node
+/// keeps ignoring it: its sockets report a closed peer as an error instead.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once on the main thread before any other thread writes to a pipe;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Commands that talk to a running node.

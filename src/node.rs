@@ -8,7 +8,7 @@
 
 use crate::message::{self, Assembler, CompleteMessage, MessageError, MessageId, PartialMessage};
 use crate::packet::{Packet, PacketError, PacketId, DEFAULT_MAX_TTL};
-use crate::store::{Inserted, Store, StoreError};
+use crate::store::{Inserted, Store, StoreError, TagRead};
 use crate::tag::Tag;
 use namecoin::Network;
 use std::path::PathBuf;
@@ -234,29 +234,50 @@ impl Node {
         Ok((id, n, expires))
     }
 
-    /// Packets of a tag in arrival order, with their sequence numbers.
-    pub async fn packets(&self, tag: Tag) -> Result<Vec<(u64, Packet)>, NodeError> {
+    /// Unexpired packets of a tag with seq > `after`, at most `limit`, and its damaged ones.
+    pub async fn read(&self, tag: Tag, after: u64, limit: usize) -> Result<TagRead, NodeError> {
         let store = self.store.clone();
-        let limit = self.limits.max_read_packets;
-        let r = tokio::task::spawn_blocking(move || store.by_tag(&tag, 0, limit))
+        let limit = limit.min(self.limits.max_read_packets);
+        let now = crate::unix_now();
+        let r = tokio::task::spawn_blocking(move || store.read_tag(&tag, after, limit, now))
             .await
             .map_err(|_| StoreError::Corrupt("read task panicked"))?;
         Ok(r?)
     }
 
+    /// Unexpired packets of a tag in arrival order, with their sequence numbers.
+    pub async fn packets(&self, tag: Tag) -> Result<Vec<(u64, Packet)>, NodeError> {
+        Ok(self.read(tag, 0, usize::MAX).await?.packets)
+    }
+
     /// Reassemble the messages of a tag.
-    pub async fn messages(
-        &self,
-        tag: Tag,
-    ) -> Result<(Vec<CompleteMessage>, Vec<PartialMessage>, usize), NodeError> {
+    pub async fn messages(&self, tag: Tag) -> Result<TagMessages, NodeError> {
+        let read = self.read(tag, 0, usize::MAX).await?;
         let mut a = Assembler::new();
-        for (seq, p) in self.packets(tag).await? {
-            a.push(seq, &p);
+        for (seq, p) in &read.packets {
+            a.push(*seq, p);
         }
         let unframed = a.unframed;
         let (done, partial) = a.finish();
-        Ok((done, partial, unframed))
+        Ok(TagMessages {
+            done,
+            partial,
+            unframed,
+            damaged: read.damaged,
+        })
     }
+}
+
+/// What reading a tag's messages found.
+#[derive(Debug, Default)]
+pub struct TagMessages {
+    /// Complete messages in completion order.
+    pub done: Vec<CompleteMessage>,
+    pub partial: Vec<PartialMessage>,
+    /// Packets that carry no message frame.
+    pub unframed: usize,
+    /// Damaged packets of the tag, by segment file.
+    pub damaged: Vec<String>,
 }
 
 #[cfg(test)]
@@ -307,10 +328,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(rx.recv().await.unwrap().packet.tag, Tag([1; 20]));
         }
-        let (done, partial, unframed) = n.messages(Tag([1; 20])).await.unwrap();
-        assert_eq!((done.len(), partial.len(), unframed), (1, 0, 0));
-        assert_eq!(done[0].id, id);
-        assert_eq!(done[0].data, data);
+        let m = n.messages(Tag([1; 20])).await.unwrap();
+        assert_eq!((m.done.len(), m.partial.len(), m.unframed), (1, 0, 0));
+        assert_eq!(m.done[0].id, id);
+        assert_eq!(m.done[0].data, data);
         assert!(matches!(
             n.send_message(Tag([1; 20]), &[0; 5001], None, now).await,
             Err(NodeError::Message(MessageError::TooLarge { .. }))

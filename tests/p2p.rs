@@ -388,8 +388,8 @@ fn requested_packets_from_a_raw_peer_are_accepted() {
 #[test]
 fn our_version_matches_the_recorded_namecoind_session() {
     // The fixture's outgoing version and feature are the shapes namecoind accepted.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/namecoind/p2p.json");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/namecoind/p2p.json");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let msgs = v["messages"].as_array().unwrap();
@@ -450,7 +450,6 @@ fn real_namecoind_interop() {
             "-dnsseed=0",
             "-fixedseeds=0",
             "-discover=0",
-            "-upnp=0",
             "-natpmp=0",
         ])
         .stdout(std::process::Stdio::null())

@@ -1,4 +1,4 @@
-//! The recorded real-namecoind P2P session (`shared/fixtures/namecoind/p2p.json`) decoded with
+//! The recorded real-namecoind P2P session (`tests/fixtures/namecoind/p2p.json`) decoded with
 //! this crate: framing, checksums, AuxPoW headers and blocks. The fixture is the truth.
 
 use namecoin::auxpow::{
@@ -9,7 +9,7 @@ use namecoin::Network;
 use tokio_util::codec::Decoder;
 
 fn fixture_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/namecoind")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/namecoind")
 }
 
 fn load(name: &str) -> String {

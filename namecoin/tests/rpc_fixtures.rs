@@ -1,4 +1,4 @@
-//! Every recorded real-namecoind JSON-RPC answer (`shared/fixtures/namecoind/rpc.jsonl`) goes
+//! Every recorded real-namecoind JSON-RPC answer (`tests/fixtures/namecoind/rpc.jsonl`) goes
 //! through the client's decoder into its typed form, and every recorded error maps to the
 //! right [`RpcError`]. The fixture is the truth.
 
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 fn lines() -> Vec<Value> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/namecoind/rpc.jsonl");
+        .join("../tests/fixtures/namecoind/rpc.jsonl");
     let text =
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{} missing: {e}", p.display()));
     text.lines()

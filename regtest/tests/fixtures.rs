@@ -1,4 +1,4 @@
-//! The stand-in replays the recorded real-namecoind story (`shared/fixtures/namecoind/
+//! The stand-in replays the recorded real-namecoind story (`tests/fixtures/namecoind/
 //! rpc.jsonl`) request by request and must answer with the same HTTP status, the same error
 //! code and message, and results of the same shape (every recorded key present, same JSON
 //! types). Values that differ by nature (txids, addresses, hashes, rand) are mapped from the
@@ -127,7 +127,7 @@ fn same_shape(rec: &Value, ours: &Value, at: &str) -> Result<(), String> {
 #[tokio::test]
 async fn the_stand_in_answers_the_recorded_story_like_namecoind() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/namecoind/rpc.jsonl");
+        .join("../tests/fixtures/namecoind/rpc.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     let dir = tempfile_dir();
     let rt = Regtest::start(RegtestConfig::new(&dir)).await.unwrap();

@@ -16,7 +16,7 @@ use tokio_util::codec::Framed;
 
 fn recorded_inbound_handshake() -> Vec<String> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/namecoind/p2p.json");
+        .join("../tests/fixtures/namecoind/p2p.json");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     v["messages"]
         .as_array()

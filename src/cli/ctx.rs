@@ -33,17 +33,36 @@ impl Ctx {
     }
 }
 
-/// The bytes of FILE, or of stdin for `-`.
-pub fn read_input(path: &Path) -> Result<Vec<u8>> {
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("cannot read stdin")?;
-        Ok(buf)
+/// The bytes of FILE, or of stdin for `-`, read as a stream and refused as soon as they pass
+/// `limit` bytes (so `/dev/zero` or a huge sparse file costs `limit`, not its size).
+pub fn read_input(path: &Path, limit: usize) -> Result<Vec<u8>> {
+    let name = if path == Path::new("-") {
+        "stdin".to_string()
     } else {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        path.display().to_string()
+    };
+    let reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).with_context(|| format!("cannot read {name}"))?)
+    };
+    let mut buf = Vec::new();
+    reader
+        .take(limit.saturating_add(1) as u64)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read {name}"))?;
+    if buf.len() > limit {
+        return Err(TooLarge { name, limit }.into());
     }
+    Ok(buf)
+}
+
+/// Input over the size the command accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is over {limit} bytes")]
+pub struct TooLarge {
+    pub name: String,
+    pub limit: usize,
 }
 
 /// Write all of `bytes` to stdout at once (nothing half-written on an earlier error).

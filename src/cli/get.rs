@@ -39,68 +39,112 @@ pub struct WatchArgs {
     count: Option<usize>,
 }
 
-/// The packets of a tag as JSON lines (interchange form).
-pub async fn packet_lines(ctx: &Ctx, tag: Tag) -> Result<(String, usize)> {
-    let packets = ctx
-        .client()?
-        .get_packets(tag.to_hex())
-        .await
-        .map_err(classify)?;
-    let mut out = String::new();
-    for p in &packets {
-        out.push_str(&serde_json::to_string(p)?);
-        out.push('\n');
+/// Write a tag's packets as JSON lines (interchange form) to `out`, a page at a time, so a tag
+/// of any size is read with bounded memory. Returns how many packets were written.
+pub async fn write_packet_lines(ctx: &Ctx, tag: Tag, out: &mut dyn Write) -> Result<usize> {
+    let client = ctx.client()?;
+    let mut after = None;
+    let mut n = 0;
+    let mut warned = false;
+    loop {
+        let page = client
+            .packet_page(tag.to_hex(), after, None)
+            .await
+            .map_err(classify)?;
+        if !page.damaged.is_empty() && !warned {
+            warn_damaged(&page.damaged);
+            warned = true;
+        }
+        let mut buf = String::new();
+        for p in &page.packets {
+            buf.push_str(&serde_json::to_string(p)?);
+            buf.push('\n');
+        }
+        out.write_all(buf.as_bytes())?;
+        n += page.packets.len();
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
     }
-    Ok((out, packets.len()))
+    out.flush()?;
+    Ok(n)
+}
+
+/// Tell the user that some of a tag's packets are damaged on disk, and where.
+fn warn_damaged(damaged: &[String]) {
+    let mut files: Vec<&str> = damaged.iter().map(|s| s.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    eprintln!(
+        "bump: warning: {} packet(s) under this tag are damaged on disk (segment {}); the messages they belong to cannot be complete",
+        damaged.len(),
+        files.join(", ")
+    );
 }
 
 pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<()> {
     let tag = Tag::from_arg(&a.tag)?;
     if a.json {
-        let (out, _) = packet_lines(ctx, tag).await?;
-        return write_stdout(out.as_bytes());
+        write_packet_lines(ctx, tag, &mut std::io::stdout().lock()).await?;
+        return Ok(());
     }
-    let opts = GetOptions {
-        msgid: a.id.clone(),
-        last: a.last,
-        no_data: a.partial || a.list,
-    };
-    let r = ctx
-        .client()?
-        .get_messages(tag.to_hex(), Some(opts))
-        .await
-        .map_err(classify)?;
-    if a.partial {
-        let mut out = String::new();
-        for p in &r.partial {
-            out.push_str(&format!("{} {}/{} parts\n", p.msgid, p.have, p.count));
+    let client = ctx.client()?;
+    let mut after = None;
+    let mut printed = 0usize;
+    loop {
+        let opts = GetOptions {
+            msgid: a.id.clone(),
+            last: a.last,
+            no_data: a.partial || a.list,
+            after,
+            max_bytes: None,
+        };
+        let r = client
+            .get_messages(tag.to_hex(), Some(opts))
+            .await
+            .map_err(classify)?;
+        let first = after.is_none();
+        if first && !r.damaged.is_empty() {
+            warn_damaged(&r.damaged);
         }
-        return write_stdout(out.as_bytes());
-    }
-    if a.list {
-        let mut out = String::new();
+        if a.partial {
+            let mut out = String::new();
+            for p in &r.partial {
+                out.push_str(&format!("{} {}/{} parts\n", p.msgid, p.have, p.count));
+            }
+            return write_stdout(out.as_bytes());
+        }
+        if first && !a.list && !r.partial.is_empty() {
+            eprintln!(
+                "bump: note: {} incomplete message(s) under this tag are not printed; `bump get --partial` lists them",
+                r.partial.len()
+            );
+        }
+        if first && r.messages.is_empty() {
+            match &a.id {
+                Some(id) => bail!("no complete message {id} under tag {tag}"),
+                None => bail!("no complete message under tag {tag}"),
+            }
+        }
+        // A page at a time: memory stays bounded by the node's page size.
+        let mut out = Vec::new();
         for m in &r.messages {
-            out.push_str(&format!("{} {} bytes {} parts\n", m.msgid, m.size, m.parts));
+            if a.list {
+                out.extend(format!("{} {} bytes {} parts\n", m.msgid, m.size, m.parts).bytes());
+            } else {
+                out.extend(B64.decode(&m.data).context("node sent malformed base64")?);
+            }
         }
-        return write_stdout(out.as_bytes());
-    }
-    if !r.partial.is_empty() {
-        eprintln!(
-            "bump: note: {} incomplete message(s) under this tag are not printed; `bump get --partial` lists them",
-            r.partial.len()
-        );
-    }
-    if r.messages.is_empty() {
-        match a.id {
-            Some(id) => bail!("no complete message {id} under tag {tag}"),
-            None => bail!("no complete message under tag {tag}"),
+        write_stdout(&out)?;
+        printed += r.messages.len();
+        match (r.more, r.messages.last()) {
+            (true, Some(m)) => after = Some(m.seq),
+            _ => break,
         }
     }
-    let mut out = Vec::new();
-    for m in &r.messages {
-        out.extend(B64.decode(&m.data).context("node sent malformed base64")?);
-    }
-    write_stdout(&out)
+    tracing::debug!(printed, "messages written");
+    Ok(())
 }
 
 pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<()> {

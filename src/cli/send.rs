@@ -1,8 +1,8 @@
 //! `bump send TAG FILE`: checks the arguments here (tag, durations, Tau level) so mistakes
 //! are caught before the node is asked, then hands the bytes to the node's `bump_send`.
 
-use super::ctx::{read_input, Ctx, B64};
-use anyhow::{bail, Result};
+use super::ctx::{read_input, Ctx, TooLarge, B64};
+use anyhow::Result;
 use base64::Engine as _;
 use bump::mix::tau::{Tau, TauLevel};
 use bump::rpc::api::{BumpApiClient, SendParams};
@@ -70,17 +70,17 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
         );
     }
 
-    let data = read_input(&a.file)?;
     let client = ctx.client()?;
     let status = client.status().await.map_err(classify)?;
-    if data.len() > status.max_message_size {
-        bail!(
-            "{} is {} bytes, over the node's message limit of {} bytes (see `bump node --max-message-size`)",
-            a.file.display(),
-            data.len(),
-            status.max_message_size
-        );
-    }
+    let limit = status.max_message_size;
+    let data = read_input(&a.file, limit).map_err(|e| match e.downcast_ref::<TooLarge>() {
+        Some(t) => anyhow::anyhow!(
+            "{} is over the node's message limit of {} bytes (see `bump node --max-message-size`)",
+            t.name,
+            limit
+        ),
+        None => e,
+    })?;
     let params = SendParams {
         tag: tag.to_hex(),
         data: B64.encode(&data),

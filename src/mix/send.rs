@@ -416,9 +416,9 @@ mod tests {
         let s = service(dir.path());
         let sent = s.send(req(1, b"hello")).await.unwrap();
         assert_eq!((sent.hops, sent.packets, sent.bytes), (0, 1, 5));
-        let (done, _, _) = s.node().messages(Tag([1; 20])).await.unwrap();
-        assert_eq!(done[0].data, b"hello");
-        assert_eq!(done[0].id, sent.msgid);
+        let m = s.node().messages(Tag([1; 20])).await.unwrap();
+        assert_eq!(m.done[0].data, b"hello");
+        assert_eq!(m.done[0].id, sent.msgid);
     }
 
     #[tokio::test]

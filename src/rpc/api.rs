@@ -10,26 +10,30 @@ use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::{Deserialize, Serialize};
 
-/// Error codes returned by the node (JSON-RPC "server error" range).
+/// Error codes returned by the node. They sit at -32101 and below so they never collide with
+/// the codes the JSON-RPC server itself uses (-32000 to -32011: oversized request or
+/// response, server busy, ...), which docs/rpc.md lists too.
 pub mod codes {
     /// Bad parameters: malformed tag, base64, message id, or options.
     pub const INVALID_PARAMS: i32 = -32602;
     /// A message over the node's size limit.
-    pub const MESSAGE_TOO_LARGE: i32 = -32001;
+    pub const MESSAGE_TOO_LARGE: i32 = -32101;
     /// The store is full and nothing has expired.
-    pub const STORE_FULL: i32 = -32002;
+    pub const STORE_FULL: i32 = -32102;
     /// A packet is malformed or outside the accepted expiry window.
-    pub const INVALID_PACKET: i32 = -32003;
+    pub const INVALID_PACKET: i32 = -32103;
     /// The node failed internally (storage error).
-    pub const INTERNAL: i32 = -32004;
+    pub const INTERNAL: i32 = -32104;
     /// A TTL outside the accepted range.
-    pub const BAD_TTL: i32 = -32005;
+    pub const BAD_TTL: i32 = -32105;
     /// The node has no namecoind configured.
-    pub const NO_NAMECOIND: i32 = -32006;
+    pub const NO_NAMECOIND: i32 = -32106;
     /// namecoind failed or could not be reached (message says which).
-    pub const NAMECOIND: i32 = -32007;
+    pub const NAMECOIND: i32 = -32107;
     /// A mix name that does not exist or whose record is rejected.
-    pub const BAD_MIX: i32 = -32008;
+    pub const BAD_MIX: i32 = -32108;
+    /// A reply would exceed the response size limit: page through it instead.
+    pub const TOO_BIG: i32 = -32109;
 }
 
 pub fn rpc_error(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
@@ -37,6 +41,7 @@ pub fn rpc_error(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendParams {
     pub tag: String,
     /// Message bytes, base64.
@@ -77,6 +82,7 @@ pub struct SendResult {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GetOptions {
     /// Only this message (32 hex digits).
     #[serde(default)]
@@ -87,6 +93,13 @@ pub struct GetOptions {
     /// Leave out the data (for listings).
     #[serde(default)]
     pub no_data: bool,
+    /// Only messages completed after this seq (a previous page's last `seq`).
+    #[serde(default)]
+    pub after: Option<u64>,
+    /// Stop adding messages once their data passes this many bytes (at least one message is
+    /// returned); `more` says whether any were left. Default and cap: the node's page size.
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +128,25 @@ pub struct MessagesResult {
     pub partial: Vec<PartialJson>,
     /// Packets under the tag that carry no message frame (e.g. onion packets).
     pub unframed: usize,
+    /// Packets of the tag whose bytes on disk are damaged, by segment file (one entry each):
+    /// their messages cannot complete.
+    #[serde(default)]
+    pub damaged: Vec<String>,
+    /// More complete messages follow: ask again with `after` = the last message's `seq`.
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// One page of a tag's raw packets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PacketPage {
+    pub packets: Vec<PacketJson>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default)]
+    pub next: Option<u64>,
+    /// Packets of the tag whose bytes on disk are damaged, by segment file.
+    #[serde(default)]
+    pub damaged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,9 +188,20 @@ pub trait BumpApi {
         options: Option<GetOptions>,
     ) -> RpcResult<MessagesResult>;
 
-    /// Raw packets of a tag in interchange form, in arrival order.
+    /// Raw packets of a tag in interchange form, in arrival order (a tag too large for one
+    /// reply is refused with TOO_BIG: use `packetpage`).
     #[method(name = "getpackets")]
     async fn get_packets(&self, tag: String) -> RpcResult<Vec<PacketJson>>;
+
+    /// A page of a tag's raw packets: those with seq > `after`, at most `limit` (default and
+    /// cap 4096).
+    #[method(name = "packetpage")]
+    async fn packet_page(
+        &self,
+        tag: String,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> RpcResult<PacketPage>;
 
     /// Store packets given in interchange form. All are checked first; if one is invalid,
     /// none is stored.

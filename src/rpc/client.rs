@@ -11,6 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long the command line waits for one RPC answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no BuMP node is running for network '{network}' with datadir {netdir} (start one with `bump{flag} node`)")]
@@ -27,6 +30,8 @@ pub enum ClientError {
     Node(String),
     #[error("RPC transport error: {0}")]
     Transport(String),
+    #[error("no answer from the node at {addr} within {secs} s: the address may belong to another program (a stale rpc.addr: restart the node) or the node is stuck")]
+    Timeout { addr: String, secs: u64 },
     #[error("bad RPC address in {path}: {text:?}")]
     BadAddrFile { path: PathBuf, text: String },
 }
@@ -99,7 +104,7 @@ impl Target {
             .set_headers(self.headers())
             .max_request_size(max_bytes)
             .max_response_size(max_bytes)
-            .request_timeout(Duration::from_secs(600))
+            .request_timeout(REQUEST_TIMEOUT)
             .build(format!("http://{}", self.addr))
             .map_err(classify)
     }
@@ -109,6 +114,8 @@ impl Target {
             .set_headers(self.headers())
             .max_request_size(max_bytes)
             .max_response_size(max_bytes)
+            .request_timeout(REQUEST_TIMEOUT)
+            .connection_timeout(REQUEST_TIMEOUT)
             .build(format!("ws://{}", self.addr))
             .await
             .map_err(classify)
@@ -120,6 +127,10 @@ pub fn classify(e: jsonrpsee::core::ClientError) -> ClientError {
     use jsonrpsee::core::ClientError as E;
     match e {
         E::Call(obj) => ClientError::Node(obj.message().to_string()),
+        E::RequestTimeout => ClientError::Timeout {
+            addr: "its RPC address".into(),
+            secs: REQUEST_TIMEOUT.as_secs(),
+        },
         other => {
             let s = other.to_string();
             if s.contains("401") || s.contains("Unauthorized") {

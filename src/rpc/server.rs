@@ -3,7 +3,7 @@
 
 use super::api::{
     codes, rpc_error, BumpApiServer, GetOptions, ImportResult, MessageJson, MessagesResult,
-    PartialJson, SendParams, SendResult, StatusResult,
+    PacketPage, PartialJson, SendParams, SendResult, StatusResult,
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, CompleteMessage, MessageError, MessageId};
@@ -44,6 +44,17 @@ fn node_error(e: NodeError) -> ErrorObjectOwned {
     rpc_error(code, e.to_string())
 }
 
+/// Most packets one `packetpage` reply carries.
+pub const PACKET_PAGE: usize = 4096;
+/// Upper bound of one packet's interchange JSON (1024 bytes as base64 plus the tag and keys).
+const PACKET_JSON_BYTES: usize = 1500;
+
+/// Message bytes per `getmessages` page for a response size limit: base64 grows data by 4/3;
+/// leave 1 MiB for the JSON around it.
+pub fn page_bytes(max_body: u32) -> usize {
+    ((max_body as usize).saturating_sub(1 << 20) / 4 * 3).max(1 << 20)
+}
+
 fn parse_tag(s: &str) -> Result<Tag, ErrorObjectOwned> {
     Tag::from_arg(s).map_err(|e| rpc_error(codes::INVALID_PARAMS, e.to_string()))
 }
@@ -66,6 +77,8 @@ fn message_json(tag: &Tag, m: &CompleteMessage, with_data: bool) -> MessageJson 
 /// The node's parts the RPC methods translate to.
 pub struct RpcImpl {
     pub node: Arc<Node>,
+    /// Most message bytes one `getmessages` page carries (fits the response size limit).
+    pub page_bytes: usize,
     pub sender: Arc<SendService>,
     pub overlay: Option<Arc<Overlay>>,
     pub mix: Option<Arc<Mixer>>,
@@ -161,8 +174,8 @@ impl BumpApiServer for RpcImpl {
             })?),
             None => None,
         };
-        let (mut done, mut partial, unframed) =
-            self.node.messages(tag).await.map_err(node_error)?;
+        let found = self.node.messages(tag).await.map_err(node_error)?;
+        let (mut done, mut partial) = (found.done, found.partial);
         if let Some(id) = want {
             done.retain(|m| m.id == id);
             partial.retain(|p| p.id == id);
@@ -170,12 +183,28 @@ impl BumpApiServer for RpcImpl {
         if opts.last && done.len() > 1 {
             done.drain(..done.len() - 1);
         }
+        // One page: messages completed after `after`, until their data passes the page size
+        // (at least one message per page, so any message the node holds can be read).
+        let after = opts.after.unwrap_or(0);
+        let budget = opts
+            .max_bytes
+            .unwrap_or(self.page_bytes)
+            .min(self.page_bytes);
+        let mut messages = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        for m in done.iter().filter(|m| m.completed_seq > after) {
+            let size = if opts.no_data { 0 } else { m.data.len() };
+            if !messages.is_empty() && bytes + size > budget {
+                more = true;
+                break;
+            }
+            bytes += size;
+            messages.push(message_json(&tag, m, !opts.no_data));
+        }
         Ok(MessagesResult {
             tag: tag.to_hex(),
-            messages: done
-                .iter()
-                .map(|m| message_json(&tag, m, !opts.no_data))
-                .collect(),
+            messages,
             partial: partial
                 .iter()
                 .map(|p| PartialJson {
@@ -184,14 +213,52 @@ impl BumpApiServer for RpcImpl {
                     count: p.count,
                 })
                 .collect(),
-            unframed,
+            unframed: found.unframed,
+            damaged: found.damaged,
+            more,
         })
     }
 
     async fn get_packets(&self, tag: String) -> RpcResult<Vec<PacketJson>> {
         let tag = parse_tag(&tag)?;
-        let packets = self.node.packets(tag).await.map_err(node_error)?;
-        Ok(packets.iter().map(|(_, p)| p.to_json()).collect())
+        // Each packet is about 1.4 KB of JSON: refuse clearly rather than build a reply the
+        // server will not send.
+        let fits = self.page_bytes / PACKET_JSON_BYTES;
+        let read = self.node.read(tag, 0, fits).await.map_err(node_error)?;
+        if read.more {
+            return Err(rpc_error(
+                codes::TOO_BIG,
+                format!(
+                    "tag {tag} holds more than {fits} packets, too many for one reply: page with bump_packetpage (bump export does)"
+                ),
+            ));
+        }
+        Ok(read.packets.iter().map(|(_, p)| p.to_json()).collect())
+    }
+
+    async fn packet_page(
+        &self,
+        tag: String,
+        after: Option<u64>,
+        limit: Option<usize>,
+    ) -> RpcResult<PacketPage> {
+        let tag = parse_tag(&tag)?;
+        let limit = limit
+            .unwrap_or(PACKET_PAGE)
+            .clamp(1, PACKET_PAGE.min(self.page_bytes / PACKET_JSON_BYTES));
+        let read = self
+            .node
+            .read(tag, after.unwrap_or(0), limit)
+            .await
+            .map_err(node_error)?;
+        Ok(PacketPage {
+            next: read
+                .more
+                .then(|| read.packets.last().map(|(seq, _)| *seq))
+                .flatten(),
+            packets: read.packets.iter().map(|(_, p)| p.to_json()).collect(),
+            damaged: read.damaged,
+        })
     }
 
     async fn import_packets(&self, packets: Vec<PacketJson>) -> RpcResult<ImportResult> {

@@ -74,6 +74,23 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// What reading a tag found.
+#[derive(Debug, Default)]
+pub struct TagRead {
+    /// Readable, unexpired packets with their arrival seq.
+    pub packets: Vec<(u64, Packet)>,
+    /// One entry per packet of the tag whose bytes are damaged: the segment file's name.
+    pub damaged: Vec<String>,
+    /// The limit cut the read short.
+    pub more: bool,
+}
+
+enum Lookup {
+    Found(u64, Packet),
+    Missing,
+    Damaged(Location),
+}
+
 /// Store settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -319,45 +336,76 @@ impl Store {
         Ok(())
     }
 
-    /// Look up one packet with its arrival sequence number.
+    /// Look up one packet with its arrival sequence number, expired or not (the sweeper may
+    /// not have reached it yet): readers that serve or show packets use [`Store::get_live`].
     pub fn get(&self, id: &PacketId) -> Result<Option<(u64, Packet)>, StoreError> {
+        Ok(match self.lookup(id)? {
+            Lookup::Found(seq, p) => Some((seq, p)),
+            Lookup::Missing | Lookup::Damaged(_) => None,
+        })
+    }
+
+    /// One packet that has not expired at `now`.
+    pub fn get_live(&self, id: &PacketId, now: u32) -> Result<Option<(u64, Packet)>, StoreError> {
+        Ok(self.get(id)?.filter(|(_, p)| p.expires > now))
+    }
+
+    fn lookup(&self, id: &PacketId) -> Result<Lookup, StoreError> {
         let Some(v) = self.packets.get(id.0)? else {
-            return Ok(None);
+            return Ok(Lookup::Missing);
         };
         let (seq, loc) = decode_entry(&v)?;
-        // Bytes that do not hash to the id (a write torn by an OS crash, a deleted segment)
-        // count as missing.
+        // Bytes that do not hash to the id (a write torn by an OS crash, a damaged or deleted
+        // segment) are damaged: the index says the packet is there, the bytes are not it.
         match self.segments.read(loc) {
-            Ok(bytes) if PacketId::of_bytes(&bytes) == *id => {
-                let p = Packet::decode(&bytes).map_err(|_| StoreError::Corrupt("packet bytes"))?;
-                Ok(Some((seq, p)))
-            }
+            Ok(bytes) if PacketId::of_bytes(&bytes) == *id => match Packet::decode(&bytes) {
+                Ok(p) => Ok(Lookup::Found(seq, p)),
+                Err(_) => Ok(Lookup::Damaged(loc)),
+            },
             Ok(_) => {
-                tracing::warn!("packet bytes on disk do not match their id; treating as missing");
-                Ok(None)
+                tracing::warn!(
+                    segment = %self.segments.name(loc.hour),
+                    offset = loc.offset,
+                    "packet bytes on disk do not match their id"
+                );
+                Ok(Lookup::Damaged(loc))
             }
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     || e.kind() == std::io::ErrorKind::UnexpectedEof =>
             {
-                Ok(None)
+                Ok(Lookup::Damaged(loc))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// All packets of a tag with seq > `after`, in arrival order, at most `limit`.
+    /// All packets of a tag with seq > `after`, in arrival order, at most `limit`, expired or
+    /// not. See [`Store::read_tag`] for readers.
     pub fn by_tag(
         &self,
         tag: &Tag,
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Packet)>, StoreError> {
+        Ok(self.read_tag(tag, after, limit, 0)?.packets)
+    }
+
+    /// The unexpired packets of a tag with seq > `after`, in arrival order, at most `limit`,
+    /// and the packets of the tag whose bytes on disk are damaged (by segment file).
+    pub fn read_tag(
+        &self,
+        tag: &Tag,
+        after: u64,
+        limit: usize,
+        now: u32,
+    ) -> Result<TagRead, StoreError> {
         let start = tag_key(tag, after.saturating_add(1));
         let end = tag_key(tag, u64::MAX);
-        let mut out = Vec::new();
+        let mut out = TagRead::default();
         for item in self.by_tag.range(start..=end) {
-            if out.len() >= limit {
+            if out.packets.len() >= limit {
+                out.more = true;
                 break;
             }
             let (k, id) = item?;
@@ -371,15 +419,20 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt("tag key"))?,
             );
             // Dangling entries (packet swept, or an insert cut short by a crash) are skipped.
-            match self.get(&PacketId(id))? {
-                Some(entry) if entry.0 == seq => out.push(entry),
+            match self.lookup(&PacketId(id))? {
+                Lookup::Found(s, p) if s == seq => {
+                    if p.expires > now {
+                        out.packets.push((s, p))
+                    }
+                }
+                Lookup::Damaged(loc) => out.damaged.push(self.segments.name(loc.hour)),
                 _ => {}
             }
         }
         Ok(out)
     }
 
-    /// Ids of all held packets (for catch-up with peers).
+    /// Ids of all held packets, expired or not.
     pub fn ids(&self) -> impl Iterator<Item = Result<PacketId, StoreError>> + '_ {
         self.packets.iter().keys().map(|k| {
             let k = k?;
@@ -387,6 +440,20 @@ impl Store {
                 .as_ref()
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("packet key"))?;
+            Ok(PacketId(id))
+        })
+    }
+
+    /// Ids of the packets that have not expired at `now` (for catch-up with peers), from the
+    /// expiry index, so nothing the sweeper has not reached yet is announced.
+    pub fn live_ids(&self, now: u32) -> impl Iterator<Item = Result<PacketId, StoreError>> + '_ {
+        let start = expiry_key(now.saturating_add(1), 0);
+        self.by_expiry.range(&start[..]..).values().map(|v| {
+            let v = v?;
+            let id: [u8; 32] = v
+                .get(..32)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(StoreError::Corrupt("expiry index"))?;
             Ok(PacketId(id))
         })
     }

@@ -53,6 +53,11 @@ impl Segments {
         })
     }
 
+    /// The file name of hour `hour`'s segment, for reports.
+    pub fn name(&self, hour: u32) -> String {
+        format!("{hour}.seg")
+    }
+
     fn path(&self, hour: u32) -> PathBuf {
         self.dir.join(format!("{hour}.seg"))
     }

@@ -12,6 +12,7 @@
 //!   from the peer table, inbound up to a limit, reconnects with exponential backoff.
 
 use super::addrbook::AddrBook;
+use super::fetch::Fetcher;
 use super::handshake::{Nonces, VersionTemplate};
 use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP};
 use super::peer::{self, Ended, PeerCtx, PeerEvent, PeerShared};
@@ -34,9 +35,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use super::fetch::REQUEST_TIMEOUT;
 pub use super::penalty::BAN_SCORE;
-/// A `getdata` not answered within this time may be sent to another peer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Packets waiting to be stored before readers are slowed down.
 const INGEST_QUEUE: usize = 8192;
 /// Peer events waiting for the overlay before readers are slowed down.
@@ -52,6 +52,10 @@ pub struct P2pConfig {
     /// Keep connections to these as well.
     pub addnode: Vec<String>,
     pub max_inbound: usize,
+    /// Most inbound connections from one IP address.
+    pub max_inbound_per_ip: usize,
+    /// Most inbound connections from one network group (IPv4 /24, IPv6 /48).
+    pub max_inbound_per_netgroup: usize,
     pub max_outbound: usize,
     /// Mean announcement delay for origin hiding; `None` announces at once.
     pub trickle: Option<Duration>,
@@ -69,6 +73,8 @@ impl P2pConfig {
             connect: Vec::new(),
             addnode: Vec::new(),
             max_inbound: 64,
+            max_inbound_per_ip: 8,
+            max_inbound_per_netgroup: 16,
             max_outbound: 8,
             trickle: None,
             ban_time: Duration::from_secs(24 * 3600),
@@ -115,7 +121,7 @@ pub struct Overlay {
     node: Arc<Node>,
     cfg: P2pConfig,
     peers: Mutex<HashMap<u64, Arc<PeerShared>>>,
-    requested: Mutex<HashMap<PacketId, (u64, Instant)>>,
+    fetch: Mutex<Fetcher>,
     addrbook: Mutex<AddrBook>,
     /// What every connection is started with (events come back on its channel).
     peer_ctx: Arc<PeerCtx>,
@@ -164,7 +170,7 @@ impl Overlay {
             node,
             cfg,
             peers: Mutex::new(HashMap::new()),
-            requested: Mutex::new(HashMap::new()),
+            fetch: Mutex::new(Fetcher::new()),
             addrbook: Mutex::new(book),
             peer_ctx,
             dialing: Mutex::new(HashSet::new()),
@@ -253,8 +259,9 @@ impl Overlay {
 
     fn untrack(&self, peer: &Arc<PeerShared>, why: Ended) {
         self.peers.locked().remove(&peer.id);
-        // Let other peers deliver what this one owed us.
-        self.requested.locked().retain(|_, (p, _)| *p != peer.id);
+        // Other announcers deliver what this one owed us.
+        let asks = self.fetch.locked().peer_gone(peer.id, Instant::now());
+        self.ask(asks);
         if peer.handshake_done() {
             tracing::info!(peer = %peer.addr, reason = ?why, "peer disconnected");
         } else {
@@ -306,14 +313,17 @@ impl Overlay {
     /// Announce every packet we hold to a newly connected BuMP peer.
     async fn catch_up(&self, peer: &Arc<PeerShared>) {
         let store = self.node.store().clone();
-        let ids =
-            match tokio::task::spawn_blocking(move || store.ids().collect::<Result<Vec<_>, _>>())
-                .await
-            {
-                Ok(Ok(ids)) => ids,
-                Ok(Err(e)) => return tracing::warn!("cannot list packets for catch-up: {e}"),
-                Err(e) => return tracing::warn!("catch-up task failed: {e}"),
-            };
+        let ids = match tokio::task::spawn_blocking(move || {
+            store
+                .live_ids(crate::unix_now())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => return tracing::warn!("cannot list packets for catch-up: {e}"),
+            Err(e) => return tracing::warn!("catch-up task failed: {e}"),
+        };
         tracing::debug!(peer = %peer.addr, packets = ids.len(), "announcing inventory for catch-up");
         peer.mark_known(&ids);
         for chunk in ids.chunks(MAX_INV) {
@@ -326,66 +336,63 @@ impl Overlay {
         }
     }
 
-    /// A BuMP peer announced ids: ask for those we lack and nobody is delivering.
+    /// Send `getdata` for each (peer, ids).
+    fn ask(&self, asks: super::fetch::Asks) {
+        if asks.is_empty() {
+            return;
+        }
+        let peers = self.peers.locked();
+        for (pid, ids) in asks {
+            if let Some(p) = peers.get(&pid) {
+                for chunk in ids.chunks(MAX_INV) {
+                    p.send(&Message::GetData {
+                        ids: chunk.to_vec(),
+                        other: 0,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether the store holds a packet (an error counts as "yes": do not fetch it now).
+    fn have(&self, id: &PacketId) -> bool {
+        self.node.store().contains(id).unwrap_or(true)
+    }
+
+    /// A BuMP peer announced ids: queue those we lack; ask what its budget allows now.
     fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
         peer.mark_known(ids);
-        let store = self.node.store();
-        let lacking: Vec<PacketId> = ids
-            .iter()
-            .filter(|id| !store.contains(id).unwrap_or(true))
-            .copied()
-            .collect();
+        let lacking: Vec<PacketId> = ids.iter().filter(|id| !self.have(id)).copied().collect();
         if lacking.is_empty() {
             return;
         }
-        let now = Instant::now();
-        let mut want = Vec::with_capacity(lacking.len());
-        {
-            let mut req = self.requested.locked();
-            for id in lacking {
-                match req.get(&id) {
-                    Some((_, at)) if now.duration_since(*at) < REQUEST_TIMEOUT => continue,
-                    _ => {
-                        req.insert(id, (peer.id, now));
-                        want.push(id);
-                    }
-                }
-            }
-        }
-        for chunk in want.chunks(MAX_INV) {
-            peer.send(&Message::GetData {
-                ids: chunk.to_vec(),
-                other: 0,
-            });
-        }
+        let want = self
+            .fetch
+            .locked()
+            .announced(peer.id, lacking, Instant::now(), |id| self.have(id));
+        self.ask(vec![(peer.id, want)]);
     }
 
     fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
-        let mut req = self.requested.locked();
-        for id in ids {
-            if req.get(id).map(|(p, _)| *p == peer.id).unwrap_or(false) {
-                req.remove(id);
-            }
-        }
+        let asks = self
+            .fetch
+            .locked()
+            .not_found(peer.id, ids, Instant::now(), |id| self.have(id));
+        self.ask(asks);
     }
 
-    /// A `bump` message: accept it only if we asked this peer for it and it is valid now.
+    /// A `bump` message: accept it only if we asked this peer for it; admission checks it.
     async fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet) {
         let id = packet.id();
-        let requested_here = {
-            let mut req = self.requested.locked();
-            match req.get(&id) {
-                Some((p, _)) if *p == peer.id => {
-                    req.remove(&id);
-                    true
-                }
-                _ => false,
-            }
-        };
+        let (requested_here, more) =
+            self.fetch
+                .locked()
+                .delivered(peer.id, &id, Instant::now(), |id| self.have(id));
         if !requested_here {
             self.misbehave(peer, penalty::UNREQUESTED_PACKET, "unrequested bump packet");
             return;
         }
+        self.ask(vec![(peer.id, more)]);
         peer.packets_in.fetch_add(1, Ordering::Relaxed);
         peer.mark_known([&id]);
         let _ = self.ingest.send((peer.id, packet)).await;
@@ -525,10 +532,38 @@ impl Overlay {
                 tracing::debug!(peer = %addr, "refused: banned");
                 continue;
             }
-            let inbound = self.peers_snapshot().iter().filter(|p| !p.outbound).count();
-            if inbound >= self.cfg.max_inbound {
-                tracing::debug!(peer = %addr, "refused: inbound slots full");
+            let inbound: Vec<Arc<PeerShared>> = self
+                .peers_snapshot()
+                .into_iter()
+                .filter(|p| !p.outbound)
+                .collect();
+            let same_ip = inbound.iter().filter(|p| p.addr.ip() == addr.ip()).count();
+            if same_ip >= self.cfg.max_inbound_per_ip {
+                tracing::debug!(peer = %addr, same_ip, "refused: too many inbound connections from this IP");
                 continue;
+            }
+            let group = netgroup(&addr.ip());
+            let same_group = inbound
+                .iter()
+                .filter(|p| netgroup(&p.addr.ip()) == group)
+                .count();
+            if same_group >= self.cfg.max_inbound_per_netgroup {
+                tracing::debug!(peer = %addr, same_group, "refused: too many inbound connections from this network");
+                continue;
+            }
+            if inbound.len() >= self.cfg.max_inbound {
+                match select_eviction(&inbound) {
+                    Some(victim) => {
+                        tracing::info!(peer = %victim.addr, new = %addr, "inbound slots full: evicting a peer to make room");
+                        victim.cancel.cancel();
+                        // Its slot is free once it is untracked; the new peer takes it now.
+                        self.peers.locked().remove(&victim.id);
+                    }
+                    None => {
+                        tracing::debug!(peer = %addr, "refused: inbound slots full and every peer protected");
+                        continue;
+                    }
+                }
             }
             self.open(stream, addr, false);
         }
@@ -637,11 +672,31 @@ impl Overlay {
                 _ = tick.tick() => false,
             };
             let now = Instant::now();
-            let outstanding = {
-                let mut req = self.requested.locked();
-                req.retain(|_, (_, at)| now.duration_since(*at) < REQUEST_TIMEOUT);
-                req.len()
+            let (asks, stalled, outstanding, drained) = {
+                let mut f = self.fetch.locked();
+                let (asks, stalled) = f.tick(now, |id| self.have(id));
+                let drained: Vec<u64> = self
+                    .peers
+                    .locked()
+                    .keys()
+                    .copied()
+                    .filter(|p| f.drained_after_overflow(*p))
+                    .collect();
+                (asks, stalled, f.inflight() + f.backlog(), drained)
             };
+            self.ask(asks);
+            for pid in stalled {
+                if let Some(p) = self.peers.locked().get(&pid) {
+                    tracing::info!(peer = %p.addr, "peer is stalling (asked for packets, answers nothing); disconnecting");
+                    p.cancel.cancel();
+                }
+            }
+            for pid in drained {
+                if let Some(p) = self.peers.locked().get(&pid) {
+                    tracing::info!(peer = %p.addr, "announced more than we could queue; reconnecting to continue catch-up");
+                    p.cancel.cancel();
+                }
+            }
             let received = self.received.load(Ordering::Relaxed);
             if outstanding > 1000 {
                 tracing::info!(
@@ -702,7 +757,10 @@ impl Overlay {
                 .iter()
                 .filter(|p| p.handshake_done() && p.is_bump())
                 .count(),
-            requested: self.requested.lock().map(|r| r.len()).unwrap_or(0),
+            requested: {
+                let f = self.fetch.locked();
+                f.inflight() + f.backlog()
+            },
             received: self.received.load(Ordering::Relaxed),
             serving: peers.iter().map(|p| p.serve_backlog()).sum(),
             listening: self.listen_addr().map(|a| a.to_string()),
@@ -715,4 +773,67 @@ impl Overlay {
             tracing::warn!("cannot save the peer table: {e}");
         }
     }
+}
+
+/// The network group of an address, for spreading inbound slots: IPv4 /24, IPv6 /48
+/// (IPv4-mapped IPv6 addresses count as IPv4).
+pub fn netgroup(ip: &std::net::IpAddr) -> Vec<u8> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => vec![4, v4.octets()[0], v4.octets()[1], v4.octets()[2]],
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => vec![4, v4.octets()[0], v4.octets()[1], v4.octets()[2]],
+            None => {
+                let mut g = vec![6];
+                g.extend_from_slice(&v6.octets()[..6]);
+                g
+            }
+        },
+    }
+}
+
+/// Inbound peers protected from eviction for relaying BuMP packets well.
+pub const PROTECT_RELAYERS: usize = 8;
+/// Longest-connected BuMP peers protected from eviction.
+pub const PROTECT_LONGEST: usize = 4;
+
+/// Which inbound peer to drop when a new one arrives and the slots are full, in the manner of
+/// Bitcoin Core's `SelectNodeToEvict`: protect the [`PROTECT_RELAYERS`] peers that delivered
+/// the most BuMP packets and the [`PROTECT_LONGEST`] longest-connected BuMP peers; of the rest,
+/// take the network group with the most connections, and in it the peer that has not finished
+/// its handshake, else a coin-only one, else any — the newest first. `None` when every peer is
+/// protected.
+pub fn select_eviction(inbound: &[Arc<PeerShared>]) -> Option<Arc<PeerShared>> {
+    let mut protected: HashSet<u64> = HashSet::new();
+    let mut relayers: Vec<&Arc<PeerShared>> = inbound
+        .iter()
+        .filter(|p| p.packets_in.load(Ordering::Relaxed) > 0)
+        .collect();
+    relayers.sort_by_key(|p| std::cmp::Reverse(p.packets_in.load(Ordering::Relaxed)));
+    protected.extend(relayers.iter().take(PROTECT_RELAYERS).map(|p| p.id));
+    let mut longest: Vec<&Arc<PeerShared>> = inbound
+        .iter()
+        .filter(|p| p.is_bump() && p.handshake_done())
+        .collect();
+    longest.sort_by_key(|p| p.connected_at);
+    protected.extend(longest.iter().take(PROTECT_LONGEST).map(|p| p.id));
+    let candidates: Vec<&Arc<PeerShared>> = inbound
+        .iter()
+        .filter(|p| !protected.contains(&p.id))
+        .collect();
+    let mut groups: HashMap<Vec<u8>, usize> = HashMap::new();
+    for p in &candidates {
+        *groups.entry(netgroup(&p.addr.ip())).or_default() += 1;
+    }
+    candidates
+        .into_iter()
+        .max_by_key(|p| {
+            (
+                groups.get(&netgroup(&p.addr.ip())).copied().unwrap_or(0),
+                !p.handshake_done(),
+                !p.is_bump(),
+                p.connected_at,
+            )
+        })
+        .cloned()
 }

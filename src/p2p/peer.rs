@@ -45,6 +45,12 @@ pub const PONG_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Message rate limit: bucket size and refill per second (requested `bump` replies are free).
 pub const RATE_BURST: f64 = 50_000.0;
 pub const RATE_PER_SEC: f64 = 25_000.0;
+/// Pings answered: bucket size and refill per second. Each ping beyond costs
+/// [`penalty::FLOOD`] and gets no pong, so a ping flood ends in a ban, not in a full queue.
+pub const PING_BURST: f64 = 10.0;
+pub const PING_PER_SEC: f64 = 1.0;
+/// Longest one write to the socket may take; a peer that reads slower is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
 type Policy = fn(&Command) -> Option<usize>;
 
@@ -266,6 +272,25 @@ where
 
 type Sink<W> = FramedWrite<WriteHalf<W>, MessageCodec<Policy>>;
 
+/// Run one socket write with the deadline, giving up at once when the peer is cancelled:
+/// false when it failed, timed out or was cancelled.
+async fn guarded<E>(
+    peer: &PeerShared,
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> bool {
+    tokio::select! {
+        _ = peer.cancel.cancelled() => false,
+        r = tokio::time::timeout(WRITE_TIMEOUT, write) => match r {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::info!(peer = %peer.addr, "write timed out after {} s; dropping slow peer", WRITE_TIMEOUT.as_secs());
+                false
+            }
+        },
+    }
+}
+
 /// Write until the connection ends; gives the sink back so the caller decides when the socket
 /// closes.
 async fn write_loop<W: AsyncWrite + Send>(
@@ -294,7 +319,7 @@ async fn write_frames<W: AsyncWrite + Send>(
         while let Ok(m) = control.try_recv() {
             peer.bytes_out
                 .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
-            if sink.feed(m).await.is_err() {
+            if !guarded(peer, sink.feed(m)).await {
                 return false;
             }
             wrote = true;
@@ -315,7 +340,7 @@ async fn write_frames<W: AsyncWrite + Send>(
                 .encode();
                 peer.bytes_out
                     .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
-                if sink.feed(m).await.is_err() {
+                if !guarded(peer, sink.feed(m)).await {
                     return false;
                 }
                 wrote = true;
@@ -335,13 +360,14 @@ async fn write_frames<W: AsyncWrite + Send>(
         if !slice.is_empty() {
             let mut missing = Vec::new();
             for id in &slice {
-                match ctx.store.get(id) {
+                // Expired but not yet swept counts as gone.
+                match ctx.store.get_live(id, crate::unix_now()) {
                     Ok(Some((_, p))) => {
                         let m = Message::Bump(Box::new(p)).encode();
                         peer.bytes_out
                             .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
                         peer.packets_out.fetch_add(1, Ordering::Relaxed);
-                        if sink.feed(m).await.is_err() {
+                        if !guarded(peer, sink.feed(m)).await {
                             return false;
                         }
                     }
@@ -354,14 +380,14 @@ async fn write_frames<W: AsyncWrite + Send>(
                     other: 0,
                 }
                 .encode();
-                if sink.feed(m).await.is_err() {
+                if !guarded(peer, sink.feed(m)).await {
                     return false;
                 }
             }
             wrote = true;
         }
         if wrote {
-            if sink.flush().await.is_err() {
+            if !guarded(peer, sink.flush()).await {
                 return false;
             }
             continue;
@@ -375,14 +401,14 @@ async fn write_frames<W: AsyncWrite + Send>(
         };
         tokio::select! {
             _ = peer.cancel.cancelled() => {
-                let _ = sink.flush().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.flush()).await;
                 return true;
             }
             m = control.recv() => match m {
                 Some(m) => {
                     peer.bytes_out.fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
                     // `send` flushes, and more queued messages go out at the top of the loop.
-                    if sink.send(m).await.is_err() {
+                    if !guarded(peer, sink.send(m)).await {
                         return false;
                     }
                 }
@@ -411,6 +437,7 @@ struct Reader<'a> {
     peer: &'a Arc<PeerShared>,
     tokens: f64,
     last_refill: Instant,
+    ping_tokens: f64,
     ping_out: Option<(u64, Instant)>,
     answered_getaddr: bool,
 }
@@ -422,6 +449,7 @@ impl<'a> Reader<'a> {
             peer,
             tokens: RATE_BURST,
             last_refill: Instant::now(),
+            ping_tokens: PING_BURST,
             ping_out: None,
             answered_getaddr: false,
         }
@@ -440,9 +468,9 @@ impl<'a> Reader<'a> {
     /// Take one token for a message; over the rate costs [`penalty::FLOOD`].
     async fn spend_token(&mut self) {
         let now = Instant::now();
-        self.tokens = (self.tokens
-            + now.duration_since(self.last_refill).as_secs_f64() * RATE_PER_SEC)
-            .min(RATE_BURST);
+        let secs = now.duration_since(self.last_refill).as_secs_f64();
+        self.tokens = (self.tokens + secs * RATE_PER_SEC).min(RATE_BURST);
+        self.ping_tokens = (self.ping_tokens + secs * PING_PER_SEC).min(PING_BURST);
         self.last_refill = now;
         self.tokens -= 1.0;
         if self.tokens < 0.0 {
@@ -582,7 +610,13 @@ impl<'a> Reader<'a> {
         let peer = self.peer;
         match msg {
             Message::Ping(n) => {
-                peer.send(&Message::Pong(n));
+                if self.ping_tokens >= 1.0 {
+                    self.ping_tokens -= 1.0;
+                    peer.send(&Message::Pong(n));
+                } else {
+                    self.misbehave(penalty::FLOOD, "ping flood over the per-peer ping rate")
+                        .await;
+                }
             }
             Message::Pong(n) => {
                 if let Some((want, sent)) = self.ping_out {

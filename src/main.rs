@@ -63,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx {
         base,
         connect: cli.rpc_connect,
+        timeout: std::time::Duration::from_secs(cli.rpc_timeout.max(1)),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

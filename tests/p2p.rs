@@ -3,16 +3,16 @@
 
 mod common;
 
-use bump::p2p::message::{Message, FEATURE_ID, NODE_BUMP};
-use bump::packet::{Packet, BODY_LEN};
-use bump::tag::Tag;
+use bump::p2p::message::Message;
+use common::raw::*;
 use common::*;
 use namecoin::wire::{encode_message, Command};
 use namecoin::Network;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::TcpStream;
+
 use std::time::Duration;
 
 fn listen_args<'a>(extra: &'a [&'a str]) -> Vec<&'a str> {
@@ -176,110 +176,6 @@ fn partitioned_halves_merge_after_reconnecting() {
 }
 
 // ---- hostile peers -------------------------------------------------------------------
-
-const MAGIC: [u8; 4] = [0xfa, 0xbf, 0xb5, 0xda];
-
-/// A raw TCP peer bound to its own loopback address (so a ban hits only it).
-struct RawPeer {
-    s: TcpStream,
-}
-
-impl RawPeer {
-    fn connect(to: &str, from_ip: [u8; 4]) -> std::io::Result<RawPeer> {
-        let to: SocketAddr = to.parse().unwrap();
-        let sock = socket2_bind(from_ip, to)?;
-        sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-        Ok(RawPeer { s: sock })
-    }
-
-    fn raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.s.write_all(bytes)
-    }
-
-    fn send(&mut self, m: &Message) -> std::io::Result<()> {
-        let out = m.encode();
-        self.send_cmd(out.command, &out.payload)
-    }
-
-    fn send_cmd(&mut self, c: Command, payload: &[u8]) -> std::io::Result<()> {
-        let mut b = bytes::BytesMut::new();
-        encode_message(MAGIC, c, payload, &mut b);
-        self.s.write_all(&b)
-    }
-
-    /// Complete a BuMP handshake (as the dialling side).
-    fn handshake(&mut self) -> std::io::Result<()> {
-        let v = bitcoin::p2p::message_network::VersionMessage {
-            version: namecoin::PROTOCOL_VERSION,
-            services: bitcoin::p2p::ServiceFlags::from(NODE_BUMP),
-            timestamp: 0,
-            receiver: bitcoin::p2p::Address::new(
-                &"127.0.0.1:1".parse().unwrap(),
-                bitcoin::p2p::ServiceFlags::NONE,
-            ),
-            sender: bitcoin::p2p::Address::new(
-                &"127.0.0.1:1".parse().unwrap(),
-                bitcoin::p2p::ServiceFlags::NONE,
-            ),
-            nonce: 42,
-            user_agent: "/raw-test/".into(),
-            start_height: 0,
-            relay: false,
-        };
-        self.send(&Message::Version(v))?;
-        self.send(&Message::Feature {
-            id: FEATURE_ID.into(),
-            data: vec![1],
-        })?;
-        self.send(&Message::Verack)?;
-        Ok(())
-    }
-
-    /// Read until EOF or error; true if the node closed the connection within `secs`.
-    fn closed_within(&mut self, secs: u64) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        let mut buf = [0u8; 65536];
-        while std::time::Instant::now() < deadline {
-            match self.s.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    continue
-                }
-                Err(_) => return true,
-            }
-        }
-        false
-    }
-}
-
-fn socket2_bind(from_ip: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
-    // std has no bind-before-connect; use a tokio socket in a tiny runtime.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let sock = tokio::net::TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::from((from_ip, 0)))?;
-        let s = sock.connect(to).await?;
-        s.into_std()
-    })
-    .and_then(|s| {
-        s.set_nonblocking(false)?;
-        Ok(s)
-    })
-}
-
-fn good_packet(fill: u8) -> Packet {
-    Packet {
-        tag: Tag([fill; 20]),
-        expires: bump::unix_now() + 3600,
-        body: Box::new([fill; BODY_LEN]),
-    }
-}
 
 #[test]
 fn hostile_peers_are_penalised_and_the_node_keeps_serving() {

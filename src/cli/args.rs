@@ -38,6 +38,15 @@ pub struct Cli {
     /// Client: RPC address of the node [default: read from the datadir]
     #[arg(long, global = true, value_name = "ADDR:PORT")]
     pub rpc_connect: Option<SocketAddr>,
+    /// Client: seconds to wait for each answer from the node
+    #[arg(
+        long,
+        global = true,
+        env = "BUMP_RPC_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub rpc_timeout: u64,
     /// RPC user name (instead of the cookie file); also accepted by `bump node`
     #[arg(long, global = true, requires = "rpcpassword")]
     pub rpcuser: Option<String>,

@@ -16,6 +16,8 @@ pub const CLIENT_MAX_BODY: u32 = 1 << 30;
 pub struct Ctx {
     pub base: Base,
     pub connect: Option<SocketAddr>,
+    /// How long to wait for each RPC answer.
+    pub timeout: std::time::Duration,
 }
 
 impl Ctx {
@@ -25,7 +27,8 @@ impl Ctx {
             self.base.network,
             self.connect,
             self.base.user_password.clone(),
-        )?)
+        )?
+        .with_timeout(self.timeout))
     }
 
     pub fn client(&self) -> Result<jsonrpsee::http_client::HttpClient> {

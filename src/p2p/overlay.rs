@@ -39,8 +39,9 @@ pub use super::fetch::REQUEST_TIMEOUT;
 pub use super::penalty::BAN_SCORE;
 /// Packets waiting to be stored before readers are slowed down.
 const INGEST_QUEUE: usize = 8192;
-/// Peer events waiting for the overlay before readers are slowed down.
-const EVENT_QUEUE: usize = 4096;
+/// Peer events waiting for the overlay before readers are slowed down. With at most
+/// [`super::peer::EVENT_IDS`] ids or one packet per event this holds at most ~8 MiB.
+const EVENT_QUEUE: usize = 256;
 
 /// P2P settings.
 #[derive(Debug, Clone)]

@@ -37,8 +37,9 @@ use tokio_util::sync::CancellationToken;
 pub const CONTROL_QUEUE: usize = 4096;
 /// Packet ids a peer may have asked for and not yet received.
 pub const MAX_SERVE_QUEUE: usize = 4 * MAX_INV;
-/// Packet ids remembered per peer as "it has this"; past this the set starts over.
-pub const KNOWN_CAP: usize = 500_000;
+/// Packet ids remembered per peer as "it has this" (about 3 MiB); past this the set starts
+/// over, which costs at worst a repeated announcement the peer ignores.
+pub const KNOWN_CAP: usize = 65_536;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const PING_EVERY: Duration = Duration::from_secs(120);
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -49,6 +50,8 @@ pub const RATE_PER_SEC: f64 = 25_000.0;
 /// [`penalty::FLOOD`] and gets no pong, so a ping flood ends in a ban, not in a full queue.
 pub const PING_BURST: f64 = 10.0;
 pub const PING_PER_SEC: f64 = 1.0;
+/// Most ids one event carries (an `inv` of 50,000 becomes 49 events).
+pub const EVENT_IDS: usize = 1024;
 /// Longest one write to the socket may take; a peer that reads slower is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -627,8 +630,12 @@ impl<'a> Reader<'a> {
                 }
             }
             Message::Inv { ids, .. } => {
-                if peer.is_bump() && !ids.is_empty() {
-                    self.emit(PeerEvent::Inv(peer.clone(), ids)).await;
+                // In slices, so the bounded event queue also bounds the memory it holds.
+                if peer.is_bump() {
+                    for chunk in ids.chunks(EVENT_IDS) {
+                        self.emit(PeerEvent::Inv(peer.clone(), chunk.to_vec()))
+                            .await;
+                    }
                 }
             }
             Message::GetData { ids, .. } => {
@@ -648,7 +655,10 @@ impl<'a> Reader<'a> {
                 }
             }
             Message::NotFound { ids, .. } => {
-                self.emit(PeerEvent::NotFound(peer.clone(), ids)).await
+                for chunk in ids.chunks(EVENT_IDS) {
+                    self.emit(PeerEvent::NotFound(peer.clone(), chunk.to_vec()))
+                        .await;
+                }
             }
             Message::Bump(p) => self.emit(PeerEvent::Packet(peer.clone(), p)).await,
             Message::Addr(list) => {

@@ -30,8 +30,8 @@ pub enum ClientError {
     Node(String),
     #[error("RPC transport error: {0}")]
     Transport(String),
-    #[error("no answer from the node at {addr} within {secs} s: the address may belong to another program (a stale rpc.addr: restart the node) or the node is stuck")]
-    Timeout { addr: String, secs: u64 },
+    #[error("no answer from the node within the RPC timeout (--rpc-timeout, default {} s): the address in rpc.addr may belong to another program (restart the node) or the node is stuck", REQUEST_TIMEOUT.as_secs())]
+    Timeout,
     #[error("bad RPC address in {path}: {text:?}")]
     BadAddrFile { path: PathBuf, text: String },
 }
@@ -41,6 +41,7 @@ pub enum ClientError {
 pub struct Target {
     pub addr: SocketAddr,
     auth_header: String,
+    timeout: Duration,
 }
 
 fn network_flag(net: Network) -> String {
@@ -88,7 +89,14 @@ impl Target {
         Ok(Target {
             addr,
             auth_header: basic_header(&user, &password),
+            timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// Wait this long for each answer instead of [`REQUEST_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Target {
+        self.timeout = timeout;
+        self
     }
 
     fn headers(&self) -> http::HeaderMap {
@@ -104,7 +112,7 @@ impl Target {
             .set_headers(self.headers())
             .max_request_size(max_bytes)
             .max_response_size(max_bytes)
-            .request_timeout(REQUEST_TIMEOUT)
+            .request_timeout(self.timeout)
             .build(format!("http://{}", self.addr))
             .map_err(classify)
     }
@@ -114,8 +122,8 @@ impl Target {
             .set_headers(self.headers())
             .max_request_size(max_bytes)
             .max_response_size(max_bytes)
-            .request_timeout(REQUEST_TIMEOUT)
-            .connection_timeout(REQUEST_TIMEOUT)
+            .request_timeout(self.timeout)
+            .connection_timeout(self.timeout)
             .build(format!("ws://{}", self.addr))
             .await
             .map_err(classify)
@@ -127,10 +135,7 @@ pub fn classify(e: jsonrpsee::core::ClientError) -> ClientError {
     use jsonrpsee::core::ClientError as E;
     match e {
         E::Call(obj) => ClientError::Node(obj.message().to_string()),
-        E::RequestTimeout => ClientError::Timeout {
-            addr: "its RPC address".into(),
-            secs: REQUEST_TIMEOUT.as_secs(),
-        },
+        E::RequestTimeout => ClientError::Timeout,
         other => {
             let s = other.to_string();
             if s.contains("401") || s.contains("Unauthorized") {

@@ -350,7 +350,7 @@ fn watch_pushes_new_messages() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path(), &[]);
     node.ok(&["send", "#w", "-"], Some(b"old"));
-    let mut watcher = std::process::Command::new(BIN)
+    let mut watcher = std::process::Command::new(&*BIN)
         .args([
             "--datadir",
             dir.path().to_str().unwrap(),
@@ -395,7 +395,7 @@ fn watch_pushes_new_messages() {
 
 #[test]
 fn demo_runs_and_exits_zero() {
-    let o = std::process::Command::new(BIN)
+    let o = std::process::Command::new(&*BIN)
         .arg("demo")
         .env("RUST_LOG", "warn")
         .output()

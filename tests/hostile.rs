@@ -333,7 +333,7 @@ fn a_tag_of_eleven_mebibytes_reads_exports_and_imports() {
 /// Run a command with its address space capped at `limit` bytes.
 fn cli_capped(datadir: &std::path::Path, args: &[&str], limit: u64) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.args(["--datadir", datadir.to_str().unwrap(), "--regtest"])
         .args(args)
         .stdin(Stdio::null())
@@ -380,7 +380,7 @@ fn a_closed_pipe_ends_client_commands_quietly() {
         if cmd == "tag" {
             args.push("#x");
         }
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(&*BIN)
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -12,7 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_bump");
+pub const BIN_BUILT: &str = env!("CARGO_BIN_EXE_bump");
+
+/// The binary under test: the one cargo built, or `BUMP_TEST_BIN` (to run the same tests
+/// against another build, e.g. an older one).
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("BUMP_TEST_BIN").unwrap_or_else(|_| BIN_BUILT.to_string())
+});
 
 pub struct TestNode {
     pub datadir: PathBuf,
@@ -62,7 +68,7 @@ impl TestNode {
             "127.0.0.1:0".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(BIN)
+        let child = Command::new(&*BIN)
             .args(&args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -151,7 +157,7 @@ pub fn cli(datadir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
         "--regtest".into(),
     ];
     full.extend(args.iter().map(|s| s.to_string()));
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(&full)
         .env("RUST_LOG", "warn")
         .stdin(if stdin.is_some() {

@@ -65,7 +65,7 @@ pub enum PacketError {
     #[error("packet expired at {expires} (now {now})")]
     Expired { expires: u32, now: u32 },
     #[error(
-        "packet expires at {expires}, more than the maximum TTL of {max_ttl}s after now ({now})"
+        "packet expires at {expires}, more than the maximum TTL of {max_ttl}s plus {CLOCK_SKEW}s of clock skew after now ({now})"
     )]
     TooFarAhead {
         expires: u32,

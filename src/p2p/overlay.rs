@@ -838,3 +838,56 @@ pub fn select_eviction(inbound: &[Arc<PeerShared>]) -> Option<Arc<PeerShared>> {
         })
         .cloned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::peer::test_peer;
+
+    #[test]
+    fn netgroups_are_ipv4_slash_24_and_ipv6_slash_48() {
+        let g = |s: &str| netgroup(&s.parse().unwrap());
+        assert_eq!(g("10.1.2.3"), g("10.1.2.250"));
+        assert_ne!(g("10.1.2.3"), g("10.1.3.3"));
+        assert_eq!(g("::ffff:10.1.2.3"), g("10.1.2.9"), "mapped IPv4 is IPv4");
+        assert_eq!(g("2001:db8:1::1"), g("2001:db8:1:ffff::2"));
+        assert_ne!(g("2001:db8:1::1"), g("2001:db8:2::1"));
+    }
+
+    fn handshaked(p: &Arc<PeerShared>, bump: bool) {
+        p.info.locked().handshake_done = true;
+        p.bump.store(bump, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn eviction_spares_good_relayers_and_takes_the_crowded_group_first() {
+        // Ten BuMP relayers in distinct groups, all protected.
+        let mut inbound: Vec<Arc<PeerShared>> = (0..10)
+            .map(|i| {
+                let p = test_peer(i, &format!("10.0.{i}.1:1"), false);
+                handshaked(&p, true);
+                p.packets_in.store(100 + i, Ordering::Relaxed);
+                p
+            })
+            .collect();
+        // Three coin-only peers in one group, one silent socket elsewhere.
+        for i in 0..3 {
+            let p = test_peer(20 + i, &format!("192.168.7.{i}:1"), false);
+            handshaked(&p, false);
+            inbound.push(p);
+        }
+        inbound.push(test_peer(30, "172.16.0.1:1", false));
+        let v = select_eviction(&inbound).unwrap();
+        assert!(
+            (20..23).contains(&v.id),
+            "the most crowded group goes first: {v:?}"
+        );
+        assert_eq!(v.id, 22, "newest of that group");
+        // Without the crowded group, the silent socket goes before any relayer.
+        inbound.retain(|p| !(20..23).contains(&p.id));
+        assert_eq!(select_eviction(&inbound).unwrap().id, 30);
+        // Only protected peers left: nobody is evicted.
+        let protected: Vec<_> = inbound.into_iter().filter(|p| p.id < 8).collect();
+        assert!(select_eviction(&protected).is_none());
+    }
+}

@@ -206,6 +206,31 @@ impl PeerShared {
     }
 }
 
+/// A peer handle with no connection behind it, for tests of the overlay's choices.
+#[cfg(test)]
+pub(crate) fn test_peer(id: u64, addr: &str, outbound: bool) -> Arc<PeerShared> {
+    let (control, _) = mpsc::channel(1);
+    Arc::new(PeerShared {
+        id,
+        addr: addr.parse().unwrap(),
+        outbound,
+        connected_at: Instant::now(),
+        bump: AtomicBool::new(false),
+        score: AtomicU32::new(0),
+        bytes_in: AtomicU64::new(0),
+        bytes_out: AtomicU64::new(0),
+        packets_in: AtomicU64::new(0),
+        packets_out: AtomicU64::new(0),
+        info: Mutex::new(PeerInfo::default()),
+        cancel: CancellationToken::new(),
+        control,
+        announce: Mutex::new(Vec::new()),
+        serve: Mutex::new(VecDeque::new()),
+        wake: Notify::new(),
+        known: Mutex::new(HashSet::new()),
+    })
+}
+
 /// Draw an exponential delay with the given mean (Poisson process inter-arrival time).
 pub fn poisson_delay(mean: Duration) -> Duration {
     let u: f64 = rand::thread_rng().gen_range(f64::EPSILON..1.0);

@@ -207,10 +207,44 @@ pub fn parse_interchange(text: &str) -> Result<Vec<Packet>, (usize, PacketError)
     Ok(out)
 }
 
+/// Packets from a reader of JSON Lines or concatenated objects, one at a time (a JSON array is
+/// not a stream: use [`parse_interchange`]). Items are numbered from 1 for error messages.
+pub fn interchange_stream<R: std::io::Read>(
+    reader: R,
+) -> impl Iterator<Item = Result<Packet, (usize, PacketError)>> {
+    serde_json::Deserializer::from_reader(std::io::BufReader::new(reader))
+        .into_iter::<PacketJson>()
+        .enumerate()
+        .map(|(i, item)| {
+            let j = item.map_err(|e| (i + 1, PacketError::Json(e.to_string())))?;
+            Packet::from_json(&j).map_err(|e| (i + 1, e))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_stream_reads_what_the_whole_text_parser_reads() {
+        let p = Packet {
+            tag: Tag([3; 20]),
+            expires: 77,
+            body: Box::new([4; BODY_LEN]),
+        };
+        let line = serde_json::to_string(&p.to_json()).unwrap();
+        let text = format!("{line}\n\n{line}\n");
+        let streamed: Vec<Packet> = interchange_stream(text.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(streamed, parse_interchange(&text).unwrap());
+        let bad = format!("{line}\n{{\"tag\":1}}\n");
+        let err = interchange_stream(bad.as_bytes())
+            .find_map(|r| r.err())
+            .unwrap();
+        assert_eq!(err.0, 2, "the second entry is named");
+    }
 
     fn arb_packet() -> impl Strategy<Value = Packet> {
         (

@@ -420,11 +420,7 @@ impl Store {
             );
             // Dangling entries (packet swept, or an insert cut short by a crash) are skipped.
             match self.lookup(&PacketId(id))? {
-                Lookup::Found(s, p) if s == seq => {
-                    if p.expires > now {
-                        out.packets.push((s, p))
-                    }
-                }
+                Lookup::Found(s, p) if s == seq && p.expires > now => out.packets.push((s, p)),
                 Lookup::Damaged(loc) => out.damaged.push(self.segments.name(loc.hour)),
                 _ => {}
             }

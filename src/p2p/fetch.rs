@@ -20,8 +20,8 @@ use crate::packet::PacketId;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// Announced-but-not-requested ids kept per peer (2 MiB of ids).
-pub const MAX_BACKLOG_PER_PEER: usize = 65_536;
+/// Announced-but-not-requested ids kept per peer (8 MiB of ids).
+pub const MAX_BACKLOG_PER_PEER: usize = 262_144;
 /// Announced-but-not-requested ids kept over all peers (16 MiB of ids).
 pub const MAX_BACKLOG_TOTAL: usize = 524_288;
 /// Requests in flight per peer.

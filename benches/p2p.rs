@@ -96,20 +96,28 @@ async fn graph(n: usize, edges: &[Vec<usize>]) -> Bench {
     Bench { _dirs: dirs, nodes }
 }
 
+/// Random packets with the proof of work a regtest node asks (solved before the clock starts).
 fn packets(n: usize) -> Vec<Packet> {
     let mut rng = rand::thread_rng();
     let exp = bump::unix_now() + 3600;
-    (0..n)
+    let mut v: Vec<Packet> = (0..n)
         .map(|i| {
             let mut body = Box::new([0u8; BODY_LEN]);
             rng.fill_bytes(&mut body[..]);
             Packet {
                 tag: Tag([(i % 97) as u8; 20]),
                 expires: exp,
+                nonce: 0,
                 body,
             }
         })
-        .collect()
+        .collect();
+    let work = bump::pow::required_work(
+        bump::pow::REGTEST_BASE_WORK,
+        3600 + bump::packet::CLOCK_SKEW,
+    );
+    bump::pow::solve_all(&mut v, work);
+    v
 }
 
 async fn wait_count(r: &Running, n: u64, secs: u64) -> Duration {

@@ -10,6 +10,7 @@ fn bench(c: &mut Criterion) {
     let p = Packet {
         tag: Tag([7; 20]),
         expires: 123_456,
+        nonce: 0,
         body: Box::new([0x5a; BODY_LEN]),
     };
     let mut g = c.benchmark_group("packet");

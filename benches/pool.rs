@@ -13,6 +13,7 @@ fn pkt(i: u32) -> Packet {
     Packet {
         tag: Tag([1; 20]),
         expires: 2_000_000_000,
+        nonce: 0,
         body,
     }
 }

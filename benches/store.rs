@@ -19,6 +19,7 @@ fn packets(n: usize) -> Vec<Packet> {
             Packet {
                 tag: Tag([(i % 50) as u8; 20]),
                 expires: u32::MAX - 10,
+                nonce: 0,
                 body,
             }
         })

@@ -78,6 +78,7 @@ fn simulate(k: u64, delay_s: u64, rate_per_s: f64, n: usize, seed: u64) -> Outco
         let p = Packet {
             tag: Tag([1; 20]),
             expires: i as u32,
+            nonce: 0,
             body,
         };
         pool.insert(&p, k, delay_s, t_ms).unwrap();
@@ -159,6 +160,7 @@ fn n_minus_1(a: Attack, seed: u64) -> AttackOutcome {
         let p = Packet {
             tag: Tag([1; 20]),
             expires: serial,
+            nonce: 0,
             body,
         };
         kinds.insert(p.id(), kind);

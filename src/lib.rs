@@ -18,6 +18,7 @@ pub mod node;
 pub mod onion;
 pub mod p2p;
 pub mod packet;
+pub mod pow;
 pub mod rpc;
 pub mod settings;
 pub mod store;

@@ -142,7 +142,12 @@ pub fn split(
         };
         frame.encode_into(&mut body);
         body[FRAME_HEADER_LEN..FRAME_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
-        packets.push(Packet { tag, expires, body });
+        packets.push(Packet {
+            tag,
+            expires,
+            nonce: 0,
+            body,
+        });
     }
     Ok((msg_id, packets))
 }

@@ -147,6 +147,30 @@ impl Node {
         &self.shutdown
     }
 
+    /// The base proof of work of this node's network ([`crate::pow::base_work`]).
+    pub fn base_work(&self) -> u64 {
+        crate::pow::base_work(self.info.network)
+    }
+
+    /// The admission rules for one packet: expiry window, then proof of work.
+    pub fn check(&self, p: &Packet, now: u32) -> Result<(), PacketError> {
+        p.check_expiry(now, self.limits.max_ttl)?;
+        p.check_work(now, self.base_work())
+    }
+
+    /// Give packets this node made the proof of work every node will ask of them (their TTL
+    /// plus the clock skew a receiver may have), on all cores.
+    pub async fn solve(&self, packets: Vec<Packet>, now: u32) -> Vec<Packet> {
+        let ttl = packets
+            .iter()
+            .map(|p| p.expires.saturating_sub(now))
+            .max()
+            .unwrap_or(0)
+            .saturating_add(crate::packet::CLOCK_SKEW);
+        crate::pow::solve_off_thread(packets, crate::pow::required_work(self.base_work(), ttl))
+            .await
+    }
+
     /// Receive every packet newly stored from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<NewPacket> {
         self.events.subscribe()
@@ -156,7 +180,7 @@ impl Node {
     /// until they are durable, then announce the new ones.
     pub async fn admit(&self, packets: Vec<Packet>, now: u32) -> Result<Admitted, NodeError> {
         for (index, p) in packets.iter().enumerate() {
-            p.check_expiry(now, self.limits.max_ttl)
+            self.check(p, now)
                 .map_err(|err| NodeError::InvalidPacket { index, err })?;
         }
         let store = self.store.clone();
@@ -198,7 +222,7 @@ impl Node {
         let mut refused = Vec::new();
         let mut valid = Vec::with_capacity(packets.len());
         for (i, p) in packets.into_iter().enumerate() {
-            match p.check_expiry(now, self.limits.max_ttl) {
+            match self.check(&p, now) {
                 Ok(()) => valid.push(p),
                 Err(e) => refused.push((i, e)),
             }
@@ -230,6 +254,7 @@ impl Node {
             &mut rand::rngs::OsRng,
         )?;
         let n = packets.len();
+        let packets = self.solve(packets, now).await;
         self.admit(packets, now).await?;
         Ok((id, n, expires))
     }
@@ -348,19 +373,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = node(dir.path());
         let now = crate::unix_now();
-        let good = Packet {
+        let unsolved = Packet {
             tag: Tag([2; 20]),
             expires: now + 100,
-            body: Box::new([0; 1000]),
+            nonce: 0,
+            body: Box::new([0; crate::packet::BODY_LEN]),
         };
+        let good = n.solve(vec![unsolved.clone()], now).await.pop().unwrap();
         let old = Packet {
             tag: Tag([2; 20]),
             expires: now - 1,
-            body: Box::new([1; 1000]),
+            nonce: 0,
+            body: Box::new([1; crate::packet::BODY_LEN]),
         };
         let r = n.admit(vec![good.clone(), old], now).await;
         assert!(matches!(r, Err(NodeError::InvalidPacket { index: 1, .. })));
         assert!(n.store().is_empty());
+        // Without its proof of work a packet is refused, and says why.
+        let mut weak = unsolved.clone();
+        while crate::pow::meets(&weak.id(), crate::pow::REGTEST_BASE_WORK) {
+            weak.nonce += 1;
+        }
+        match n.admit(vec![weak], now).await {
+            Err(NodeError::InvalidPacket {
+                err: PacketError::NotEnoughWork { .. },
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             n.admit(vec![good.clone(), good], now).await.unwrap(),
             Admitted {

@@ -6,10 +6,11 @@
 //! |--------|------|--------------------------------|
 //! | 0      | 20   | tag                            |
 //! | 20     | 4    | expires, u32 little endian, unix seconds |
-//! | 24     | 1000 | body                           |
+//! | 24     | 8    | nonce, u64 little endian (proof of work, [`crate::pow`]) |
+//! | 32     | 992  | body                           |
 //!
 //! The packet id is the double SHA-256 of the 1024 bytes. The interchange form is one JSON
-//! object `{"tag":"<40 hex>","chunk":"<base64 of body>","expires":<u32>}`.
+//! object `{"tag":"<40 hex>","chunk":"<base64 of body>","expires":<u32>,"nonce":<u64>}`.
 
 use crate::tag::{Tag, TagError, TAG_LEN};
 use base64::Engine as _;
@@ -19,8 +20,10 @@ use std::fmt;
 
 /// Size of a packet on the wire.
 pub const PACKET_LEN: usize = 1024;
+/// Where the nonce sits in the wire form.
+pub const NONCE_OFFSET: usize = TAG_LEN + 4;
 /// Size of a packet body.
-pub const BODY_LEN: usize = PACKET_LEN - TAG_LEN - 4;
+pub const BODY_LEN: usize = PACKET_LEN - NONCE_OFFSET - 8;
 /// Default and usual maximum time-to-live: 48 hours.
 pub const DEFAULT_MAX_TTL: u32 = 48 * 3600;
 /// How far in the future beyond the max TTL an `expires` may lie, to absorb clock skew.
@@ -37,6 +40,8 @@ crate::hex_id!(PacketId, 32);
 pub struct Packet {
     pub tag: Tag,
     pub expires: u32,
+    /// Proof-of-work nonce ([`crate::pow`]).
+    pub nonce: u64,
     pub body: Box<[u8; BODY_LEN]>,
 }
 
@@ -72,6 +77,10 @@ pub enum PacketError {
         now: u32,
         max_ttl: u32,
     },
+    #[error("packet has no nonce: it is of the layout before proof of work (protocol.md §1); send it again with a current bump")]
+    OldLayout,
+    #[error("packet carries work {has}, this node requires {needs} for its TTL (a packet from before proof of work, or not solved)")]
+    NotEnoughWork { has: u64, needs: u64 },
 }
 
 /// The interchange (JSON) form of a packet.
@@ -81,6 +90,8 @@ pub struct PacketJson {
     pub tag: String,
     pub chunk: String,
     pub expires: u32,
+    /// Required: a packet without it is of the layout before proof of work.
+    pub nonce: u64,
 }
 
 impl Packet {
@@ -94,8 +105,9 @@ impl Packet {
     /// Encode into a caller-provided buffer.
     pub fn encode_into(&self, out: &mut [u8; PACKET_LEN]) {
         out[..TAG_LEN].copy_from_slice(&self.tag.0);
-        out[TAG_LEN..TAG_LEN + 4].copy_from_slice(&self.expires.to_le_bytes());
-        out[TAG_LEN + 4..].copy_from_slice(&self.body[..]);
+        out[TAG_LEN..NONCE_OFFSET].copy_from_slice(&self.expires.to_le_bytes());
+        out[NONCE_OFFSET..NONCE_OFFSET + 8].copy_from_slice(&self.nonce.to_le_bytes());
+        out[NONCE_OFFSET + 8..].copy_from_slice(&self.body[..]);
     }
 
     /// Decode from the wire form. Any 1024 bytes are a well-formed packet; expiry is checked
@@ -108,11 +120,14 @@ impl Packet {
         tag.copy_from_slice(&bytes[..TAG_LEN]);
         let mut exp = [0u8; 4];
         exp.copy_from_slice(&bytes[TAG_LEN..TAG_LEN + 4]);
+        let mut nonce = [0u8; 8];
+        nonce.copy_from_slice(&bytes[NONCE_OFFSET..NONCE_OFFSET + 8]);
         let mut body = Box::new([0u8; BODY_LEN]);
-        body.copy_from_slice(&bytes[TAG_LEN + 4..]);
+        body.copy_from_slice(&bytes[NONCE_OFFSET + 8..]);
         Ok(Packet {
             tag: Tag(tag),
             expires: u32::from_le_bytes(exp),
+            nonce: u64::from_le_bytes(nonce),
             body,
         })
     }
@@ -142,12 +157,28 @@ impl Packet {
         Ok(())
     }
 
+    /// Accept only packets whose id carries the work their remaining TTL requires at `base`
+    /// ([`crate::pow::required_work`]).
+    pub fn check_work(&self, now: u32, base: u64) -> Result<(), PacketError> {
+        let needs = crate::pow::required_work(base, self.expires.saturating_sub(now));
+        let id = self.id();
+        if crate::pow::meets(&id, needs) {
+            Ok(())
+        } else {
+            Err(PacketError::NotEnoughWork {
+                has: crate::pow::work_of(&id),
+                needs,
+            })
+        }
+    }
+
     /// The interchange form.
     pub fn to_json(&self) -> PacketJson {
         PacketJson {
             tag: self.tag.to_hex(),
             chunk: base64::engine::general_purpose::STANDARD.encode(&self.body[..]),
             expires: self.expires,
+            nonce: self.nonce,
         }
     }
 
@@ -165,15 +196,25 @@ impl Packet {
         Ok(Packet {
             tag,
             expires: j.expires,
+            nonce: j.nonce,
             body,
         })
     }
 
     /// Parse one interchange JSON object from text.
     pub fn from_json_str(s: &str) -> Result<Packet, PacketError> {
-        let j: PacketJson =
-            serde_json::from_str(s).map_err(|e| PacketError::Json(e.to_string()))?;
+        let j: PacketJson = serde_json::from_str(s).map_err(json_error)?;
         Packet::from_json(&j)
+    }
+}
+
+/// A JSON error, with the old layout (no `nonce`) named as such.
+fn json_error(e: serde_json::Error) -> PacketError {
+    let msg = e.to_string();
+    if msg.contains("missing field `nonce`") {
+        PacketError::OldLayout
+    } else {
+        PacketError::Json(msg)
     }
 }
 
@@ -190,7 +231,7 @@ pub fn parse_interchange(text: &str) -> Result<Vec<Packet>, (usize, PacketError)
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
         let list: Vec<PacketJson> =
-            serde_json::from_str(trimmed).map_err(|e| (1, PacketError::Json(e.to_string())))?;
+            serde_json::from_str(trimmed).map_err(|e| (1, json_error(e)))?;
         return list
             .iter()
             .enumerate()
@@ -201,7 +242,7 @@ pub fn parse_interchange(text: &str) -> Result<Vec<Packet>, (usize, PacketError)
     // A JSON stream covers both one object and JSON Lines (and pretty-printed objects).
     let stream = serde_json::Deserializer::from_str(text).into_iter::<PacketJson>();
     for (i, item) in stream.enumerate() {
-        let j = item.map_err(|e| (i + 1, PacketError::Json(e.to_string())))?;
+        let j = item.map_err(|e| (i + 1, json_error(e)))?;
         out.push(Packet::from_json(&j).map_err(|e| (i + 1, e))?);
     }
     Ok(out)
@@ -216,7 +257,7 @@ pub fn interchange_stream<R: std::io::Read>(
         .into_iter::<PacketJson>()
         .enumerate()
         .map(|(i, item)| {
-            let j = item.map_err(|e| (i + 1, PacketError::Json(e.to_string())))?;
+            let j = item.map_err(|e| (i + 1, json_error(e)))?;
             Packet::from_json(&j).map_err(|e| (i + 1, e))
         })
 }
@@ -231,6 +272,7 @@ mod tests {
         let p = Packet {
             tag: Tag([3; 20]),
             expires: 77,
+            nonce: 0,
             body: Box::new([4; BODY_LEN]),
         };
         let line = serde_json::to_string(&p.to_json()).unwrap();
@@ -258,6 +300,7 @@ mod tests {
                 Packet {
                     tag: Tag(t),
                     expires: e,
+                    nonce: 0,
                     body,
                 }
             })
@@ -287,20 +330,37 @@ mod tests {
     }
 
     #[test]
-    fn layout_is_tag_expires_body() {
+    fn layout_is_tag_expires_nonce_body() {
         let mut body = Box::new([0u8; BODY_LEN]);
         body[0] = 0xaa;
         body[BODY_LEN - 1] = 0xbb;
         let p = Packet {
             tag: Tag([7; 20]),
             expires: 0x0403_0201,
+            nonce: 0x0807_0605_0403_0201,
             body,
         };
         let b = p.encode();
+        assert_eq!(BODY_LEN, 992);
         assert_eq!(&b[..20], &[7; 20]);
         assert_eq!(&b[20..24], &[1, 2, 3, 4]);
-        assert_eq!(b[24], 0xaa);
+        assert_eq!(&b[24..32], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(b[32], 0xaa);
         assert_eq!(b[1023], 0xbb);
+        assert_eq!(Packet::decode(&b).unwrap(), p);
+    }
+
+    #[test]
+    fn old_layout_json_is_refused_by_name() {
+        let old = format!(
+            "{{\"tag\":\"{}\",\"chunk\":\"{}\",\"expires\":5}}",
+            "ab".repeat(20),
+            base64::engine::general_purpose::STANDARD.encode([0u8; 1000])
+        );
+        assert_eq!(Packet::from_json_str(&old), Err(PacketError::OldLayout));
+        assert!(PacketError::OldLayout
+            .to_string()
+            .contains("before proof of work"));
     }
 
     #[test]
@@ -308,6 +368,7 @@ mod tests {
         let p = Packet {
             tag: Tag([0xab; 20]),
             expires: 5,
+            nonce: 0,
             body: Box::new([1; BODY_LEN]),
         };
         let mut j = p.to_json();
@@ -339,6 +400,7 @@ mod tests {
         let p = |e| Packet {
             tag: Tag([0; 20]),
             expires: e,
+            nonce: 0,
             body: Box::new([0; BODY_LEN]),
         };
         let now = 1_000_000;
@@ -359,11 +421,13 @@ mod tests {
         let a = Packet {
             tag: Tag([1; 20]),
             expires: 9,
+            nonce: 0,
             body: Box::new([2; BODY_LEN]),
         };
         let b = Packet {
             tag: Tag([3; 20]),
             expires: 8,
+            nonce: 0,
             body: Box::new([4; BODY_LEN]),
         };
         let ja = serde_json::to_string(&a.to_json()).unwrap();

@@ -37,7 +37,8 @@ fn assert_clean_failure(o: &std::process::Output, want: &str) {
 fn send_and_get_are_byte_exact_for_many_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path(), &[]);
-    for (i, size) in [0usize, 1, 976, 977, 978, 1000, 300_000]
+    let part = bump::message::PART_DATA_LEN;
+    for (i, size) in [0usize, 1, part - 1, part, part + 1, 1000, 300_000]
         .into_iter()
         .enumerate()
     {
@@ -259,19 +260,30 @@ fn bad_input_gets_one_clear_line() {
         "malformed packet JSON",
     );
     let tag = "00".repeat(20);
-    let short = format!("{{\"tag\":\"{tag}\",\"chunk\":\"AAAA\",\"expires\":4000000000}}");
+    let short =
+        format!("{{\"tag\":\"{tag}\",\"chunk\":\"AAAA\",\"expires\":4000000000,\"nonce\":0}}");
     assert_clean_failure(
         &node.cli(&["import", "-"], Some(short.as_bytes())),
-        "exactly 1000",
+        "exactly 992",
     );
-    let chunk = base64_of(&[0u8; 1000]);
-    let expired = format!("{{\"tag\":\"{tag}\",\"chunk\":\"{chunk}\",\"expires\":1000}}");
+    // A packet of the layout before proof of work (no nonce) is named as such.
+    let old = format!(
+        "{{\"tag\":\"{tag}\",\"chunk\":\"{}\",\"expires\":4000000000}}",
+        base64_of(&[0u8; 1000])
+    );
+    assert_clean_failure(
+        &node.cli(&["import", "-"], Some(old.as_bytes())),
+        "before proof of work",
+    );
+    let chunk = base64_of(&[0u8; bump::packet::BODY_LEN]);
+    let expired =
+        format!("{{\"tag\":\"{tag}\",\"chunk\":\"{chunk}\",\"expires\":1000,\"nonce\":0}}");
     assert_clean_failure(
         &node.cli(&["import", "-"], Some(expired.as_bytes())),
         "expired",
     );
     let badtag = format!(
-        "{{\"tag\":\"{}\",\"chunk\":\"{chunk}\",\"expires\":1000}}",
+        "{{\"tag\":\"{}\",\"chunk\":\"{chunk}\",\"expires\":1000,\"nonce\":0}}",
         "g".repeat(40)
     );
     assert_clean_failure(

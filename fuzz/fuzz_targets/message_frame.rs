@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(f) = PartHeader::decode(&body) {
             assert!(f.index < f.count);
         }
-        a.push(seq as u64, &Packet { tag: Tag([0; 20]), expires: 0, body });
+        a.push(seq as u64, &Packet { tag: Tag([0; 20]), expires: 0, nonce: 0, body });
     }
     let (done, _) = a.finish();
     for m in done {

@@ -293,6 +293,16 @@ impl Mixer {
             self.count_drop("expired");
             return Ok(false);
         }
+        // The packet we will publish carries our proof of work; solved now, so the pool holds
+        // it ready and a release after a crash publishes the very same packet.
+        let outgoing = if dummy {
+            outgoing
+        } else {
+            match self.node.solve(vec![outgoing], now).await.pop() {
+                Some(p) => p,
+                None => return Ok(false),
+            }
+        };
         let mut pool = self.pool.locked();
         match pool.insert_with(
             &outgoing,
@@ -465,6 +475,7 @@ fn dummy_placeholder(incoming: &Packet) -> Packet {
     Packet {
         tag: Tag([0; 20]),
         expires: incoming.expires,
+        nonce: 0,
         body,
     }
 }

@@ -366,6 +366,7 @@ mod tests {
         Packet {
             tag: Tag([1; 20]),
             expires: 100_000 + i,
+            nonce: 0,
             body: Box::new([i as u8; BODY_LEN]),
         }
     }

@@ -359,8 +359,9 @@ impl SendService {
         })
     }
 
-    /// Store (and so flood) packets this node made.
+    /// Solve the proof of work of packets this node made, then store (and so flood) them.
     pub async fn publish(&self, packets: Vec<Packet>, now: u32) -> Result<(), SendError> {
+        let packets = self.node.solve(packets, now).await;
         self.node.admit(packets, now).await?;
         Ok(())
     }

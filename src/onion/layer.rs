@@ -262,6 +262,7 @@ pub fn wrap_keyed(
         Packet {
             tag: mix_tag(&route[0]),
             expires: first_expires,
+            nonce: 0,
             body,
         },
         secrets,
@@ -304,6 +305,7 @@ pub fn peel(
         Some(Packet {
             tag: instructions.next_tag,
             expires: instructions.next_expires,
+            nonce: 0,
             body,
         })
     };

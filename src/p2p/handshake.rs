@@ -168,7 +168,7 @@ impl Handshake {
             Message::Feature { id, data }
                 if self.got_version
                     && id == FEATURE_ID
-                    && data.first().copied().unwrap_or(0) >= 1 =>
+                    && data.first().copied().unwrap_or(0) >= BUMP_PROTOCOL_VERSION =>
             {
                 step.bump = true;
             }
@@ -220,7 +220,7 @@ mod tests {
         let s = h.on_message(
             Message::Feature {
                 id: FEATURE_ID.into(),
-                data: vec![1],
+                data: vec![BUMP_PROTOCOL_VERSION],
             },
             &nonces,
             &t,
@@ -271,7 +271,7 @@ mod tests {
         let s = h.on_message(
             Message::Feature {
                 id: FEATURE_ID.into(),
-                data: vec![1],
+                data: vec![BUMP_PROTOCOL_VERSION],
             },
             &Nonces::default(),
             &t,

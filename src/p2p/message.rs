@@ -25,7 +25,7 @@ pub const INV_BUMP: u32 = 0x4255_4d50;
 pub const NODE_BUMP: u64 = 1 << 24;
 /// BIP 434 feature id that marks a BuMP peer. Its data is one byte: the BuMP protocol version.
 pub const FEATURE_ID: &str = "bump/1";
-pub const BUMP_PROTOCOL_VERSION: u8 = 1;
+pub const BUMP_PROTOCOL_VERSION: u8 = 2;
 /// Most entries in one inv, getdata or notfound (sent and accepted).
 pub const MAX_INV: usize = 50_000;
 /// Most entries in one addr or addrv2.
@@ -334,6 +334,7 @@ mod tests {
         round_trip(Message::Bump(Box::new(Packet {
             tag: Tag([3; 20]),
             expires: 9,
+            nonce: 0,
             body: Box::new([4; BODY_LEN]),
         })));
         let addr = Address::new(

@@ -795,6 +795,7 @@ mod tests {
         let packet = Packet {
             tag: crate::tag::Tag([3; 20]),
             expires: now + 3600,
+            nonce: 0,
             body: Box::new([9; crate::packet::BODY_LEN]),
         };
         store.insert(&packet, now).unwrap();
@@ -808,7 +809,7 @@ mod tests {
         wr.send(
             Message::Feature {
                 id: super::super::message::FEATURE_ID.into(),
-                data: vec![1],
+                data: vec![super::super::message::BUMP_PROTOCOL_VERSION],
             }
             .encode(),
         )

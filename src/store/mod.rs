@@ -517,6 +517,7 @@ mod tests {
         Packet {
             tag: Tag([tag; 20]),
             expires,
+            nonce: 0,
             body: Box::new([fill; BODY_LEN]),
         }
     }

@@ -79,7 +79,7 @@ impl RawPeer {
         if bump {
             self.send(&Message::Feature {
                 id: FEATURE_ID.into(),
-                data: vec![1],
+                data: vec![bump::p2p::message::BUMP_PROTOCOL_VERSION],
             })?;
         }
         self.send(&Message::Verack)?;
@@ -168,9 +168,18 @@ pub fn socket_bind_rcvbuf(
 }
 
 pub fn good_packet(fill: u8) -> Packet {
-    Packet {
+    solved(Packet {
         tag: Tag([fill; 20]),
         expires: bump::unix_now() + 3600,
+        nonce: 0,
         body: Box::new([fill; BODY_LEN]),
-    }
+    })
+}
+
+/// The packet with the proof of work a regtest node asks for it (its TTL plus clock skew).
+pub fn solved(mut p: Packet) -> Packet {
+    let ttl = p.expires.saturating_sub(bump::unix_now()) + bump::packet::CLOCK_SKEW;
+    let work = bump::pow::required_work(bump::pow::REGTEST_BASE_WORK, ttl);
+    bump::pow::solve(&mut p, work);
+    p
 }

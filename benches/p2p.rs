@@ -34,6 +34,9 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
     p2p.listen = Some("127.0.0.1:0".parse().unwrap());
     p2p.connect = connect;
     p2p.max_outbound = 0;
+    // Every node of the bench is on 127.0.0.1.
+    p2p.max_inbound_per_ip = p2p.max_inbound;
+    p2p.max_inbound_per_netgroup = p2p.max_inbound;
     let settings = DaemonSettings {
         chain: None,
         network: Network::Regtest,

@@ -40,6 +40,8 @@ pub const CONF_KEYS: &[&str] = &[
     "connect",
     "addnode",
     "maxinbound",
+    "maxinboundperip",
+    "maxinboundpernetgroup",
     "maxoutbound",
     "trickle",
     "bantime",

@@ -126,6 +126,13 @@ pub struct NodeArgs {
     /// Most inbound P2P connections [default: 64]
     #[arg(long, value_name = "N")]
     pub max_inbound: Option<usize>,
+    /// Most inbound connections from one IP address (raise it for many nodes behind one
+    /// address, e.g. a test network on loopback) [default: 8]
+    #[arg(long, value_name = "N")]
+    pub max_inbound_per_ip: Option<usize>,
+    /// Most inbound connections from one network group, IPv4 /24 or IPv6 /48 [default: 16]
+    #[arg(long, value_name = "N")]
+    pub max_inbound_per_netgroup: Option<usize>,
     /// Most outbound connections picked from the peer table [default: 8]
     #[arg(long, value_name = "N")]
     pub max_outbound: Option<usize>,
@@ -254,6 +261,14 @@ pub fn node_settings(ctx: &Base, args: &NodeArgs) -> Result<DaemonSettings, Sett
         .max_inbound
         .or(conf.parsed(net, "maxinbound")?)
         .unwrap_or(p2p.max_inbound);
+    p2p.max_inbound_per_ip = args
+        .max_inbound_per_ip
+        .or(conf.parsed(net, "maxinboundperip")?)
+        .unwrap_or(p2p.max_inbound_per_ip);
+    p2p.max_inbound_per_netgroup = args
+        .max_inbound_per_netgroup
+        .or(conf.parsed(net, "maxinboundpernetgroup")?)
+        .unwrap_or(p2p.max_inbound_per_netgroup);
     p2p.max_outbound = args
         .max_outbound
         .or(conf.parsed(net, "maxoutbound")?)
@@ -460,12 +475,14 @@ mod tests {
 
     #[test]
     fn flag_beats_section_beats_top_level() {
-        let conf = "maxttl=100\nmaxpackets=5\naddnode=a:1\nconnect=c:1\n[regtest]\nmaxttl=200\naddnode=b:2\n";
+        let conf = "maxttl=100\nmaxpackets=5\naddnode=a:1\nconnect=c:1\nmaxinboundperip=3\n[regtest]\nmaxttl=200\naddnode=b:2\n";
         let s = node_settings(&base(conf), &NodeArgs::default()).unwrap();
         assert_eq!(s.limits.max_ttl, 200, "section over top level");
         assert_eq!(s.store.max_packets, 5);
         assert_eq!(s.p2p.addnode, vec!["a:1", "b:2"]);
         assert_eq!(s.p2p.connect, vec!["c:1"]);
+        assert_eq!(s.p2p.max_inbound_per_ip, 3);
+        assert_eq!(s.p2p.max_inbound_per_netgroup, 16, "default");
         let args = NodeArgs {
             max_ttl: Some(300),
             addnode: vec!["f:9".into()],

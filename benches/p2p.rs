@@ -330,6 +330,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        if std::env::var_os("BUMP_BENCH_ONLY_CATCHUP").is_some() {
+            return catch_up(if full { 100_000 } else { 2_000 }).await;
+        }
         if std::env::var_os("BUMP_BENCH_ONLY_RELAY").is_some() {
             return relay_throughput(if full { 100_000 } else { 2_000 }).await;
         }

@@ -25,9 +25,9 @@ pub const MAX_BACKLOG_PER_PEER: usize = 262_144;
 /// Announced-but-not-requested ids kept over all peers (16 MiB of ids).
 pub const MAX_BACKLOG_TOTAL: usize = 524_288;
 /// Requests in flight per peer.
-pub const MAX_INFLIGHT_PER_PEER: usize = 4096;
+pub const MAX_INFLIGHT_PER_PEER: usize = 16_384;
 /// Requests in flight over all peers.
-pub const MAX_INFLIGHT_TOTAL: usize = 65_536;
+pub const MAX_INFLIGHT_TOTAL: usize = 131_072;
 /// Other announcers remembered per id in flight.
 pub const MAX_ALTERNATES: usize = 2;
 /// A request not answered within this time is asked elsewhere.
@@ -39,6 +39,18 @@ struct Request {
     peer: u64,
     at: Instant,
     alternates: Vec<u64>,
+}
+
+impl Request {
+    /// Remember another announcer of this id, if there is room and it is not the one asked.
+    fn add_alternate(&mut self, peer: u64) {
+        if self.peer != peer
+            && self.alternates.len() < MAX_ALTERNATES
+            && !self.alternates.contains(&peer)
+        {
+            self.alternates.push(peer);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,12 +112,7 @@ impl Fetcher {
         let st = self.peers.entry(peer).or_default();
         for id in ids {
             if let Some(r) = self.inflight.get_mut(&id) {
-                if r.peer != peer
-                    && r.alternates.len() < MAX_ALTERNATES
-                    && !r.alternates.contains(&peer)
-                {
-                    r.alternates.push(peer);
-                }
+                r.add_alternate(peer);
                 continue;
             }
             if st.backlog.len() >= MAX_BACKLOG_PER_PEER || self.backlog_total >= MAX_BACKLOG_TOTAL {
@@ -143,12 +150,7 @@ impl Fetcher {
                 continue;
             }
             if let Some(r) = self.inflight.get_mut(&id) {
-                if r.peer != peer
-                    && r.alternates.len() < MAX_ALTERNATES
-                    && !r.alternates.contains(&peer)
-                {
-                    r.alternates.push(peer);
-                }
+                r.add_alternate(peer);
                 continue;
             }
             if st.inflight == 0 {

@@ -207,28 +207,48 @@ impl PeerShared {
 }
 
 /// A peer handle with no connection behind it, for tests of the overlay's choices.
+impl PeerShared {
+    /// A fresh handle: nothing known, nothing queued, score 0.
+    fn new(
+        id: u64,
+        addr: SocketAddr,
+        outbound: bool,
+        cancel: CancellationToken,
+        control: mpsc::Sender<Outgoing>,
+    ) -> PeerShared {
+        PeerShared {
+            id,
+            addr,
+            outbound,
+            connected_at: Instant::now(),
+            bump: AtomicBool::new(false),
+            score: AtomicU32::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            packets_out: AtomicU64::new(0),
+            info: Mutex::new(PeerInfo::default()),
+            cancel,
+            control,
+            announce: Mutex::new(Vec::new()),
+            serve: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            known: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// A peer handle with no connection behind it, for tests of the overlay's choices.
 #[cfg(test)]
 pub(crate) fn test_peer(id: u64, addr: &str, outbound: bool) -> Arc<PeerShared> {
     let (control, _) = mpsc::channel(1);
-    Arc::new(PeerShared {
+    Arc::new(PeerShared::new(
         id,
-        addr: addr.parse().unwrap(),
+        addr.parse().unwrap(),
         outbound,
-        connected_at: Instant::now(),
-        bump: AtomicBool::new(false),
-        score: AtomicU32::new(0),
-        bytes_in: AtomicU64::new(0),
-        bytes_out: AtomicU64::new(0),
-        packets_in: AtomicU64::new(0),
-        packets_out: AtomicU64::new(0),
-        info: Mutex::new(PeerInfo::default()),
-        cancel: CancellationToken::new(),
+        CancellationToken::new(),
         control,
-        announce: Mutex::new(Vec::new()),
-        serve: Mutex::new(VecDeque::new()),
-        wake: Notify::new(),
-        known: Mutex::new(HashSet::new()),
-    })
+    ))
 }
 
 /// Draw an exponential delay with the given mean (Poisson process inter-arrival time).
@@ -258,25 +278,7 @@ where
     );
     let writer = FramedWrite::new(wr, MessageCodec::new(ctx.magic, max_payload as Policy));
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let shared = Arc::new(PeerShared {
-        id,
-        addr,
-        outbound,
-        connected_at: Instant::now(),
-        bump: AtomicBool::new(false),
-        score: AtomicU32::new(0),
-        bytes_in: AtomicU64::new(0),
-        bytes_out: AtomicU64::new(0),
-        packets_in: AtomicU64::new(0),
-        packets_out: AtomicU64::new(0),
-        info: Mutex::new(PeerInfo::default()),
-        cancel,
-        control: control_tx,
-        announce: Mutex::new(Vec::new()),
-        serve: Mutex::new(VecDeque::new()),
-        wake: Notify::new(),
-        known: Mutex::new(HashSet::new()),
-    });
+    let shared = Arc::new(PeerShared::new(id, addr, outbound, cancel, control_tx));
     let peer = shared.clone();
     tokio::spawn(async move {
         let w = tokio::spawn(write_loop(ctx.clone(), peer.clone(), writer, control_rx));

@@ -43,7 +43,9 @@ pub mod table;
 pub use table::{Codec, Table, TableSpec};
 
 /// Version of the on-disk layout described above.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: packets of layout 2 (with a proof-of-work nonce, protocol.md §1); a version-4 store
+/// holds layout-1 packets, which this build would misread, so it is refused.
+pub const FORMAT_VERSION: u32 = 5;
 /// Default quota: 1,048,576 packets (1 GiB of packet data).
 pub const DEFAULT_MAX_PACKETS: u64 = 1 << 20;
 /// Most expired packets the sweeper handles per pass over the index.
@@ -56,7 +58,7 @@ pub enum StoreError {
     #[error("store is full ({max} packets) and holds no expired packet to make room")]
     Full { max: u64 },
     #[error(
-        "store format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+        "store format version {found} is not supported (this build reads version {FORMAT_VERSION}; version 4 holds packets of the layout before proof of work: move the store folder aside and let the node catch up from its peers)"
     )]
     FormatVersion { found: u32 },
     #[error("segment file: {0}")]

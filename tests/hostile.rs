@@ -475,3 +475,29 @@ fn a_damaged_segment_is_reported_by_get() {
     );
     let _ = TcpStream::connect(node.addr);
 }
+
+#[test]
+fn a_packet_without_its_proof_of_work_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path(), &[]);
+    let mut p = Packet {
+        tag: Tag([5; 20]),
+        expires: bump::unix_now() + 3600,
+        nonce: 0,
+        body: Box::new([5; BODY_LEN]),
+    };
+    let need = bump::pow::required_work(bump::pow::REGTEST_BASE_WORK, 3600);
+    while bump::pow::meets(&p.id(), need) {
+        p.nonce += 1;
+    }
+    let line = serde_json::to_string(&p.to_json()).unwrap();
+    let out = node.cli(&["import", "-"], Some(line.as_bytes()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("requires") && err.contains("work"), "{err}");
+    assert_eq!(node.packet_count(), 0);
+    // The same packet solved goes in.
+    let line = serde_json::to_string(&solved(p).to_json()).unwrap();
+    node.ok(&["import", "-"], Some(line.as_bytes()));
+    assert_eq!(node.packet_count(), 1);
+}

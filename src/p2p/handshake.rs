@@ -264,6 +264,30 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_of_the_layout_before_proof_of_work_is_coin_only() {
+        let t = VersionTemplate::new(None);
+        let to = "127.0.0.1:9".parse().unwrap();
+        let nonces = Nonces::default();
+        let (mut h, _) = Handshake::start(false, 1, &t, to);
+        h.on_message(
+            their_version(3, namecoin::PROTOCOL_VERSION),
+            &nonces,
+            &t,
+            to,
+        );
+        let s = h.on_message(
+            Message::Feature {
+                id: FEATURE_ID.into(),
+                data: vec![1],
+            },
+            &nonces,
+            &t,
+            to,
+        );
+        assert!(!s.bump, "feature data 1 = packet layout 1");
+    }
+
+    #[test]
     fn a_feature_before_version_does_not_count() {
         let t = VersionTemplate::new(None);
         let to = "127.0.0.1:9".parse().unwrap();

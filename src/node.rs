@@ -155,7 +155,7 @@ impl Node {
     /// The admission rules for one packet: expiry window, then proof of work.
     pub fn check(&self, p: &Packet, now: u32) -> Result<(), PacketError> {
         p.check_expiry(now, self.limits.max_ttl)?;
-        p.check_work(now, self.base_work())
+        crate::pow::check(p, now, self.base_work())
     }
 
     /// Give packets this node made the proof of work every node will ask of them (their TTL

@@ -157,21 +157,6 @@ impl Packet {
         Ok(())
     }
 
-    /// Accept only packets whose id carries the work their remaining TTL requires at `base`
-    /// ([`crate::pow::required_work`]).
-    pub fn check_work(&self, now: u32, base: u64) -> Result<(), PacketError> {
-        let needs = crate::pow::required_work(base, self.expires.saturating_sub(now));
-        let id = self.id();
-        if crate::pow::meets(&id, needs) {
-            Ok(())
-        } else {
-            Err(PacketError::NotEnoughWork {
-                has: crate::pow::work_of(&id),
-                needs,
-            })
-        }
-    }
-
     /// The interchange form.
     pub fn to_json(&self) -> PacketJson {
         PacketJson {

@@ -18,7 +18,7 @@
 //! Solving tries nonces from 0 up (deterministic: the same packet gets the same nonce); a batch
 //! of packets is solved on all cores.
 
-use crate::packet::{Packet, PacketId, PACKET_LEN};
+use crate::packet::{Packet, PacketError, PacketId, PACKET_LEN};
 use bitcoin::hashes::{sha256d, Hash};
 use namecoin::Network;
 
@@ -67,6 +67,20 @@ pub fn work_of(id: &PacketId) -> u64 {
 /// Whether `id` meets `work`.
 pub fn meets(id: &PacketId, work: u64) -> bool {
     head(id) <= target(work)
+}
+
+/// Accept only a packet whose id carries the work its remaining TTL requires at `base`.
+pub fn check(packet: &Packet, now: u32, base: u64) -> Result<(), PacketError> {
+    let needs = required_work(base, packet.expires.saturating_sub(now));
+    let id = packet.id();
+    if meets(&id, needs) {
+        Ok(())
+    } else {
+        Err(PacketError::NotEnoughWork {
+            has: work_of(&id),
+            needs,
+        })
+    }
 }
 
 /// Find a nonce that gives `packet` at least `work`, trying 0, 1, 2, ... Returns the

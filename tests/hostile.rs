@@ -82,6 +82,17 @@ fn an_inv_flood_from_a_peer_that_never_reads_keeps_memory_flat() {
                 as u64,
         "outstanding {outstanding}"
     );
+    // A peer that announces and never serves is dropped (stalling: 60 s without an answer).
+    let t = Instant::now();
+    assert!(
+        wait_for(90, || node.peers().is_empty()),
+        "the announcer that never serves is still connected: {:?}",
+        node.peers()
+    );
+    eprintln!(
+        "non-serving announcer dropped after {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 #[test]

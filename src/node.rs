@@ -69,6 +69,8 @@ pub enum NodeError {
     TtlTooLong { ttl: u32, max: u32 },
     #[error("ttl must be at least 60 seconds")]
     TtlTooShort,
+    #[error("the store is full and this packet's work per TTL ({score}) does not beat the cheapest packet held ({lowest}); send it again with more work (a fresh send solves for the current floor)")]
+    BelowFloor { score: u64, lowest: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -86,6 +88,8 @@ pub struct NewPacket {
 pub struct Admitted {
     pub new: usize,
     pub duplicates: usize,
+    /// Refused because the store is full of packets that score at least as high.
+    pub full: usize,
 }
 
 /// What a node reports about itself.
@@ -167,8 +171,13 @@ impl Node {
             .max()
             .unwrap_or(0)
             .saturating_add(crate::packet::CLOCK_SKEW);
-        crate::pow::solve_off_thread(packets, crate::pow::required_work(self.base_work(), ttl))
-            .await
+        // When they do not fit, beat the packets they must evict by a margin (50 %), so they
+        // get in here and, on nodes as full, there too.
+        let base = match self.store.floor_for(packets.len()) {
+            Ok(Some(lowest)) => self.base_work().max(lowest.saturating_add(lowest / 2 + 1)),
+            _ => self.base_work(),
+        };
+        crate::pow::solve_off_thread(packets, crate::pow::required_work(base, ttl)).await
     }
 
     /// Receive every packet newly stored from now on.
@@ -179,6 +188,17 @@ impl Node {
     /// Validate all packets first (nothing is stored if one is invalid), then store them, wait
     /// until they are durable, then announce the new ones.
     pub async fn admit(&self, packets: Vec<Packet>, now: u32) -> Result<Admitted, NodeError> {
+        self.admit_with(packets, now, true).await
+    }
+
+    /// [`Node::admit`]; with `strict`, a packet refused for a full store is an error (local
+    /// sends and imports want to know), else it is only counted (a peer's packet that loses).
+    async fn admit_with(
+        &self,
+        packets: Vec<Packet>,
+        now: u32,
+        strict: bool,
+    ) -> Result<Admitted, NodeError> {
         for (index, p) in packets.iter().enumerate() {
             self.check(p, now)
                 .map_err(|err| NodeError::InvalidPacket { index, err })?;
@@ -193,6 +213,7 @@ impl Node {
         let results = results?;
         self.store.durable().await?;
         let mut out = Admitted::default();
+        let mut refused = None;
         for (p, r) in packets.into_iter().zip(results) {
             match r {
                 Inserted::New(seq) => {
@@ -206,9 +227,16 @@ impl Node {
                     });
                 }
                 Inserted::Duplicate => out.duplicates += 1,
+                Inserted::Full { score, lowest } => {
+                    out.full += 1;
+                    refused.get_or_insert((score, lowest));
+                }
             }
         }
-        Ok(out)
+        match refused {
+            Some((score, lowest)) if strict => Err(NodeError::BelowFloor { score, lowest }),
+            _ => Ok(out),
+        }
     }
 
     /// Admit packets that arrived from peers: each is checked on its own, the valid ones are
@@ -230,7 +258,7 @@ impl Node {
         let admitted = if valid.is_empty() {
             Admitted::default()
         } else {
-            self.admit(valid, now).await?
+            self.admit_with(valid, now, false).await?
         };
         Ok((admitted, refused))
     }
@@ -405,7 +433,8 @@ mod tests {
             n.admit(vec![good.clone(), good], now).await.unwrap(),
             Admitted {
                 new: 1,
-                duplicates: 1
+                duplicates: 1,
+                full: 0
             }
         );
     }

@@ -64,6 +64,14 @@ pub fn work_of(id: &PacketId) -> u64 {
     (u128::MAX / (h + 1)).min(u64::MAX as u128) as u64
 }
 
+/// A packet's **score**: its work per TTL, normalised so that a packet that carries exactly the
+/// work its TTL requires at base `b` scores about `b` (`work × 86400 / (86400 + ttl)`). Stores
+/// evict the lowest score first.
+pub fn score(id: &PacketId, ttl: u32) -> u64 {
+    let w = work_of(id) as u128 * TTL_UNIT as u128 / (TTL_UNIT as u128 + ttl as u128);
+    w.min(u64::MAX as u128) as u64
+}
+
 /// Whether `id` meets `work`.
 pub fn meets(id: &PacketId, work: u64) -> bool {
     head(id) <= target(work)

@@ -35,7 +35,9 @@ fn node_error(e: NodeError) -> ErrorObjectOwned {
         NodeError::Message(MessageError::TooLarge { .. }) => codes::MESSAGE_TOO_LARGE,
         NodeError::Message(MessageError::BadFrame(_)) => codes::INVALID_PARAMS,
         NodeError::TtlTooLong { .. } | NodeError::TtlTooShort => codes::BAD_TTL,
-        NodeError::Store(StoreError::Full { .. }) => codes::STORE_FULL,
+        NodeError::Store(StoreError::Full { .. }) | NodeError::BelowFloor { .. } => {
+            codes::STORE_FULL
+        }
         NodeError::Store(_) => {
             tracing::error!("store error: {e}");
             codes::INTERNAL

@@ -7,6 +7,7 @@
 //! | `packets`   | packet id (32)                  | seq (u64 BE) ‖ hour (u32 BE) ‖ offset (u64 BE) |
 //! | `by_tag`    | tag (20) ‖ seq (u64 BE)         | packet id (32)               |
 //! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32) ‖ tag (20)    |
+//! | `by_value`  | score (u64 BE) ‖ seq (u64 BE)   | packet id (32) ‖ tag (20) ‖ expires (u32 BE) |
 //! | `meta`      | `format_version`                | u32 BE                       |
 //!
 //! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
@@ -24,9 +25,10 @@
 //! until [`Store::durable`] returns: it flushes on tokio's blocking pool, and concurrent callers share
 //! one flush (group commit), which is what batches flushes under load.
 //!
-//! Quota: at most `max_packets` packets. When full, expired packets are swept first; unexpired
-//! packets are never evicted (every node is meant to hold the same set), so if none has
-//! expired the insert fails with [`StoreError::Full`].
+//! Quota: at most `max_packets` packets. When full, expired packets are swept first; then, like
+//! a mempool, the packet with the lowest **score** (work per TTL, [`crate::pow::score`]) is
+//! evicted for a new one that scores higher, and a new one that does not is refused
+//! ([`Inserted::Full`]). The `packets` entry is seq ‖ hour ‖ offset ‖ score.
 
 use crate::packet::{Packet, PacketId};
 use crate::sync::Locked;
@@ -74,6 +76,8 @@ pub enum Inserted {
     New(u64),
     /// Already held; nothing changed.
     Duplicate,
+    /// The store is full and this packet's score is not above the cheapest one held.
+    Full { score: u64, lowest: u64 },
 }
 
 /// What reading a tag found.
@@ -116,6 +120,8 @@ pub struct Store {
     packets: sled::Tree,
     by_tag: sled::Tree,
     by_expiry: sled::Tree,
+    /// score (u64 BE) ‖ seq → id (32) ‖ tag (20) ‖ expires (u32 BE): the eviction order.
+    by_value: sled::Tree,
     count: AtomicU64,
     max_packets: u64,
     /// Serialises quota check + insert so the count stays exact.
@@ -143,25 +149,39 @@ fn expiry_key(expires: u32, seq: u64) -> [u8; 12] {
     k
 }
 
-const ENTRY_LEN: usize = 8 + 4 + 8;
+const ENTRY_LEN: usize = 8 + 4 + 8 + 8;
 
-fn encode_entry(seq: u64, loc: Location) -> [u8; ENTRY_LEN] {
+fn encode_entry(seq: u64, loc: Location, score: u64) -> [u8; ENTRY_LEN] {
     let mut v = [0u8; ENTRY_LEN];
     v[..8].copy_from_slice(&seq.to_be_bytes());
     v[8..12].copy_from_slice(&loc.hour.to_be_bytes());
-    v[12..].copy_from_slice(&loc.offset.to_be_bytes());
+    v[12..20].copy_from_slice(&loc.offset.to_be_bytes());
+    v[20..].copy_from_slice(&score.to_be_bytes());
     v
 }
 
 fn decode_entry(v: &[u8]) -> Result<(u64, Location), StoreError> {
+    decode_entry_full(v).map(|(seq, loc, _)| (seq, loc))
+}
+
+fn decode_entry_full(v: &[u8]) -> Result<(u64, Location, u64), StoreError> {
     if v.len() != ENTRY_LEN {
         return Err(StoreError::Corrupt("packet entry has the wrong length"));
     }
     let bad = |_| StoreError::Corrupt("packet entry");
     let seq = u64::from_be_bytes(v[..8].try_into().map_err(bad)?);
     let hour = u32::from_be_bytes(v[8..12].try_into().map_err(bad)?);
-    let offset = u64::from_be_bytes(v[12..].try_into().map_err(bad)?);
-    Ok((seq, Location { hour, offset }))
+    let offset = u64::from_be_bytes(v[12..20].try_into().map_err(bad)?);
+    let score = u64::from_be_bytes(v[20..].try_into().map_err(bad)?);
+    Ok((seq, Location { hour, offset }, score))
+}
+
+/// `by_value` key: the packet's score first, so the cheapest packet is the first entry.
+fn value_key(score: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&score.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
 }
 
 impl Store {
@@ -212,6 +232,7 @@ impl Store {
         Ok(Store {
             by_tag: db.open_tree("by_tag")?,
             by_expiry: db.open_tree("by_expiry")?,
+            by_value: db.open_tree("by_value")?,
             packets,
             db,
             segments,
@@ -276,12 +297,20 @@ impl Store {
         if self.packets.contains_key(id.0)? {
             return Ok(Inserted::Duplicate);
         }
+        let score = crate::pow::score(&id, packet.expires.saturating_sub(now));
         if self.len() >= self.max_packets {
             self.sweep_expired_locked(now)?;
-            if self.len() >= self.max_packets {
-                return Err(StoreError::Full {
-                    max: self.max_packets,
-                });
+        }
+        if self.len() >= self.max_packets {
+            // Like a mempool: the cheapest packet held makes room for a dearer one.
+            match self.lowest()? {
+                Some((lowest, key, value)) if score > lowest => self.evict(&key, &value)?,
+                Some((lowest, _, _)) => return Ok(Inserted::Full { score, lowest }),
+                None => {
+                    return Err(StoreError::Full {
+                        max: self.max_packets,
+                    })
+                }
             }
         }
         // Sequence numbers start at 1 so that "after 0" means "from the start".
@@ -292,12 +321,102 @@ impl Store {
         self.by_tag.insert(tag_key(&packet.tag, seq), &id.0[..])?;
         self.by_expiry
             .insert(expiry_key(packet.expires, seq), &expiry_value[..])?;
+        let mut value = [0u8; 32 + TAG_LEN + 4];
+        value[..32 + TAG_LEN].copy_from_slice(&expiry_value);
+        value[32 + TAG_LEN..].copy_from_slice(&packet.expires.to_be_bytes());
+        self.by_value.insert(value_key(score, seq), &value[..])?;
         let loc = self.segments.append(packet.expires, &bytes)?;
         // The commit point: from here on the packet exists.
         self.packets
-            .insert(&id.0[..], &encode_entry(seq, loc)[..])?;
+            .insert(&id.0[..], &encode_entry(seq, loc, score)[..])?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(Inserted::New(seq))
+    }
+
+    /// The cheapest packet held: its score and `by_value` entry (dangling entries skipped and
+    /// removed).
+    fn lowest(&self) -> Result<Option<(u64, sled::IVec, sled::IVec)>, StoreError> {
+        for item in self.by_value.iter() {
+            let (k, v) = item?;
+            if k.len() != 16 || v.len() != 32 + TAG_LEN + 4 {
+                return Err(StoreError::Corrupt("value index"));
+            }
+            let seq = u64::from_be_bytes(
+                k[8..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("value key"))?,
+            );
+            let live = match self.packets.get(&v[..32])? {
+                Some(e) => decode_entry(&e)?.0 == seq,
+                None => false,
+            };
+            if live {
+                let score = u64::from_be_bytes(
+                    k[..8]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("value key"))?,
+                );
+                return Ok(Some((score, k, v)));
+            }
+            self.by_value.remove(&k)?;
+        }
+        Ok(None)
+    }
+
+    /// Delete the packet behind a `by_value` entry: the packet entry first, then its indexes
+    /// (its bytes stay in their segment until the hour expires).
+    fn evict(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let bad = |_| StoreError::Corrupt("value index");
+        let seq = u64::from_be_bytes(key[8..].try_into().map_err(bad)?);
+        let id: [u8; 32] = value[..32].try_into().map_err(bad)?;
+        let tag = Tag(value[32..32 + TAG_LEN].try_into().map_err(bad)?);
+        let expires = u32::from_be_bytes(value[32 + TAG_LEN..].try_into().map_err(bad)?);
+        self.packets.remove(id)?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.by_tag.remove(tag_key(&tag, seq))?;
+        self.by_expiry.remove(expiry_key(expires, seq))?;
+        self.by_value.remove(key)?;
+        tracing::debug!(id = %PacketId(id), "evicted the cheapest packet to make room");
+        Ok(())
+    }
+
+    /// What `k` new packets must each score above to get in: `None` while they fit; else the
+    /// score of the `m`-th cheapest packet held, `m` being how many must make room.
+    pub fn floor_for(&self, k: usize) -> Result<Option<u64>, StoreError> {
+        let len = self.len();
+        let need = (len + k as u64).saturating_sub(self.max_packets);
+        if need == 0 {
+            return Ok(None);
+        }
+        let mut seen = 0u64;
+        let mut last = None;
+        for item in self.by_value.iter() {
+            let (k, v) = item?;
+            if k.len() != 16 || v.len() < 32 {
+                continue;
+            }
+            let seq = u64::from_be_bytes(
+                k[8..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("value key"))?,
+            );
+            let live = match self.packets.get(&v[..32])? {
+                Some(e) => decode_entry(&e)?.0 == seq,
+                None => false,
+            };
+            if live {
+                last = Some(u64::from_be_bytes(
+                    k[..8]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("value key"))?,
+                ));
+                seen += 1;
+                if seen >= need {
+                    break;
+                }
+            }
+        }
+        Ok(last)
     }
 
     /// Wait until every insert made before this call is on disk. Concurrent callers share
@@ -491,10 +610,11 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt("expiry index"))?);
                 // Delete the packet first (only if this entry is really its own), then indexes.
                 if let Some(entry) = self.packets.get(id)? {
-                    let (packet_seq, _) = decode_entry(&entry)?;
+                    let (packet_seq, _, score) = decode_entry_full(&entry)?;
                     if packet_seq == seq {
                         self.packets.remove(id)?;
                         self.count.fetch_sub(1, Ordering::Relaxed);
+                        self.by_value.remove(value_key(score, seq))?;
                         removed += 1;
                     }
                 }
@@ -522,6 +642,55 @@ mod tests {
             nonce: 0,
             body: Box::new([fill; BODY_LEN]),
         }
+    }
+
+    #[test]
+    fn a_full_store_evicts_the_lowest_score_and_refuses_what_scores_lower() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            max_packets: 3,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), &cfg).unwrap();
+        let now = 1_000_000;
+        let mut ps: Vec<Packet> = (0..5u8)
+            .map(|i| {
+                let mut p = pkt(1, now + 3600, i);
+                crate::pow::solve(&mut p, 16 << (2 * i));
+                p
+            })
+            .collect();
+        let score = |p: &Packet| crate::pow::score(&p.id(), 3600);
+        ps.sort_by_key(score);
+        for p in &ps[1..4] {
+            assert!(matches!(store.insert(p, now).unwrap(), Inserted::New(_)));
+        }
+        assert_eq!(store.floor_for(1).unwrap(), Some(score(&ps[1])));
+        assert_eq!(store.floor_for(2).unwrap(), Some(score(&ps[2])));
+        // Scoring no higher than the cheapest held: refused, nothing changes.
+        assert!(matches!(
+            store.insert(&ps[0], now).unwrap(),
+            Inserted::Full { .. }
+        ));
+        // Scoring higher: the cheapest goes.
+        assert!(matches!(
+            store.insert(&ps[4], now).unwrap(),
+            Inserted::New(_)
+        ));
+        assert_eq!(store.len(), 3);
+        assert!(!store.contains(&ps[1].id()).unwrap());
+        for p in &ps[2..5] {
+            assert!(store.get(&p.id()).unwrap().is_some());
+        }
+        assert_eq!(
+            tag1(&store, 0).len(),
+            3,
+            "the tag index lost the evicted one too"
+        );
+        // Expiry removes the value index entries as well: an empty store floors at nothing.
+        assert_eq!(store.sweep_expired(now + 7200).unwrap(), 3);
+        assert_eq!(store.floor_for(3).unwrap(), None);
+        assert!(store.lowest().unwrap().is_none());
     }
 
     /// Packets under tag [1; 20] after `after`, in arrival order.
@@ -610,12 +779,22 @@ mod tests {
             s.insert(&pkt(1, 100, 3), 20).unwrap(),
             Inserted::New(_)
         ));
-        assert!(matches!(
-            s.insert(&pkt(1, 100, 4), 20),
-            Err(StoreError::Full { max: 2 })
-        ));
+        // Full of unexpired packets: a new one gets in only by scoring above the cheapest.
+        let lowest = s.floor_for(1).unwrap().unwrap();
+        let new = pkt(1, 100, 4);
+        let r = s.insert(&new, 20).unwrap();
+        if crate::pow::score(&new.id(), 80) > lowest {
+            assert!(matches!(r, Inserted::New(_)), "{r:?}");
+        } else {
+            assert!(matches!(r, Inserted::Full { .. }), "{r:?}");
+        }
+        assert_eq!(s.len(), 2, "never over the quota");
         // Duplicates of held packets are still reported as duplicates when full.
-        assert_eq!(s.insert(&pkt(1, 100, 3), 20).unwrap(), Inserted::Duplicate);
+        let held = [pkt(1, 100, 2), pkt(1, 100, 3), new]
+            .into_iter()
+            .find(|p| s.contains(&p.id()).unwrap())
+            .unwrap();
+        assert_eq!(s.insert(&held, 20).unwrap(), Inserted::Duplicate);
     }
 
     #[test]
@@ -639,13 +818,11 @@ mod tests {
         let dir2 = tempfile::tempdir().unwrap();
         let s2 = open(dir2.path(), 2);
         let batch = [pkt(2, 50, 1), pkt(2, 50, 1), pkt(2, 50, 2), pkt(2, 50, 3)];
-        assert!(matches!(
-            s2.insert_many(&batch, 0),
-            Err(StoreError::Full { max: 2 })
-        ));
-        assert_eq!(s2.len(), 2);
-        assert!(s2.contains(&pkt(2, 50, 2).id()).unwrap());
-        assert!(!s2.contains(&pkt(2, 50, 3).id()).unwrap());
+        let r = s2.insert_many(&batch, 0).unwrap();
+        assert!(matches!(r[0], Inserted::New(_)) && matches!(r[2], Inserted::New(_)));
+        assert_eq!(r[1], Inserted::Duplicate);
+        assert!(matches!(r[3], Inserted::New(_) | Inserted::Full { .. }));
+        assert_eq!(s2.len(), 2, "never over the quota");
     }
 
     #[test]

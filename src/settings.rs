@@ -109,8 +109,8 @@ pub struct NodeArgs {
     /// Largest message `send` accepts, in bytes [default: 1048576]
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
-    /// Store quota in packets (1 KiB each); when full, expired packets are swept and unexpired
-    /// ones are never evicted, so new packets are refused [default: 1048576]
+    /// Store quota in packets (1 KiB each); when full, expired packets are swept, then the
+    /// packet with the least work per TTL makes room for one with more [default: 1048576]
     #[arg(long, value_name = "N")]
     pub max_packets: Option<u64>,
     /// Accept P2P connections on this address, e.g. 0.0.0.0:8337 (port 0 = any free port,

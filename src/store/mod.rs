@@ -333,34 +333,33 @@ impl Store {
         Ok(Inserted::New(seq))
     }
 
-    /// The cheapest packet held: its score and `by_value` entry (dangling entries skipped and
-    /// removed).
-    fn lowest(&self) -> Result<Option<(u64, sled::IVec, sled::IVec)>, StoreError> {
-        for item in self.by_value.iter() {
-            let (k, v) = item?;
-            if k.len() != 16 || v.len() != 32 + TAG_LEN + 4 {
-                return Err(StoreError::Corrupt("value index"));
-            }
-            let seq = u64::from_be_bytes(
-                k[8..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("value key"))?,
-            );
-            let live = match self.packets.get(&v[..32])? {
-                Some(e) => decode_entry(&e)?.0 == seq,
-                None => false,
+    /// `by_value` entries in score order whose packet is still held, with their score;
+    /// dangling entries (an insert cut short, a packet already gone) are skipped.
+    fn live_values(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec, sled::IVec), StoreError>> + '_ {
+        self.by_value.iter().filter_map(move |item| {
+            let check = || -> Result<Option<(u64, sled::IVec, sled::IVec)>, StoreError> {
+                let (k, v) = item?;
+                if k.len() != 16 || v.len() != 32 + TAG_LEN + 4 {
+                    return Err(StoreError::Corrupt("value index"));
+                }
+                let bad = |_| StoreError::Corrupt("value key");
+                let seq = u64::from_be_bytes(k[8..].try_into().map_err(bad)?);
+                let live = match self.packets.get(&v[..32])? {
+                    Some(e) => decode_entry(&e)?.0 == seq,
+                    None => false,
+                };
+                let score = u64::from_be_bytes(k[..8].try_into().map_err(bad)?);
+                Ok(live.then_some((score, k, v)))
             };
-            if live {
-                let score = u64::from_be_bytes(
-                    k[..8]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("value key"))?,
-                );
-                return Ok(Some((score, k, v)));
-            }
-            self.by_value.remove(&k)?;
-        }
-        Ok(None)
+            check().transpose()
+        })
+    }
+
+    /// The cheapest packet held: its score and `by_value` entry.
+    fn lowest(&self) -> Result<Option<(u64, sled::IVec, sled::IVec)>, StoreError> {
+        self.live_values().next().transpose()
     }
 
     /// Delete the packet behind a `by_value` entry: the packet entry first, then its indexes
@@ -388,35 +387,10 @@ impl Store {
         if need == 0 {
             return Ok(None);
         }
-        let mut seen = 0u64;
-        let mut last = None;
-        for item in self.by_value.iter() {
-            let (k, v) = item?;
-            if k.len() != 16 || v.len() < 32 {
-                continue;
-            }
-            let seq = u64::from_be_bytes(
-                k[8..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("value key"))?,
-            );
-            let live = match self.packets.get(&v[..32])? {
-                Some(e) => decode_entry(&e)?.0 == seq,
-                None => false,
-            };
-            if live {
-                last = Some(u64::from_be_bytes(
-                    k[..8]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("value key"))?,
-                ));
-                seen += 1;
-                if seen >= need {
-                    break;
-                }
-            }
+        match self.live_values().nth(need as usize - 1) {
+            Some(r) => Ok(Some(r?.0)),
+            None => Ok(None),
         }
-        Ok(last)
     }
 
     /// Wait until every insert made before this call is on disk. Concurrent callers share

@@ -243,7 +243,7 @@ impl Overlay {
                 PeerEvent::Inv(p, ids) => self.on_inv(&p, &ids),
                 PeerEvent::NotFound(p, ids) => self.on_notfound(&p, &ids),
                 PeerEvent::Packet(p, packet) => self.on_packet(&p, *packet).await,
-                PeerEvent::Addr(p, entries) => self.on_addr(&p, &entries),
+                PeerEvent::Addr(_, entries) => self.on_addr(&entries),
                 PeerEvent::GetAddr(p) => self.answer_getaddr(&p),
                 PeerEvent::Misbehaved(p, points, why) => self.misbehave(&p, points, &why),
                 PeerEvent::Closed(p, why, ack) => {
@@ -399,14 +399,8 @@ impl Overlay {
         let _ = self.ingest.send((peer.id, packet)).await;
     }
 
-    fn on_addr(&self, peer: &PeerShared, entries: &[(u64, SocketAddr)]) {
-        if entries.len() > MAX_ADDR {
-            return self.misbehave(
-                peer,
-                penalty::TOO_MANY_ENTRIES,
-                "addr with too many entries",
-            );
-        }
+    /// Gossiped addresses (the decoder already refused lists over [`MAX_ADDR`]).
+    fn on_addr(&self, entries: &[(u64, SocketAddr)]) {
         let mut book = self.addrbook.locked();
         for (services, addr) in entries {
             if services & NODE_BUMP != 0 && addr.port() != 0 && !addr.ip().is_unspecified() {

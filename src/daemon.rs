@@ -156,7 +156,11 @@ pub async fn start(
         err,
     })?;
     let store_path = netdir.join(STORE_DIR);
-    let store = Store::open(&store_path, &settings.store).map_err(|err| DaemonError::Store {
+    let store_cfg = crate::store::StoreConfig {
+        base_work: crate::pow::base_work(settings.network),
+        ..settings.store.clone()
+    };
+    let store = Store::open(&store_path, &store_cfg).map_err(|err| DaemonError::Store {
         path: store_path.clone(),
         err,
     })?;

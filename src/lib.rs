@@ -7,6 +7,7 @@
 //! packet admission), [`rpc`] (the JSON-RPC API, server and client), [`names`] (mix records
 //! as Namecoin names, the directory, publishing), [`mix`] (onion mixing and postage).
 
+pub mod admission;
 pub mod clock;
 pub mod config;
 pub mod daemon;

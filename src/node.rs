@@ -12,6 +12,7 @@ use crate::store::{Inserted, Store, StoreError, TagRead};
 use crate::tag::Tag;
 use namecoin::Network;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -69,8 +70,8 @@ pub enum NodeError {
     TtlTooLong { ttl: u32, max: u32 },
     #[error("ttl must be at least 60 seconds")]
     TtlTooShort,
-    #[error("the store is full and this packet's work per TTL ({score}) does not beat the cheapest packet held ({lowest}); send it again with more work (a fresh send solves for the current floor)")]
-    BelowFloor { score: u64, lowest: u64 },
+    #[error("below the admission floor: this packet's work per TTL is {score}, the node now asks at least {floor} (the store is filling or full; a fresh send solves for the current floor)")]
+    BelowFloor { score: u64, floor: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,8 +89,23 @@ pub struct NewPacket {
 pub struct Admitted {
     pub new: usize,
     pub duplicates: usize,
-    /// Refused because the store is full of packets that score at least as high.
-    pub full: usize,
+    /// Refused: below the admission floor, or the store is full of packets that score at
+    /// least as high.
+    pub below_floor: usize,
+}
+
+/// Admission as `bump status` shows it (docs/admission.md).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AdmissionStatus {
+    /// The network's base work.
+    pub base_work: u64,
+    /// The floor now: the work per TTL a new packet needs.
+    pub floor: u64,
+    /// The highest floor a BuMP peer announced.
+    pub peer_floor: u64,
+    /// Packets solved and to solve by sends in progress.
+    pub solving_done: u64,
+    pub solving_total: u64,
 }
 
 /// What a node reports about itself.
@@ -106,6 +122,12 @@ pub struct Node {
     events: broadcast::Sender<NewPacket>,
     started: Instant,
     shutdown: CancellationToken,
+    /// The highest floor BuMP peers told us (the overlay keeps it current); own packets are
+    /// solved for it so that they travel past those peers too.
+    peer_floor: AtomicU64,
+    /// Packets solved / to solve by the sends in progress (for a progress line).
+    solve_done: Arc<AtomicU64>,
+    solve_total: AtomicU64,
 }
 
 /// Expiry for a message sent now with `ttl`: quantized so that it tells observers little about
@@ -132,6 +154,9 @@ impl Node {
             events,
             started: Instant::now(),
             shutdown,
+            peer_floor: AtomicU64::new(0),
+            solve_done: Arc::new(AtomicU64::new(0)),
+            solve_total: AtomicU64::new(0),
         }
     }
 
@@ -171,13 +196,67 @@ impl Node {
             .max()
             .unwrap_or(0)
             .saturating_add(crate::packet::CLOCK_SKEW);
-        // When they do not fit, beat the packets they must evict by a margin (50 %), so they
-        // get in here and, on nodes as full, there too.
-        let base = match self.store.floor_for(packets.len()) {
-            Ok(Some(lowest)) => self.base_work().max(lowest.saturating_add(lowest / 2 + 1)),
-            _ => self.base_work(),
+        let target = self.solve_target(packets.len(), now);
+        let n = packets.len() as u64;
+        self.solve_total.fetch_add(n, Ordering::Relaxed);
+        let out = crate::pow::solve_off_thread_counted(
+            packets,
+            crate::pow::required_work(target, ttl),
+            self.solve_done.clone(),
+        )
+        .await;
+        // The last send to finish resets the counters.
+        if self.solve_total.load(Ordering::Relaxed) == self.solve_done.load(Ordering::Relaxed) {
+            self.solve_total.store(0, Ordering::Relaxed);
+            self.solve_done.store(0, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// The score `k` own packets are solved for: the base while nobody asks more; above it,
+    /// the floor this store will have once they are in, or the highest floor a peer told us,
+    /// plus 25 % for a floor that rises meanwhile; when they must evict, 1.5× what they evict
+    /// (so they get in here and, on nodes as full, there too).
+    pub fn solve_target(&self, k: usize, now: u32) -> u64 {
+        let base = self.base_work();
+        let floor = self
+            .store
+            .floor_with(k as u64, now)
+            .max(self.peer_floor.load(Ordering::Relaxed));
+        let mut target = if floor > base {
+            floor.saturating_add(floor / 4)
+        } else {
+            base
         };
-        crate::pow::solve_off_thread(packets, crate::pow::required_work(base, ttl)).await
+        if let Ok(Some(lowest)) = self.store.floor_for(k) {
+            target = target.max(lowest.saturating_add(lowest / 2 + 1));
+        }
+        target
+    }
+
+    /// The overlay's report of the highest floor its BuMP peers announced.
+    pub fn set_peer_floor(&self, floor: u64) {
+        self.peer_floor.store(floor, Ordering::Relaxed);
+    }
+
+    /// What `bump status` shows of admission.
+    pub fn admission_status(&self, now: u32) -> AdmissionStatus {
+        let (solving_done, solving_total) = self.solving();
+        AdmissionStatus {
+            base_work: self.base_work(),
+            floor: self.store.floor(now),
+            peer_floor: self.peer_floor.load(Ordering::Relaxed),
+            solving_done,
+            solving_total,
+        }
+    }
+
+    /// Packets (solved, to solve) by the sends now solving their proof of work.
+    pub fn solving(&self) -> (u64, u64) {
+        (
+            self.solve_done.load(Ordering::Relaxed),
+            self.solve_total.load(Ordering::Relaxed),
+        )
     }
 
     /// Receive every packet newly stored from now on.
@@ -227,14 +306,14 @@ impl Node {
                     });
                 }
                 Inserted::Duplicate => out.duplicates += 1,
-                Inserted::Full { score, lowest } => {
-                    out.full += 1;
-                    refused.get_or_insert((score, lowest));
+                Inserted::Refused { score, floor } => {
+                    out.below_floor += 1;
+                    refused.get_or_insert((score, floor));
                 }
             }
         }
         match refused {
-            Some((score, lowest)) if strict => Err(NodeError::BelowFloor { score, lowest }),
+            Some((score, floor)) if strict => Err(NodeError::BelowFloor { score, floor }),
             _ => Ok(out),
         }
     }
@@ -339,7 +418,11 @@ mod tests {
     use crate::store::StoreConfig;
 
     fn node(dir: &std::path::Path) -> Node {
-        let store = Arc::new(Store::open(dir, &StoreConfig::default()).unwrap());
+        let cfg = StoreConfig {
+            base_work: crate::pow::REGTEST_BASE_WORK,
+            ..StoreConfig::default()
+        };
+        let store = Arc::new(Store::open(dir, &cfg).unwrap());
         let info = NodeInfo {
             network: Network::Regtest,
             netdir: dir.to_path_buf(),
@@ -434,7 +517,7 @@ mod tests {
             Admitted {
                 new: 1,
                 duplicates: 1,
-                full: 0
+                below_floor: 0
             }
         );
     }

@@ -21,6 +21,8 @@
 use crate::packet::{Packet, PacketError, PacketId, PACKET_LEN};
 use bitcoin::hashes::{sha256d, Hash};
 use namecoin::Network;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Expected nonce trials per packet at the base on main and test networks.
 pub const BASE_WORK: u64 = 20_000;
@@ -118,27 +120,46 @@ const _: () = assert!(NONCE_AT + 8 <= PACKET_LEN);
 
 /// Solve every packet for `work`, on all cores. Returns the total nonces tried.
 pub fn solve_all(packets: &mut [Packet], work: u64) -> u64 {
+    solve_counted(packets, work, &AtomicU64::new(0))
+}
+
+/// [`solve_all`], adding one to `done` per packet solved (for a progress line).
+pub fn solve_counted(packets: &mut [Packet], work: u64, done: &AtomicU64) -> u64 {
+    let one = |p: &mut Packet| {
+        let t = solve(p, work);
+        done.fetch_add(1, Ordering::Relaxed);
+        t
+    };
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(packets.len().max(1));
     if threads <= 1 {
-        return packets.iter_mut().map(|p| solve(p, work)).sum();
+        return packets.iter_mut().map(one).sum();
     }
     let per = packets.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = packets
             .chunks_mut(per)
-            .map(|chunk| s.spawn(move || chunk.iter_mut().map(|p| solve(p, work)).sum::<u64>()))
+            .map(|chunk| s.spawn(move || chunk.iter_mut().map(one).sum::<u64>()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     })
 }
 
 /// [`solve_all`] for a packet list built by async code: runs on the blocking pool.
-pub async fn solve_off_thread(mut packets: Vec<Packet>, work: u64) -> Vec<Packet> {
+pub async fn solve_off_thread(packets: Vec<Packet>, work: u64) -> Vec<Packet> {
+    solve_off_thread_counted(packets, work, Arc::new(AtomicU64::new(0))).await
+}
+
+/// [`solve_counted`] on the blocking pool.
+pub async fn solve_off_thread_counted(
+    mut packets: Vec<Packet>,
+    work: u64,
+    done: Arc<AtomicU64>,
+) -> Vec<Packet> {
     match tokio::task::spawn_blocking(move || {
-        solve_all(&mut packets, work);
+        solve_counted(&mut packets, work, &done);
         packets
     })
     .await

@@ -24,6 +24,17 @@ pub async fn status(ctx: &Ctx, a: JsonFlag) -> Result<()> {
     println!("datadir      {}", s.datadir);
     println!("packets      {} of {} max", s.packets, s.max_packets);
     println!("store size   {} bytes on disk", s.store_bytes_on_disk);
+    if let Some(a) = &s.admission {
+        let peers = if a.peer_floor > 0 {
+            format!(", highest peer floor {}", a.peer_floor)
+        } else {
+            String::new()
+        };
+        println!(
+            "floor        {} work per TTL (base {}{peers})",
+            a.floor, a.base_work
+        );
+    }
     println!("max ttl      {} s", s.max_ttl);
     println!("max message  {} bytes", s.max_message_size);
     println!("uptime       {} s", s.uptime_secs);

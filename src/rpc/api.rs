@@ -155,6 +155,8 @@ pub struct ImportResult {
     pub duplicates: usize,
 }
 
+pub use crate::node::AdmissionStatus;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusResult {
     pub version: String,
@@ -166,6 +168,11 @@ pub struct StatusResult {
     pub max_ttl: u32,
     pub max_message_size: usize,
     pub uptime_secs: u64,
+    /// Admission (docs/admission.md): the network's base work, this node's floor now (work
+    /// per TTL a new packet needs), the highest floor a peer announced, and packets being
+    /// solved by sends in progress.
+    #[serde(default)]
+    pub admission: Option<AdmissionStatus>,
     /// P2P overlay state (absent when the node runs without P2P).
     #[serde(default)]
     pub p2p: Option<crate::p2p::overlay::SyncStatus>,

@@ -300,6 +300,7 @@ impl BumpApiServer for RpcImpl {
             max_ttl: self.node.limits().max_ttl,
             max_message_size: self.node.limits().max_message,
             uptime_secs: self.node.uptime().as_secs(),
+            admission: Some(self.node.admission_status(crate::unix_now())),
             p2p: self.overlay.as_ref().map(|o| o.sync_status()),
             mix: self.mix.as_ref().map(|m| m.stats()),
         })

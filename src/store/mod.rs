@@ -9,6 +9,7 @@
 //! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32) ‖ tag (20)    |
 //! | `by_value`  | score (u64 BE) ‖ seq (u64 BE)   | packet id (32) ‖ tag (20) ‖ expires (u32 BE) |
 //! | `meta`      | `format_version`                | u32 BE                       |
+//! | `meta`      | `floor`                         | rolling floor u64 BE ‖ at u32 BE ([`crate::admission::Rolling`]) |
 //!
 //! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
 //! come back in arrival order. The packet bytes themselves live in append-only segment files,
@@ -28,8 +29,13 @@
 //! Quota: at most `max_packets` packets. When full, expired packets are swept first; then, like
 //! a mempool, the packet with the lowest **score** (work per TTL, [`crate::pow::score`]) is
 //! evicted for a new one that scores higher, and a new one that does not is refused
-//! ([`Inserted::Full`]). The `packets` entry is seq ‖ hour ‖ offset ‖ score.
+//! ([`Inserted::Refused`]). The `packets` entry is seq ‖ hour ‖ offset ‖ score.
+//!
+//! Before the quota, the **floor** ([`crate::admission`]): above half full a packet must score
+//! at least the floor, which rises with the fill and with each eviction and decays back with a
+//! half-life; its rolling part is kept in `meta`, so a restart keeps it.
 
+use crate::admission::{FloorRules, Rolling};
 use crate::packet::{Packet, PacketId};
 use crate::sync::Locked;
 use crate::tag::{Tag, TAG_LEN};
@@ -76,8 +82,9 @@ pub enum Inserted {
     New(u64),
     /// Already held; nothing changed.
     Duplicate,
-    /// The store is full and this packet's score is not above the cheapest one held.
-    Full { score: u64, lowest: u64 },
+    /// Refused: this packet's score is below the floor, or the store is full and it does not
+    /// beat the cheapest one held (then `floor` is that one's score + 1).
+    Refused { score: u64, floor: u64 },
 }
 
 /// What reading a tag found.
@@ -103,6 +110,8 @@ pub struct StoreConfig {
     pub max_packets: u64,
     /// sled page cache in bytes.
     pub cache_bytes: u64,
+    /// The network's base work ([`crate::pow::base_work`]): the floor at rest.
+    pub base_work: u64,
 }
 
 impl Default for StoreConfig {
@@ -110,6 +119,7 @@ impl Default for StoreConfig {
         StoreConfig {
             max_packets: DEFAULT_MAX_PACKETS,
             cache_bytes: 64 << 20,
+            base_work: crate::pow::BASE_WORK,
         }
     }
 }
@@ -124,6 +134,10 @@ pub struct Store {
     by_value: sled::Tree,
     count: AtomicU64,
     max_packets: u64,
+    meta: sled::Tree,
+    rules: FloorRules,
+    /// The rolling part of the floor (changed under `write_lock`; persisted in `meta`).
+    rolling: Mutex<Rolling>,
     /// Serialises quota check + insert so the count stays exact.
     write_lock: Mutex<()>,
     /// Number of writes made so far (a generation counter for group commit).
@@ -229,7 +243,25 @@ impl Store {
         let packets = db.open_tree("packets")?;
         let segments = Arc::new(Segments::open(&path.join("segments"))?);
         let count = packets.len() as u64;
+        let rules = FloorRules {
+            base: cfg.base_work,
+            max_packets: cfg.max_packets,
+        };
+        let rolling = match meta.get("floor")? {
+            Some(v) => Rolling::decode(&v).ok_or(StoreError::Corrupt("floor"))?,
+            None => rules.at_rest(crate::unix_now()),
+        };
+        if rolling.value > rules.base {
+            tracing::info!(
+                floor = rolling.value,
+                since = rolling.at,
+                "admission floor restored"
+            );
+        }
         Ok(Store {
+            meta,
+            rules,
+            rolling: Mutex::new(rolling),
             by_tag: db.open_tree("by_tag")?,
             by_expiry: db.open_tree("by_expiry")?,
             by_value: db.open_tree("by_value")?,
@@ -298,14 +330,27 @@ impl Store {
             return Ok(Inserted::Duplicate);
         }
         let score = crate::pow::score(&id, packet.expires.saturating_sub(now));
+        // The base itself is checked by admission (`pow::check`); above it, the floor.
+        let floor = self.floor(now);
+        if floor > self.rules.base && score < floor {
+            return Ok(Inserted::Refused { score, floor });
+        }
         if self.len() >= self.max_packets {
             self.sweep_expired_locked(now)?;
         }
         if self.len() >= self.max_packets {
             // Like a mempool: the cheapest packet held makes room for a dearer one.
             match self.lowest()? {
-                Some((lowest, key, value)) if score > lowest => self.evict(&key, &value)?,
-                Some((lowest, _, _)) => return Ok(Inserted::Full { score, lowest }),
+                Some((lowest, key, value)) if score > lowest => {
+                    self.evict(&key, &value)?;
+                    self.raise_floor(lowest, now)?;
+                }
+                Some((lowest, _, _)) => {
+                    return Ok(Inserted::Refused {
+                        score,
+                        floor: lowest.saturating_add(1),
+                    })
+                }
                 None => {
                     return Err(StoreError::Full {
                         max: self.max_packets,
@@ -376,6 +421,31 @@ impl Store {
         self.by_expiry.remove(expiry_key(expires, seq))?;
         self.by_value.remove(key)?;
         tracing::debug!(id = %PacketId(id), "evicted the cheapest packet to make room");
+        Ok(())
+    }
+
+    /// The admission floor now ([`crate::admission`]): the least score a new packet needs.
+    pub fn floor(&self, now: u32) -> u64 {
+        self.floor_with(0, now)
+    }
+
+    /// The floor once `extra` more packets are in (what a batch of that many must solve for).
+    pub fn floor_with(&self, extra: u64, now: u32) -> u64 {
+        let r = *self.rolling.locked();
+        self.rules.floor(r, self.len().saturating_add(extra), now)
+    }
+
+    /// The network base this store was opened with.
+    pub fn base_work(&self) -> u64 {
+        self.rules.base
+    }
+
+    /// An eviction of a packet that scored `score`: raise the rolling floor and persist it
+    /// (covered by the next [`Store::durable`]).
+    fn raise_floor(&self, score: u64, now: u32) -> Result<(), StoreError> {
+        let mut r = self.rolling.locked();
+        *r = self.rules.after_eviction(*r, score, self.len(), now);
+        self.meta.insert("floor", &r.encode()[..])?;
         Ok(())
     }
 
@@ -623,6 +693,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = StoreConfig {
             max_packets: 3,
+            base_work: 1,
             ..StoreConfig::default()
         };
         let store = Store::open(dir.path(), &cfg).unwrap();
@@ -644,7 +715,7 @@ mod tests {
         // Scoring no higher than the cheapest held: refused, nothing changes.
         assert!(matches!(
             store.insert(&ps[0], now).unwrap(),
-            Inserted::Full { .. }
+            Inserted::Refused { .. }
         ));
         // Scoring higher: the cheapest goes.
         assert!(matches!(
@@ -667,6 +738,71 @@ mod tests {
         assert!(store.lowest().unwrap().is_none());
     }
 
+    #[test]
+    fn the_floor_rises_with_fill_and_evictions_refuses_below_it_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            max_packets: 8,
+            base_work: 16,
+            ..StoreConfig::default()
+        };
+        let now = 1_000_000;
+        let solved = |i: u8, work: u64| {
+            let mut p = pkt(1, now + 3600, i);
+            crate::pow::solve(&mut p, work);
+            p
+        };
+        let score = |p: &Packet| crate::pow::score(&p.id(), 3600);
+        {
+            let store = Store::open(dir.path(), &cfg).unwrap();
+            assert_eq!(store.floor(now), 16, "empty: the floor is the base");
+            // Half full at well above the base: the floor is still the base.
+            for i in 0..4 {
+                let p = solved(i, 200);
+                assert!(matches!(store.insert(&p, now).unwrap(), Inserted::New(_)));
+            }
+            assert_eq!(store.floor(now), 16);
+            let p = solved(4, 200);
+            store.insert(&p, now).unwrap();
+            assert!(store.floor(now) > 16, "over half full the floor rises");
+            // A packet at the base but under the risen floor: refused with the floor.
+            let cheap = (10..60)
+                .map(|i| solved(i, 16))
+                .find(|p| score(p) < store.floor(now))
+                .unwrap();
+            match store.insert(&cheap, now).unwrap() {
+                Inserted::Refused { score: s, floor } => {
+                    assert_eq!(s, score(&cheap));
+                    assert_eq!(floor, store.floor(now));
+                }
+                r => panic!("{r:?}"),
+            }
+            // Fill up, then evict with dearer packets: the floor follows the evictions.
+            for i in 5..8 {
+                store.insert(&solved(i, 200), now).unwrap();
+            }
+            assert_eq!(store.len(), 8);
+            assert_eq!(store.floor(now), 64, "full: four bases");
+            let mut evicted_max = 0;
+            for i in 60..70 {
+                let lowest = store.floor_for(1).unwrap().unwrap();
+                if let Inserted::New(_) = store.insert(&solved(i, 100_000), now).unwrap() {
+                    evicted_max = evicted_max.max(lowest);
+                }
+            }
+            assert!(evicted_max > 64);
+            assert!(store.floor(now) > evicted_max, "an eviction raises the floor above it");
+            assert_eq!(store.len(), 8);
+        }
+        // Reopened: the rolling floor is back, then decays with the half-life.
+        let store = Store::open(dir.path(), &cfg).unwrap();
+        let kept = store.floor(now);
+        assert!(kept > 64 * 2, "{kept}");
+        let later = store.floor(now + crate::admission::HALF_LIFE);
+        assert!(later < kept && later > 16, "{kept} -> {later}");
+        assert_eq!(store.floor(now + 40 * crate::admission::HALF_LIFE), 64);
+    }
+
     /// Packets under tag [1; 20] after `after`, in arrival order.
     fn tag1(s: &Store, after: u64) -> Vec<Packet> {
         s.by_tag(&Tag([1; 20]), after, 10)
@@ -682,6 +818,8 @@ mod tests {
             &StoreConfig {
                 max_packets: max,
                 cache_bytes: 1 << 20,
+                // No base: these tests store unsolved packets (the floor is tested on its own).
+                base_work: 0,
             },
         )
         .unwrap()
@@ -760,7 +898,7 @@ mod tests {
         if crate::pow::score(&new.id(), 80) > lowest {
             assert!(matches!(r, Inserted::New(_)), "{r:?}");
         } else {
-            assert!(matches!(r, Inserted::Full { .. }), "{r:?}");
+            assert!(matches!(r, Inserted::Refused { .. }), "{r:?}");
         }
         assert_eq!(s.len(), 2, "never over the quota");
         // Duplicates of held packets are still reported as duplicates when full.
@@ -795,7 +933,7 @@ mod tests {
         let r = s2.insert_many(&batch, 0).unwrap();
         assert!(matches!(r[0], Inserted::New(_)) && matches!(r[2], Inserted::New(_)));
         assert_eq!(r[1], Inserted::Duplicate);
-        assert!(matches!(r[3], Inserted::New(_) | Inserted::Full { .. }));
+        assert!(matches!(r[3], Inserted::New(_) | Inserted::Refused { .. }));
         assert_eq!(s2.len(), 2, "never over the quota");
     }
 

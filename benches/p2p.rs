@@ -4,7 +4,11 @@
 //!    relay of the same bytes through the same number of hops;
 //! 2. flood latency p50/p99 (send → stored at the last node) in random graphs of average
 //!    degree 8, N = 20 and 50;
-//! 3. catch-up time of a node that missed N packets vs. a raw TCP transfer of those bytes.
+//! 3. catch-up time of a node that missed N packets vs. a raw TCP transfer of those bytes;
+//! 4. relay throughput with the proof-of-work check on vs. off (same line, same run);
+//! 5. the flood experiment (issue #12): an attacker peer floods a node at 10× its store in
+//!    minimum-work packets while honest messages go both ways; delivery rate and latency
+//!    beside the same honest traffic without the flood.
 //!
 //! `cargo bench --bench p2p` runs the full sizes; without `--bench` (e.g. `cargo test
 //! --benches`) it runs small ones.
@@ -30,6 +34,15 @@ struct Bench {
 }
 
 async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
+    node_with(dir, connect, Limits::default(), u64::MAX).await
+}
+
+async fn node_with(
+    dir: &std::path::Path,
+    connect: Vec<String>,
+    limits: Limits,
+    max_packets: u64,
+) -> Running {
     let mut p2p = P2pConfig::new(Network::Regtest);
     p2p.listen = Some("127.0.0.1:0".parse().unwrap());
     p2p.connect = connect;
@@ -43,10 +56,11 @@ async fn node(dir: &std::path::Path, connect: Vec<String>) -> Running {
         netdir: dir.join("regtest"),
         rpc_bind: "127.0.0.1:0".parse().unwrap(),
         rpc_user_password: None,
-        limits: Limits::default(),
+        limits,
         store: StoreConfig {
-            max_packets: u64::MAX,
+            max_packets,
             cache_bytes: cache_mb() << 20,
+            ..StoreConfig::default()
         },
         sweep_interval: Duration::from_secs(3600),
         p2p,
@@ -72,11 +86,15 @@ fn p2p_addr(r: &Running) -> String {
 }
 
 async fn graph(n: usize, edges: &[Vec<usize>]) -> Bench {
+    graph_with(n, edges, Limits::default(), u64::MAX).await
+}
+
+async fn graph_with(n: usize, edges: &[Vec<usize>], limits: Limits, max_packets: u64) -> Bench {
     let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes: Vec<Running> = Vec::new();
     for i in 0..n {
         let connect = edges[i].iter().map(|&j| p2p_addr(&nodes[j])).collect();
-        nodes.push(node(dirs[i].path(), connect).await);
+        nodes.push(node_with(dirs[i].path(), connect, limits.clone(), max_packets).await);
     }
     let want: Vec<usize> = (0..n)
         .map(|i| edges[i].len() + edges.iter().filter(|e| e.contains(&i)).count())
@@ -190,7 +208,16 @@ async fn raw_relay(bytes: usize, hops: usize) -> Duration {
 }
 
 async fn relay_throughput(n: usize) {
-    let b = graph(3, &[vec![], vec![0], vec![1]]).await;
+    relay_line(n, true).await;
+}
+
+/// Packets/s stored at the far end of a 3-node line, with or without the work check.
+async fn relay_line(n: usize, verify_work: bool) -> f64 {
+    let limits = Limits {
+        verify_work,
+        ..Limits::default()
+    };
+    let b = graph_with(3, &[vec![], vec![0], vec![1]], limits, u64::MAX).await;
     let all = packets(n);
     let t = Instant::now();
     let now = bump::unix_now();
@@ -202,7 +229,8 @@ async fn relay_throughput(n: usize) {
     let total = t.elapsed();
     let raw = raw_relay(n * 1024, 3).await;
     println!(
-        "relay, 3-node line, {n} packets: {:>8.0} packets/s stored at the far end ({:.2} s; origin stored them in {:.2} s)   raw TCP relay of the same bytes: {:>9.0} packets/s ({:.3} s)",
+        "relay, 3-node line, {n} packets, work check {}: {:>8.0} packets/s stored at the far end ({:.2} s; origin stored them in {:.2} s)   raw TCP relay of the same bytes: {:>9.0} packets/s ({:.3} s)",
+        if verify_work { "on" } else { "off" },
         n as f64 / total.as_secs_f64(),
         total.as_secs_f64(),
         admitted.as_secs_f64(),
@@ -212,6 +240,7 @@ async fn relay_throughput(n: usize) {
     for r in b.nodes {
         r.finish().await.unwrap();
     }
+    n as f64 / total.as_secs_f64()
 }
 
 async fn flood_latency(n: usize, sends: usize) {
@@ -318,6 +347,246 @@ async fn catch_up(n: usize) {
     b.finish().await.unwrap();
 }
 
+/// Relay with the proof-of-work check on and off, alternated, same sizes.
+async fn relay_pow_on_off(n: usize) {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..2 {
+        on.push(relay_line(n, true).await);
+        off.push(relay_line(n, false).await);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "relay with the work check: {:.0} packets/s (runs {:?})   without: {:.0} packets/s (runs {:?})   ratio {:.3}",
+        mean(&on),
+        on.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        mean(&off),
+        off.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        mean(&on) / mean(&off)
+    );
+}
+
+type Policy = fn(&namecoin::wire::Command) -> Option<usize>;
+
+/// An attacker peer: BuMP handshake, then announces `packets` at `rate` per second in inv
+/// batches and serves whatever is asked for. Returns (packets served, floors told).
+async fn attacker(to: String, packets: Vec<Packet>, rate: f64) -> (usize, Vec<u64>) {
+    use bump::p2p::message::{Message, BUMP_PROTOCOL_VERSION, FEATURE_ID};
+    use futures::{SinkExt, StreamExt};
+    use namecoin::wire::{Frame, MessageCodec};
+    use tokio_util::codec::{FramedRead, FramedWrite};
+    let stream = tokio::net::TcpStream::connect(&to).await.unwrap();
+    let (rd, wr) = stream.into_split();
+    let magic = Network::Regtest.magic();
+    let mut rd = FramedRead::new(
+        rd,
+        MessageCodec::new(magic, bump::p2p::message::max_payload as Policy),
+    );
+    let wr = Arc::new(tokio::sync::Mutex::new(FramedWrite::new(
+        wr,
+        MessageCodec::new(magic, bump::p2p::message::max_payload as Policy),
+    )));
+    let v = bump::p2p::handshake::VersionTemplate::new(None).message(to.parse().unwrap(), 7);
+    for m in [
+        Message::Version(v),
+        Message::Feature {
+            id: FEATURE_ID.into(),
+            data: vec![BUMP_PROTOCOL_VERSION],
+        },
+        Message::Verack,
+    ] {
+        wr.lock().await.send(m.encode()).await.unwrap();
+    }
+    let have: HashMap<PacketId, Packet> = packets.iter().map(|p| (p.id(), p.clone())).collect();
+    let ids: Vec<PacketId> = packets.iter().map(|p| p.id()).collect();
+    let announcer = {
+        let wr = wr.clone();
+        tokio::spawn(async move {
+            let batch = 500usize;
+            let every = Duration::from_secs_f64(batch as f64 / rate);
+            let mut tick = tokio::time::interval(every);
+            for chunk in ids.chunks(batch) {
+                tick.tick().await;
+                let m = Message::Inv {
+                    ids: chunk.to_vec(),
+                    other: 0,
+                };
+                if wr.lock().await.send(m.encode()).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let (mut served, mut floors) = (0usize, Vec::new());
+    let quiet = Duration::from_secs(3);
+    loop {
+        let f = match tokio::time::timeout(quiet, rd.next()).await {
+            Ok(Some(Ok(f))) => f,
+            _ if !announcer.is_finished() => continue,
+            _ => break,
+        };
+        let Frame::Message { command, payload } = f else {
+            continue;
+        };
+        match Message::decode(command, &payload) {
+            Ok(Message::GetData { ids, .. }) => {
+                let mut w = wr.lock().await;
+                for id in ids {
+                    if let Some(p) = have.get(&id) {
+                        served += 1;
+                        let _ = w.feed(Message::Bump(Box::new(p.clone())).encode()).await;
+                    }
+                }
+                let _ = w.flush().await;
+            }
+            Ok(Message::Floor(f)) => floors.push(f),
+            Ok(Message::Ping(n)) => {
+                let _ = wr.lock().await.send(Message::Pong(n).encode()).await;
+            }
+            _ => {}
+        }
+    }
+    (served, floors)
+}
+
+/// Packets at the regtest base under the attacker's tag, 6 h TTL.
+fn flood_packets(n: usize) -> Vec<Packet> {
+    let mut rng = rand::thread_rng();
+    let exp = bump::unix_now() + 6 * 3600;
+    let mut v: Vec<Packet> = (0..n)
+        .map(|_| {
+            let mut body = Box::new([0u8; BODY_LEN]);
+            rng.fill_bytes(&mut body[..]);
+            Packet {
+                tag: Tag([0xf1; 20]),
+                expires: exp,
+                nonce: 0,
+                body,
+            }
+        })
+        .collect();
+    let work = bump::pow::required_work(
+        bump::pow::REGTEST_BASE_WORK,
+        6 * 3600 + bump::packet::CLOCK_SKEW,
+    );
+    bump::pow::solve_all(&mut v, work);
+    v
+}
+
+/// Honest one-packet messages, alternating between the two nodes every `gap`; each one's
+/// latency until the other node stored it (None: not within 30 s).
+async fn honest_traffic(b: &Bench, count: usize, gap: Duration) -> Vec<Option<Duration>> {
+    let mut rxs: Vec<_> = b.nodes.iter().map(|r| r.node.subscribe()).collect();
+    let arrivals: Arc<Mutex<HashMap<bump::tag::Tag, Instant>>> = Arc::default();
+    let mut watchers = Vec::new();
+    for (i, mut rx) in rxs.drain(..).enumerate() {
+        let arr = arrivals.clone();
+        watchers.push(tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        // Tags of honest messages start with 0xa0 + the node that must see it.
+                        if ev.packet.tag.0[0] == 0xa0 + i as u8 {
+                            arr.lock().unwrap().insert(ev.packet.tag, Instant::now());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let mut sent = Vec::new();
+    for k in 0..count {
+        let from = k % 2;
+        let to = 1 - from;
+        let mut tag = [0u8; 20];
+        tag[0] = 0xa0 + to as u8;
+        tag[1..9].copy_from_slice(&(k as u64).to_be_bytes());
+        rand::thread_rng().fill_bytes(&mut tag[9..]);
+        let t0 = Instant::now();
+        b.nodes[from]
+            .node
+            .send_message(Tag(tag), b"honest", Some(3600), bump::unix_now())
+            .await
+            .expect("an honest send is never refused");
+        sent.push((Tag(tag), t0));
+        tokio::time::sleep(gap).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = {
+            let a = arrivals.lock().unwrap();
+            sent.iter().all(|(t, _)| a.contains_key(t))
+        };
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for w in watchers {
+        w.abort();
+    }
+    let a = arrivals.lock().unwrap();
+    sent.iter()
+        .map(|(t, t0)| a.get(t).map(|at| at.duration_since(*t0)))
+        .collect()
+}
+
+fn summary(lat: &[Option<Duration>]) -> String {
+    let mut got: Vec<Duration> = lat.iter().flatten().copied().collect();
+    got.sort();
+    if got.is_empty() {
+        return format!("delivered 0/{}", lat.len());
+    }
+    let pct = |q: f64| {
+        got[((got.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(got.len() - 1)]
+    };
+    format!(
+        "delivered {}/{} ({:.0} %), latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        got.len(),
+        lat.len(),
+        100.0 * got.len() as f64 / lat.len() as f64,
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        got.last().unwrap().as_secs_f64() * 1e3
+    )
+}
+
+/// Issue #12's flood experiment: two nodes with a quota of `quota`; honest messages both ways
+/// without a flood (baseline), then while an attacker peer floods node 0 with 10 × quota
+/// minimum-work packets at `rate` per second.
+async fn flood_experiment(quota: u64, rate: f64, honest: usize) {
+    let b = graph_with(2, &[vec![], vec![0]], Limits::default(), quota).await;
+    let gap = Duration::from_millis(50);
+    let quiet = honest_traffic(&b, honest, gap).await;
+    let flood = flood_packets(quota as usize * 10);
+    let offered = flood.len();
+    let t = Instant::now();
+    let atk = tokio::spawn(attacker(p2p_addr(&b.nodes[0]), flood, rate));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let attacked = honest_traffic(&b, honest, gap).await;
+    let (served, floors) = atk.await.unwrap();
+    let took = t.elapsed();
+    let now = bump::unix_now();
+    let lens: Vec<u64> = b.nodes.iter().map(|r| r.node.store().len()).collect();
+    let floor = b.nodes[0].node.store().floor(now);
+    println!(
+        "flood, quota {quota}, attacker offered {offered} minimum-work packets at {rate:.0}/s for {:.1} s, fetched {served}; stores {lens:?} (never above {quota}); floor told rose {} -> {} (now {floor})\n  honest 1-packet messages without the flood: {}\n  honest 1-packet messages during the flood:  {}",
+        took.as_secs_f64(),
+        floors.first().copied().unwrap_or(0),
+        floors.iter().max().copied().unwrap_or(0),
+        summary(&quiet),
+        summary(&attacked),
+    );
+    assert!(lens.iter().all(|l| *l <= quota));
+    for r in b.nodes {
+        r.finish().await.unwrap();
+    }
+}
+
 fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -336,11 +605,17 @@ fn main() {
         if std::env::var_os("BUMP_BENCH_ONLY_RELAY").is_some() {
             return relay_throughput(if full { 100_000 } else { 2_000 }).await;
         }
+        if std::env::var_os("BUMP_BENCH_ONLY_ADMISSION").is_some() {
+            relay_pow_on_off(if full { 50_000 } else { 2_000 }).await;
+            return flood_experiment(if full { 5_000 } else { 500 }, 10_000.0, 60).await;
+        }
         relay_throughput(if full { 100_000 } else { 2_000 }).await;
         flood_latency(20, if full { 200 } else { 20 }).await;
         if full {
             flood_latency(50, 200).await;
         }
         catch_up(if full { 100_000 } else { 2_000 }).await;
+        relay_pow_on_off(if full { 50_000 } else { 2_000 }).await;
+        flood_experiment(if full { 5_000 } else { 500 }, 10_000.0, 60).await;
     });
 }

@@ -25,6 +25,7 @@ fn run(held: u32, ops: u32) {
         &StoreConfig {
             max_packets: 1 << 22,
             cache_bytes: 256 << 20,
+            ..StoreConfig::default()
         },
     )
     .unwrap();

@@ -33,6 +33,7 @@ fn store_run(all: &[Packet], batch: usize) -> f64 {
         &StoreConfig {
             max_packets: u64::MAX,
             cache_bytes: 256 << 20,
+            ..StoreConfig::default()
         },
     )
     .unwrap();

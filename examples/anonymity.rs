@@ -29,6 +29,7 @@ fn sim_pool() -> (tempfile::TempDir, Store, TauPool) {
         &StoreConfig {
             max_packets: 1 << 20,
             cache_bytes: 8 << 20,
+            ..StoreConfig::default()
         },
     )
     .unwrap();

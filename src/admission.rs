@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(r.value, 9000 + 1125 + 1);
         // One half-life later (full store): the excess over the base is halved.
         let d = R.decayed(r, 100, HALF_LIFE);
-        assert!((d.value as i64 - (1000 + 9126 / 2) as i64).abs() <= 1, "{d:?}");
+        assert!(
+            (d.value as i64 - (1000 + 9126 / 2) as i64).abs() <= 1,
+            "{d:?}"
+        );
         // A store under a quarter full decays four times as fast.
         let fast = R.decayed(r, 10, HALF_LIFE / 4);
         assert!((fast.value as i64 - d.value as i64).abs() <= 1);
@@ -195,7 +198,10 @@ mod tests {
     fn quantized_floors_never_exceed_the_floor_and_step_by_about_nine_percent() {
         for f in [1u64, 2, 3, 16, 17, 1000, 20_000, 123_456_789, u64::MAX / 3] {
             let q = quantize(f);
-            assert!(q <= f && q as u128 * 110 / 100 + 1 >= f as u128, "{f} -> {q}");
+            assert!(
+                q <= f && q as u128 * 110 / 100 + 1 >= f as u128,
+                "{f} -> {q}"
+            );
         }
         assert_eq!(quantize(20_000), quantize(20_500));
     }

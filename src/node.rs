@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_message: usize,
     /// Most packets one read returns.
     pub max_read_packets: usize,
+    /// Check each packet's proof of work (always, except in the benchmark that measures what
+    /// the check costs; no flag or setting turns it off).
+    pub verify_work: bool,
 }
 
 impl Limits {
@@ -56,6 +59,7 @@ impl Default for Limits {
             max_ttl: DEFAULT_MAX_TTL,
             max_message: message::DEFAULT_MAX_MESSAGE,
             max_read_packets: 1 << 20,
+            verify_work: true,
         }
     }
 }
@@ -93,6 +97,11 @@ pub struct Admitted {
     /// least as high.
     pub below_floor: usize,
 }
+
+/// Rounds of solving again when own packets meet a floor that rose meanwhile.
+pub const PUBLISH_ROUNDS: usize = 3;
+/// Own sends solve for peers' floors up to this many times the node's own floor.
+pub const PEER_FLOOR_CAP: u64 = 4;
 
 /// Admission as `bump status` shows it (docs/admission.md).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -184,6 +193,9 @@ impl Node {
     /// The admission rules for one packet: expiry window, then proof of work.
     pub fn check(&self, p: &Packet, now: u32) -> Result<(), PacketError> {
         p.check_expiry(now, self.limits.max_ttl)?;
+        if !self.limits.verify_work {
+            return Ok(());
+        }
         crate::pow::check(p, now, self.base_work())
     }
 
@@ -215,14 +227,19 @@ impl Node {
 
     /// The score `k` own packets are solved for: the base while nobody asks more; above it,
     /// the floor this store will have once they are in, or the highest floor a peer told us,
-    /// plus 25 % for a floor that rises meanwhile; when they must evict, 1.5× what they evict
+    /// plus 25 % for a floor that rises meanwhile (peers' floors capped at [`PEER_FLOOR_CAP`]
+    /// times ours); when they must evict, 1.5× what they evict
     /// (so they get in here and, on nodes as full, there too).
     pub fn solve_target(&self, k: usize, now: u32) -> u64 {
         let base = self.base_work();
-        let floor = self
-            .store
-            .floor_with(k as u64, now)
-            .max(self.peer_floor.load(Ordering::Relaxed));
+        let own = self.store.floor_with(k as u64, now);
+        // Peers' floors count up to PEER_FLOOR_CAP times our own: a peer cannot make this
+        // node burn its cores by announcing an absurd floor.
+        let peers = self
+            .peer_floor
+            .load(Ordering::Relaxed)
+            .min(own.max(base).saturating_mul(PEER_FLOOR_CAP));
+        let floor = own.max(peers);
         let mut target = if floor > base {
             floor.saturating_add(floor / 4)
         } else {
@@ -270,14 +287,31 @@ impl Node {
         self.admit_with(packets, now, true).await
     }
 
-    /// [`Node::admit`]; with `strict`, a packet refused for a full store is an error (local
-    /// sends and imports want to know), else it is only counted (a peer's packet that loses).
+    /// [`Node::admit`]; with `strict`, a packet refused for the floor is an error (local
+    /// imports want to know), else it is only counted (a peer's packet that loses).
     async fn admit_with(
         &self,
         packets: Vec<Packet>,
         now: u32,
         strict: bool,
     ) -> Result<Admitted, NodeError> {
+        let (out, refused) = self.admit_detailed(packets, now).await?;
+        match refused.first() {
+            Some((_, score, floor)) if strict => Err(NodeError::BelowFloor {
+                score: *score,
+                floor: *floor,
+            }),
+            _ => Ok(out),
+        }
+    }
+
+    /// Validate all, store, wait until durable, announce the new ones; the packets refused
+    /// for the floor come back with their score and the floor they missed.
+    async fn admit_detailed(
+        &self,
+        packets: Vec<Packet>,
+        now: u32,
+    ) -> Result<(Admitted, Vec<(Packet, u64, u64)>), NodeError> {
         for (index, p) in packets.iter().enumerate() {
             self.check(p, now)
                 .map_err(|err| NodeError::InvalidPacket { index, err })?;
@@ -292,7 +326,7 @@ impl Node {
         let results = results?;
         self.store.durable().await?;
         let mut out = Admitted::default();
-        let mut refused = None;
+        let mut refused = Vec::new();
         for (p, r) in packets.into_iter().zip(results) {
             match r {
                 Inserted::New(seq) => {
@@ -308,14 +342,38 @@ impl Node {
                 Inserted::Duplicate => out.duplicates += 1,
                 Inserted::Refused { score, floor } => {
                     out.below_floor += 1;
-                    refused.get_or_insert((score, floor));
+                    refused.push((p, score, floor));
                 }
             }
         }
-        match refused {
-            Some((score, floor)) if strict => Err(NodeError::BelowFloor { score, floor }),
-            _ => Ok(out),
+        Ok((out, refused))
+    }
+
+    /// Admit packets this node made (its sends, its mix's releases). Those refused because the
+    /// floor rose after they were solved are solved again for the floor now and retried, up
+    /// to [`PUBLISH_ROUNDS`] rounds; then the refusal is the error.
+    pub async fn publish(&self, packets: Vec<Packet>, now: u32) -> Result<Admitted, NodeError> {
+        let mut pending = packets;
+        let mut total = Admitted::default();
+        for round in 1..=PUBLISH_ROUNDS {
+            let (a, refused) = self.admit_detailed(pending, now).await?;
+            total.new += a.new;
+            total.duplicates += a.duplicates;
+            let Some(&(_, score, floor)) = refused.first() else {
+                return Ok(total);
+            };
+            if round == PUBLISH_ROUNDS {
+                return Err(NodeError::BelowFloor { score, floor });
+            }
+            tracing::debug!(
+                refused = refused.len(),
+                floor,
+                "the floor rose while solving; solving again"
+            );
+            let again = refused.into_iter().map(|(p, _, _)| p).collect();
+            pending = self.solve(again, now).await;
         }
+        Ok(total)
     }
 
     /// Admit packets that arrived from peers: each is checked on its own, the valid ones are
@@ -362,7 +420,7 @@ impl Node {
         )?;
         let n = packets.len();
         let packets = self.solve(packets, now).await;
-        self.admit(packets, now).await?;
+        self.publish(packets, now).await?;
         Ok((id, n, expires))
     }
 
@@ -418,8 +476,13 @@ mod tests {
     use crate::store::StoreConfig;
 
     fn node(dir: &std::path::Path) -> Node {
+        node_quota(dir, crate::store::DEFAULT_MAX_PACKETS)
+    }
+
+    fn node_quota(dir: &std::path::Path, max_packets: u64) -> Node {
         let cfg = StoreConfig {
             base_work: crate::pow::REGTEST_BASE_WORK,
+            max_packets,
             ..StoreConfig::default()
         };
         let store = Arc::new(Store::open(dir, &cfg).unwrap());
@@ -477,6 +540,48 @@ mod tests {
                 .await,
             Err(NodeError::TtlTooLong { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn own_packets_refused_for_a_risen_floor_are_solved_again_imports_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = node_quota(dir.path(), 8);
+        let now = crate::unix_now();
+        let pkt = |i: u8| Packet {
+            tag: Tag([3; 20]),
+            expires: now + 3600,
+            nonce: 0,
+            body: Box::new([i; crate::packet::BODY_LEN]),
+        };
+        // Fill past half: the floor rises above the base.
+        for i in 0..6 {
+            let p = n.solve(vec![pkt(i)], now).await;
+            n.publish(p, now).await.unwrap();
+        }
+        let floor = n.store().floor(now);
+        assert!(floor > crate::pow::REGTEST_BASE_WORK);
+        // A packet solved at the base only, scoring under the floor (as if solved before the
+        // floor rose).
+        let weak = (10..200u8)
+            .map(|i| {
+                let mut p = pkt(i);
+                crate::pow::solve(&mut p, crate::pow::required_work(16, 3600 + 600));
+                p
+            })
+            .find(|p| crate::pow::score(&p.id(), 3600) < floor)
+            .unwrap();
+        match n.admit(vec![weak.clone()], now).await {
+            Err(NodeError::BelowFloor { score, floor: f }) => assert!(score < f && f == floor),
+            r => panic!("{r:?}"),
+        }
+        // Published as the node's own: solved again and stored.
+        let a = n.publish(vec![weak.clone()], now).await.unwrap();
+        assert_eq!(a.new, 1);
+        assert_eq!(n.store().len(), 7);
+        assert!(
+            !n.store().contains(&weak.id()).unwrap(),
+            "stored with a new nonce"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! `bump send TAG FILE`: checks the arguments here (tag, durations, Tau level) so mistakes
 //! are caught before the node is asked, then hands the bytes to the node's `bump_send`.
 
-use super::ctx::{read_input, Ctx, TooLarge, B64};
+use super::ctx::{read_input, Ctx, TooLarge, B64, CLIENT_MAX_BODY};
 use anyhow::Result;
 use base64::Engine as _;
 use bump::mix::tau::{Tau, TauLevel};
@@ -10,7 +10,9 @@ use bump::rpc::client::classify;
 use bump::settings::parse_duration;
 use bump::tag::Tag;
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct SendArgs {
@@ -92,7 +94,46 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
         delay,
         postage: (!a.postage.is_empty()).then_some(a.postage),
     };
-    let r = client.send(params).await.map_err(classify)?;
-    println!("{}", r.msgid);
+    // Solving proof of work takes time in proportion to the parts (protocol.md §1.2): wait
+    // for the answer that much longer, and show progress on a terminal.
+    let parts = data.len().div_ceil(bump::message::PART_DATA_LEN).max(1);
+    let wait = ctx.timeout + SOLVE_ALLOWANCE * parts as u32;
+    let send_client = ctx.target()?.with_timeout(wait).http(CLIENT_MAX_BODY)?;
+    let progress = (parts >= PROGRESS_FROM && std::io::stderr().is_terminal())
+        .then(|| tokio::spawn(show_progress(client)));
+    let r = send_client.send(params).await.map_err(classify);
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[K");
+    }
+    println!("{}", r?.msgid);
     Ok(())
+}
+
+/// Parts from which `bump send` shows a progress line.
+const PROGRESS_FROM: usize = 32;
+/// Extra time allowed per part for its proof of work (at 4× the base on main, one core:
+/// about 0.2 s; this leaves room for a slower machine or a risen floor).
+const SOLVE_ALLOWANCE: Duration = Duration::from_millis(500);
+
+/// Poll the node's solving counters and redraw one line on stderr until aborted.
+async fn show_progress(client: jsonrpsee::http_client::HttpClient) {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(s) = client.status().await else {
+            continue;
+        };
+        let Some(a) = s.admission else { return };
+        if a.solving_total == 0 {
+            continue;
+        }
+        eprint!(
+            "\r\x1b[Ksolving proof of work: {}/{} packets ({} s, floor {})",
+            a.solving_done,
+            a.solving_total,
+            started.elapsed().as_secs(),
+            a.floor
+        );
+    }
 }

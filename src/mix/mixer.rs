@@ -351,7 +351,7 @@ impl Mixer {
             .partition(|p| p.check_expiry(now, self.node.limits().max_ttl).is_ok());
         let n = live.len();
         if !live.is_empty() {
-            if let Err(e) = self.node.admit(live.clone(), now).await {
+            if let Err(e) = self.node.publish(live.clone(), now).await {
                 tracing::warn!("mix could not publish released packets: {e}");
                 return Ok(0);
             }

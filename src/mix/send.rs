@@ -362,7 +362,7 @@ impl SendService {
     /// Solve the proof of work of packets this node made, then store (and so flood) them.
     pub async fn publish(&self, packets: Vec<Packet>, now: u32) -> Result<(), SendError> {
         let packets = self.node.solve(packets, now).await;
-        self.node.admit(packets, now).await?;
+        self.node.publish(packets, now).await?;
         Ok(())
     }
 }

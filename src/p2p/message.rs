@@ -46,6 +46,7 @@ pub mod cmd {
     pub const ADDRV2: Command = Command::new("addrv2");
     pub const GETADDR: Command = Command::new("getaddr");
     pub const SENDADDRV2: Command = Command::new("sendaddrv2");
+    pub const BUMPFLOOR: Command = Command::new("bumpfloor");
 }
 
 /// Largest payload accepted per command; `None` means "skip it unread".
@@ -55,7 +56,7 @@ pub fn max_payload(c: &Command) -> Option<usize> {
         cmd::VERSION => 1024,
         cmd::VERACK | cmd::GETADDR | cmd::SENDADDRV2 => 0,
         cmd::FEATURE => 1 + 80 + 3 + 512,
-        cmd::PING | cmd::PONG => 8,
+        cmd::PING | cmd::PONG | cmd::BUMPFLOOR => 8,
         cmd::INV | cmd::GETDATA | cmd::NOTFOUND => inv,
         cmd::BUMP => PACKET_LEN,
         cmd::ADDR => 3 + MAX_ADDR * 30,
@@ -93,6 +94,9 @@ pub enum Message {
     AddrV2(Vec<AddrV2Message>),
     GetAddr,
     SendAddrV2,
+    /// `bumpfloor`: the least score (work per TTL) the sender stores now; do not announce it
+    /// packets below (docs/protocol.md §5.8, like Core's `feefilter`).
+    Floor(u64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +237,7 @@ impl Message {
             }
             cmd::PING => Ok(Message::Ping(full(command, payload)?)),
             cmd::PONG => Ok(Message::Pong(full(command, payload)?)),
+            cmd::BUMPFLOOR => Ok(Message::Floor(full(command, payload)?)),
             cmd::INV => {
                 decode_inv(command, payload).map(|(ids, other)| Message::Inv { ids, other })
             }
@@ -275,6 +280,7 @@ impl Message {
             Message::AddrV2(_) => cmd::ADDRV2,
             Message::GetAddr => cmd::GETADDR,
             Message::SendAddrV2 => cmd::SENDADDRV2,
+            Message::Floor(_) => cmd::BUMPFLOOR,
         }
     }
 
@@ -288,7 +294,7 @@ impl Message {
                 out.extend(serialize(data));
                 out
             }
-            Message::Ping(n) | Message::Pong(n) => n.to_le_bytes().to_vec(),
+            Message::Ping(n) | Message::Pong(n) | Message::Floor(n) => n.to_le_bytes().to_vec(),
             Message::Inv { ids, .. }
             | Message::GetData { ids, .. }
             | Message::NotFound { ids, .. } => encode_inv(ids),
@@ -326,6 +332,11 @@ mod tests {
         round_trip(Message::GetAddr);
         round_trip(Message::SendAddrV2);
         round_trip(Message::Ping(7));
+        round_trip(Message::Floor(123_456));
+        assert!(matches!(
+            Message::decode(cmd::BUMPFLOOR, &[1, 2, 3]),
+            Err(DecodeError::Malformed { .. })
+        ));
         round_trip(Message::Pong(u64::MAX));
         round_trip(Message::Feature {
             id: FEATURE_ID.into(),
@@ -393,9 +404,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decoders_never_panic(which in 0usize..12, payload in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fn decoders_never_panic(which in 0usize..13, payload in proptest::collection::vec(any::<u8>(), 0..400)) {
             let cmds = [cmd::VERSION, cmd::VERACK, cmd::FEATURE, cmd::PING, cmd::PONG, cmd::INV, cmd::GETDATA,
-                cmd::NOTFOUND, cmd::BUMP, cmd::ADDR, cmd::ADDRV2, cmd::GETADDR];
+                cmd::NOTFOUND, cmd::BUMP, cmd::ADDR, cmd::ADDRV2, cmd::GETADDR, cmd::BUMPFLOOR];
             let _ = Message::decode(cmds[which], &payload);
         }
 

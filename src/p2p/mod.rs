@@ -10,6 +10,7 @@
 pub mod addrbook;
 pub mod fetch;
 pub mod handshake;
+pub mod ingest;
 pub mod message;
 pub mod overlay;
 pub mod peer;

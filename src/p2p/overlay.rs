@@ -14,6 +14,7 @@
 use super::addrbook::AddrBook;
 use super::fetch::Fetcher;
 use super::handshake::{Nonces, VersionTemplate};
+use super::ingest::{Ingest, Item};
 use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP};
 use super::peer::{self, Ended, PeerCtx, PeerEvent, PeerShared};
 use super::penalty;
@@ -32,13 +33,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 pub use super::fetch::REQUEST_TIMEOUT;
 pub use super::penalty::BAN_SCORE;
-/// Packets waiting to be stored before readers are slowed down.
-const INGEST_QUEUE: usize = 8192;
+/// Most packets from peers stored in one batch.
+const INGEST_BATCH: usize = 1024;
+/// How often the floor told to peers is brought up to date.
+const FLOOR_EVERY: Duration = Duration::from_secs(1);
 /// Peer events waiting for the overlay before readers are slowed down. With at most
 /// [`super::peer::EVENT_IDS`] ids or one packet per event this holds at most ~8 MiB.
 const EVENT_QUEUE: usize = 256;
@@ -127,7 +130,7 @@ pub struct Overlay {
     /// What every connection is started with (events come back on its channel).
     peer_ctx: Arc<PeerCtx>,
     dialing: Mutex<HashSet<SocketAddr>>,
-    ingest: mpsc::Sender<(u64, Packet)>,
+    ingest: Ingest,
     next_id: AtomicU64,
     received: AtomicU64,
     listening: Mutex<Option<SocketAddr>>,
@@ -157,7 +160,6 @@ impl Overlay {
         let advertised = cfg
             .external
             .or_else(|| bound.filter(|a| !a.ip().is_unspecified()));
-        let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let peer_ctx = Arc::new(PeerCtx {
             magic: cfg.network.magic(),
@@ -175,7 +177,7 @@ impl Overlay {
             addrbook: Mutex::new(book),
             peer_ctx,
             dialing: Mutex::new(HashSet::new()),
-            ingest: ingest_tx,
+            ingest: Ingest::new(),
             next_id: AtomicU64::new(1),
             received: AtomicU64::new(0),
             listening: Mutex::new(bound),
@@ -186,7 +188,8 @@ impl Overlay {
             tokio::spawn(overlay.clone().accept_loop(listener));
         }
         tokio::spawn(overlay.clone().event_loop(events_rx));
-        tokio::spawn(overlay.clone().ingest_loop(ingest_rx));
+        tokio::spawn(overlay.clone().ingest_loop());
+        tokio::spawn(overlay.clone().floor_loop());
         tokio::spawn(overlay.clone().relay_loop());
         tokio::spawn(overlay.clone().connect_loop());
         tokio::spawn(overlay.clone().upkeep_loop());
@@ -242,7 +245,7 @@ impl Overlay {
                 PeerEvent::Connected(p) => self.on_connected(&p),
                 PeerEvent::Inv(p, ids) => self.on_inv(&p, &ids),
                 PeerEvent::NotFound(p, ids) => self.on_notfound(&p, &ids),
-                PeerEvent::Packet(p, packet) => self.on_packet(&p, *packet).await,
+                PeerEvent::Packet(p, packet, permit) => self.on_packet(&p, *packet, permit),
                 PeerEvent::Addr(_, entries) => self.on_addr(&entries),
                 PeerEvent::GetAddr(p) => self.answer_getaddr(&p),
                 PeerEvent::Misbehaved(p, points, why) => self.misbehave(&p, points, &why),
@@ -305,6 +308,7 @@ impl Overlay {
                 .connected(peer.addr, info.services, peer.is_bump(), unix_secs());
         }
         if peer.is_bump() {
+            peer.tell_floor(self.floor_to_tell());
             peer.send(&Message::GetAddr);
             let (me, p) = (self.clone(), peer.clone());
             tokio::spawn(async move { me.catch_up(&p).await });
@@ -314,9 +318,18 @@ impl Overlay {
     /// Announce every packet we hold to a newly connected BuMP peer.
     async fn catch_up(&self, peer: &Arc<PeerShared>) {
         let store = self.node.store().clone();
+        let now = crate::unix_now();
+        let base = self.node.base_work();
+        // Only what meets the floor the peer told us (none told yet: everything).
+        let p = peer.clone();
         let ids = match tokio::task::spawn_blocking(move || {
             store
-                .live_ids(crate::unix_now())
+                .live_expiries(now)
+                .filter(|r| match r {
+                    Ok((id, expires)) => p.meets_floor(id, *expires, now, base),
+                    Err(_) => true,
+                })
+                .map(|r| r.map(|(id, _)| id))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -363,7 +376,32 @@ impl Overlay {
     /// A BuMP peer announced ids: queue those we lack; ask what its budget allows now.
     fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
         peer.mark_known(ids);
-        let lacking: Vec<PacketId> = ids.iter().filter(|id| !self.have(id)).copied().collect();
+        // A packet's score never exceeds its id's work, so ids under our floor cannot get in:
+        // they are not fetched. Under half the floor the peer has had time to learn is a
+        // peer ignoring it.
+        let floor = self.node.store().floor(crate::unix_now());
+        let told = peer.told_floor();
+        let mut ignored = false;
+        let lacking: Vec<PacketId> = ids
+            .iter()
+            .filter(|id| {
+                let work = crate::pow::work_of(id);
+                if work >= floor {
+                    return true;
+                }
+                ignored |= work < told / 2;
+                false
+            })
+            .filter(|id| !self.have(id))
+            .copied()
+            .collect();
+        if ignored {
+            self.misbehave(
+                peer,
+                penalty::IGNORED_FLOOR,
+                "announced packets far below the floor we told it",
+            );
+        }
         if lacking.is_empty() {
             return;
         }
@@ -383,7 +421,7 @@ impl Overlay {
     }
 
     /// A `bump` message: accept it only if we asked this peer for it; admission checks it.
-    async fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet) {
+    fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet, permit: OwnedSemaphorePermit) {
         let id = packet.id();
         let (requested_here, more) =
             self.fetch
@@ -396,7 +434,11 @@ impl Overlay {
         self.ask(vec![(peer.id, more)]);
         peer.packets_in.fetch_add(1, Ordering::Relaxed);
         peer.mark_known([&id]);
-        let _ = self.ingest.send((peer.id, packet)).await;
+        self.ingest.push(Item {
+            peer: peer.id,
+            packet,
+            permit,
+        });
     }
 
     /// Gossiped addresses (the decoder already refused lists over [`MAX_ADDR`]).
@@ -425,19 +467,22 @@ impl Overlay {
         peer.send(&Message::Addr(list));
     }
 
-    async fn ingest_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(u64, Packet)>) {
-        let mut buf = Vec::with_capacity(1024);
+    /// Store packets from peers, a batch at a time, taken fairly over peers ([`Ingest`]).
+    async fn ingest_loop(self: Arc<Self>) {
         loop {
-            buf.clear();
-            let n = tokio::select! {
+            let batch = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                n = rx.recv_many(&mut buf, 1024) => n,
+                b = self.ingest.next(INGEST_BATCH) => b,
             };
-            if n == 0 {
-                return;
-            }
             let now = crate::unix_now();
-            let (from, packets): (Vec<u64>, Vec<Packet>) = buf.drain(..).unzip();
+            let mut from = Vec::with_capacity(batch.len());
+            let mut packets = Vec::with_capacity(batch.len());
+            let mut permits = Vec::with_capacity(batch.len());
+            for item in batch {
+                from.push(item.peer);
+                packets.push(item.packet);
+                permits.push(item.permit);
+            }
             let count = packets.len() as u64;
             match self.node.admit_each(packets, now).await {
                 Ok((a, refused)) => {
@@ -466,6 +511,37 @@ impl Overlay {
                 }
                 Err(e) => tracing::warn!("could not store packets from peers: {e}"),
             }
+            // Stored (or refused): the peers may send more.
+            drop(permits);
+        }
+    }
+
+    /// The floor we tell peers: ours, rounded down to the announcement grid.
+    fn floor_to_tell(&self) -> u64 {
+        crate::admission::quantize(self.node.store().floor(crate::unix_now()))
+    }
+
+    /// Every second: tell BuMP peers our floor when it moved to another grid step, and give
+    /// the node the median of the floors they told us (what own sends solve for; the median,
+    /// so one peer announcing an absurd floor cannot make this node burn its cores).
+    async fn floor_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(FLOOR_EVERY);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let floor = self.floor_to_tell();
+            let mut theirs = Vec::new();
+            for p in self.peers_snapshot() {
+                if p.is_bump() && p.handshake_done() {
+                    p.tell_floor(floor);
+                    theirs.push(p.their_floor.load(Ordering::Relaxed));
+                }
+            }
+            theirs.sort_unstable();
+            self.node
+                .set_peer_floor(theirs.get(theirs.len() / 2).copied().unwrap_or(0));
         }
     }
 
@@ -479,7 +555,7 @@ impl Overlay {
             };
             let mut ids = Vec::new();
             match first {
-                Ok(ev) => ids.push(ev.id),
+                Ok(ev) => ids.push((ev.id, ev.packet.expires)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,
@@ -498,13 +574,14 @@ impl Overlay {
             }
             while ids.len() < MAX_INV {
                 match rx.try_recv() {
-                    Ok(ev) => ids.push(ev.id),
+                    Ok(ev) => ids.push((ev.id, ev.packet.expires)),
                     Err(_) => break,
                 }
             }
+            let (now, base) = (crate::unix_now(), self.node.base_work());
             for p in self.peers_snapshot() {
                 if p.is_bump() && p.handshake_done() {
-                    p.announce(&ids);
+                    p.announce(&ids, now, base);
                 }
             }
         }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,10 @@ pub const PING_BURST: f64 = 10.0;
 pub const PING_PER_SEC: f64 = 1.0;
 /// Most ids one event carries (an `inv` of 50,000 becomes 49 events).
 pub const EVENT_IDS: usize = 1024;
+/// Packets of one peer received and not yet stored; its reader waits for a free slot.
+pub const INGEST_SLOTS: usize = 512;
+/// After we tell a peer a higher floor, how long announcements below it go unpunished.
+pub const FLOOR_GRACE: Duration = Duration::from_secs(30);
 /// Longest one write to the socket may take; a peer that reads slower is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -78,8 +82,10 @@ pub enum PeerEvent {
     Inv(Arc<PeerShared>, Vec<PacketId>),
     /// The peer does not have these ids we asked for.
     NotFound(Arc<PeerShared>, Vec<PacketId>),
-    /// A `bump` packet arrived (requested or not: the owner knows what it asked for).
-    Packet(Arc<PeerShared>, Box<Packet>),
+    /// A `bump` packet arrived (requested or not: the owner knows what it asked for). The
+    /// permit is one of the peer's [`INGEST_SLOTS`]: it is held until the packet is stored,
+    /// so a peer that sends faster than its share is slowed alone (docs/admission.md §4).
+    Packet(Arc<PeerShared>, Box<Packet>, OwnedSemaphorePermit),
     /// Addresses gossiped by the peer: (services, address).
     Addr(Arc<PeerShared>, Vec<(u64, SocketAddr)>),
     /// The peer asks for addresses (first time only).
@@ -123,6 +129,13 @@ pub struct PeerShared {
     serve: Mutex<VecDeque<PacketId>>,
     wake: Notify,
     known: Mutex<HashSet<PacketId>>,
+    /// The floor this peer told us (`bumpfloor`; 0 until it does): packets scoring below
+    /// are not announced to it.
+    pub their_floor: AtomicU64,
+    /// The floors we told it: (now, since, the one before).
+    told: Mutex<Option<(u64, Instant, u64)>>,
+    /// See [`INGEST_SLOTS`].
+    pub ingest_slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for PeerShared {
@@ -168,11 +181,23 @@ impl PeerShared {
         }
     }
 
-    /// Queue announcements of the ids the peer does not know yet.
-    pub fn announce(&self, ids: &[PacketId]) {
+    /// Whether a packet (id, expiry) meets the floor this peer told us. A floor at or under
+    /// the network's `base` adds nothing to the proof-of-work rule every packet already met
+    /// (whose score, by rounding, may sit a hair under the base).
+    pub fn meets_floor(&self, id: &PacketId, expires: u32, now: u32, base: u64) -> bool {
+        let floor = self.their_floor.load(Ordering::Relaxed);
+        floor <= base || crate::pow::score(id, expires.saturating_sub(now)) >= floor
+    }
+
+    /// Queue announcements of the packets (id, expiry) the peer does not know yet and that
+    /// meet its floor at `now` ([`PeerShared::meets_floor`]).
+    pub fn announce(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
         let fresh: Vec<PacketId> = {
             let mut k = self.known.locked();
-            ids.iter()
+            packets
+                .iter()
+                .filter(|(id, expires)| self.meets_floor(id, *expires, now, base))
+                .map(|(id, _)| id)
                 .filter(|id| {
                     if k.len() >= KNOWN_CAP {
                         k.clear();
@@ -204,6 +229,29 @@ impl PeerShared {
     pub fn serve_backlog(&self) -> usize {
         self.serve.locked().len()
     }
+
+    /// Tell the peer our floor (already quantized) unless it was the last one told.
+    pub fn tell_floor(&self, floor: u64) {
+        let mut t = self.told.locked();
+        let before = match *t {
+            Some((f, _, _)) if f == floor => return,
+            Some((f, _, _)) => f,
+            None => floor,
+        };
+        if self.send(&Message::Floor(floor)) {
+            *t = Some((floor, Instant::now(), before));
+        }
+    }
+
+    /// The floor the peer should be honouring by now: the last told, or during the
+    /// [`FLOOR_GRACE`] after a change the lower of it and the one before. 0 if none told.
+    pub fn told_floor(&self) -> u64 {
+        match *self.told.locked() {
+            Some((f, since, before)) if since.elapsed() < FLOOR_GRACE => f.min(before),
+            Some((f, _, _)) => f,
+            None => 0,
+        }
+    }
 }
 
 /// A peer handle with no connection behind it, for tests of the overlay's choices.
@@ -234,6 +282,9 @@ impl PeerShared {
             serve: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             known: Mutex::new(HashSet::new()),
+            their_floor: AtomicU64::new(0),
+            told: Mutex::new(None),
+            ingest_slots: Arc::new(Semaphore::new(INGEST_SLOTS)),
         }
     }
 }
@@ -687,7 +738,23 @@ impl<'a> Reader<'a> {
                         .await;
                 }
             }
-            Message::Bump(p) => self.emit(PeerEvent::Packet(peer.clone(), p)).await,
+            Message::Bump(p) => {
+                // Waits only when this peer has INGEST_SLOTS packets not yet stored.
+                let Ok(permit) = peer.ingest_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                self.emit(PeerEvent::Packet(peer.clone(), p, permit)).await
+            }
+            Message::Floor(f) => {
+                if !peer.is_bump() {
+                } else if self.ping_tokens >= 1.0 {
+                    self.ping_tokens -= 1.0;
+                    peer.their_floor.store(f, Ordering::Relaxed);
+                } else {
+                    self.misbehave(penalty::FLOOD, "bumpfloor flood over the per-peer rate")
+                        .await;
+                }
+            }
             Message::Addr(list) => {
                 let entries = list
                     .iter()

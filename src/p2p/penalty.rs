@@ -25,3 +25,6 @@ pub const GETDATA_OVER_BOUND: u32 = 50;
 pub const UNREQUESTED_PACKET: u32 = 10;
 /// A packet that is invalid (not merely expired in transit).
 pub const INVALID_PACKET: u32 = 10;
+/// An `inv` announcing ids whose work is under half the floor we told the peer more than
+/// [`super::peer::FLOOR_GRACE`] ago (once per `inv` slice; such ids are never fetched).
+pub const IGNORED_FLOOR: u32 = 1;

@@ -608,14 +608,28 @@ impl Store {
     /// Ids of the packets that have not expired at `now` (for catch-up with peers), from the
     /// expiry index, so nothing the sweeper has not reached yet is announced.
     pub fn live_ids(&self, now: u32) -> impl Iterator<Item = Result<PacketId, StoreError>> + '_ {
+        self.live_expiries(now).map(|r| r.map(|(id, _)| id))
+    }
+
+    /// [`Store::live_ids`] with each packet's expiry.
+    pub fn live_expiries(
+        &self,
+        now: u32,
+    ) -> impl Iterator<Item = Result<(PacketId, u32), StoreError>> + '_ {
         let start = expiry_key(now.saturating_add(1), 0);
-        self.by_expiry.range(&start[..]..).values().map(|v| {
-            let v = v?;
+        self.by_expiry.range(&start[..]..).map(|kv| {
+            let (k, v) = kv?;
+            let bad = || StoreError::Corrupt("expiry index");
             let id: [u8; 32] = v
                 .get(..32)
                 .and_then(|b| b.try_into().ok())
-                .ok_or(StoreError::Corrupt("expiry index"))?;
-            Ok(PacketId(id))
+                .ok_or_else(bad)?;
+            let expires = k
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(bad)?;
+            Ok((PacketId(id), expires))
         })
     }
 
@@ -791,7 +805,10 @@ mod tests {
                 }
             }
             assert!(evicted_max > 64);
-            assert!(store.floor(now) > evicted_max, "an eviction raises the floor above it");
+            assert!(
+                store.floor(now) > evicted_max,
+                "an eviction raises the floor above it"
+            );
             assert_eq!(store.len(), 8);
         }
         // Reopened: the rolling floor is back, then decays with the half-life.

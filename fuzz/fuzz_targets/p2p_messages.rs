@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Decoders straight on the raw bytes, for every handled command.
-    for c in ["version", "verack", "feature", "ping", "pong", "inv", "getdata", "notfound", "bump", "addr", "addrv2", "getaddr", "sendaddrv2"] {
+    for c in ["version", "verack", "feature", "ping", "pong", "inv", "getdata", "notfound", "bump", "addr", "addrv2", "getaddr", "sendaddrv2", "bumpfloor"] {
         let _ = Message::decode(Command::new(c), data);
     }
 });

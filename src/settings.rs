@@ -113,6 +113,10 @@ pub struct NodeArgs {
     /// packet with the least work per TTL makes room for one with more [default: 1048576]
     #[arg(long, value_name = "N")]
     pub max_packets: Option<u64>,
+    /// Rebuild the packet index from the segment files at start (as a missing or damaged
+    /// index is rebuilt without asking); damaged records are reported by `bump status`
+    #[arg(long)]
+    pub reindex: bool,
     /// Accept P2P connections on this address, e.g. 0.0.0.0:8337 (port 0 = any free port,
     /// written to DATADIR/<net>/p2p.addr) [default: no listening]
     #[arg(long, value_name = "ADDR:PORT")]
@@ -419,6 +423,7 @@ pub fn node_settings(ctx: &Base, args: &NodeArgs) -> Result<DaemonSettings, Sett
         },
         store: StoreConfig {
             max_packets,
+            reindex: args.reindex,
             ..StoreConfig::default()
         },
         sweep_interval: Duration::from_secs(60),

@@ -24,6 +24,15 @@ pub async fn status(ctx: &Ctx, a: JsonFlag) -> Result<()> {
     println!("datadir      {}", s.datadir);
     println!("packets      {} of {} max", s.packets, s.max_packets);
     println!("store size   {} bytes on disk", s.store_bytes_on_disk);
+    if let Some(r) = &s.index_rebuilt {
+        println!("index        rebuilt at start: {r}");
+    }
+    for d in &s.store_damaged {
+        println!(
+            "damaged      {} damaged packet(s) in segment {}",
+            d.packets, d.segment
+        );
+    }
     if let Some(a) = &s.admission {
         let peers = if a.peer_floor > 0 {
             format!(", highest peer floor {}", a.peer_floor)

@@ -158,6 +158,12 @@ pub struct ImportResult {
 pub use crate::node::AdmissionStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DamagedSegment {
+    pub segment: String,
+    pub packets: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusResult {
     pub version: String,
     pub network: String,
@@ -165,6 +171,12 @@ pub struct StatusResult {
     pub packets: u64,
     pub max_packets: u64,
     pub store_bytes_on_disk: u64,
+    /// Segment files with damaged records, and how many (found at a rebuild or on reads).
+    #[serde(default)]
+    pub store_damaged: Vec<DamagedSegment>,
+    /// Why and how the index was rebuilt from the segment files at start, if it was.
+    #[serde(default)]
+    pub index_rebuilt: Option<String>,
     pub max_ttl: u32,
     pub max_message_size: usize,
     pub uptime_secs: u64,

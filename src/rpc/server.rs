@@ -297,6 +297,12 @@ impl BumpApiServer for RpcImpl {
             packets: store.len(),
             max_packets: store.max_packets(),
             store_bytes_on_disk: store.size_on_disk(),
+            store_damaged: store
+                .damaged_segments()
+                .into_iter()
+                .map(|(segment, packets)| crate::rpc::api::DamagedSegment { segment, packets })
+                .collect(),
+            index_rebuilt: store.rebuilt(),
             max_ttl: self.node.limits().max_ttl,
             max_message_size: self.node.limits().max_message,
             uptime_secs: self.node.uptime().as_secs(),

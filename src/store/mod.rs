@@ -40,6 +40,7 @@ use crate::packet::{Packet, PacketId};
 use crate::sync::Locked;
 use crate::tag::{Tag, TAG_LEN};
 use segments::{Location, Segments};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt store entry: {0}")]
     Corrupt(&'static str),
+    #[error("the packet index is damaged and could not be rebuilt: {0}")]
+    Damaged(String),
 }
 
 /// Result of inserting one packet.
@@ -112,6 +115,8 @@ pub struct StoreConfig {
     pub cache_bytes: u64,
     /// The network's base work ([`crate::pow::base_work`]): the floor at rest.
     pub base_work: u64,
+    /// Rebuild the index from the segment files at open (`bump node --reindex`).
+    pub reindex: bool,
 }
 
 impl Default for StoreConfig {
@@ -120,6 +125,7 @@ impl Default for StoreConfig {
             max_packets: DEFAULT_MAX_PACKETS,
             cache_bytes: 64 << 20,
             base_work: crate::pow::BASE_WORK,
+            reindex: false,
         }
     }
 }
@@ -145,6 +151,84 @@ pub struct Store {
     /// Highest generation known to be on disk.
     flushed: watch::Sender<u64>,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Records found damaged (by rebuild or by reads): hour → byte offsets.
+    damaged: Mutex<BTreeMap<u32, BTreeSet<u64>>>,
+    /// Why and how the index was rebuilt at open, if it was.
+    rebuilt: Mutex<Option<String>>,
+}
+
+/// What opening the sled index found.
+enum IndexOpen {
+    /// Open and of this build's format; `true` if it was created just now.
+    Ready(sled::Db, bool),
+    /// Unreadable (sled reports corruption or panics, our own entries do not decode).
+    Damaged(String),
+    /// Any other failure (locked, permissions, another format version): reported as is.
+    Failed(StoreError),
+}
+
+fn open_index(path: &Path, cfg: &StoreConfig) -> IndexOpen {
+    let opened = std::panic::catch_unwind(|| {
+        sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(cfg.cache_bytes)
+            .open()
+    });
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        // Unsupported: sled cannot read its own config or format (seen with a garbled `conf`).
+        Ok(Err(
+            e @ (sled::Error::Corruption { .. }
+            | sled::Error::ReportableBug(_)
+            | sled::Error::Unsupported(_)),
+        )) => return IndexOpen::Damaged(e.to_string()),
+        Ok(Err(e)) => return IndexOpen::Failed(e.into()),
+        Err(_) => return IndexOpen::Damaged("sled panicked while opening it".into()),
+    };
+    let check = || -> Result<IndexOpen, StoreError> {
+        let meta = db.open_tree("meta")?;
+        match meta.get("format_version")? {
+            Some(v) => {
+                let Ok(b) = <[u8; 4]>::try_from(v.as_ref()) else {
+                    return Ok(IndexOpen::Damaged("format_version does not decode".into()));
+                };
+                let found = u32::from_be_bytes(b);
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::FormatVersion { found });
+                }
+                Ok(IndexOpen::Ready(db.clone(), false))
+            }
+            None => {
+                meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+                Ok(IndexOpen::Ready(db.clone(), true))
+            }
+        }
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(StoreError::Sled(
+            e @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)),
+        ))) => IndexOpen::Damaged(e.to_string()),
+        Ok(Err(e)) => IndexOpen::Failed(e),
+        Err(_) => IndexOpen::Damaged("sled panicked while reading it".into()),
+    }
+}
+
+/// Move everything of the store directory but the segments into `index-damaged-<unix>/`.
+fn move_index_aside(path: &Path) -> Result<std::path::PathBuf, StoreError> {
+    let aside = path.join(format!("index-damaged-{}", crate::unix_now()));
+    std::fs::create_dir_all(&aside)?;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let keep = name == "segments" || name.to_string_lossy().starts_with("index-damaged-");
+        if !keep {
+            std::fs::rename(entry.path(), aside.join(&name))?;
+        }
+    }
+    Ok(aside)
 }
 
 fn tag_key(tag: &Tag, seq: u64) -> [u8; TAG_LEN + 8] {
@@ -218,37 +302,50 @@ impl Store {
     }
 
     fn open_once(path: &Path, cfg: &StoreConfig) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::LowSpace)
-            .cache_capacity(cfg.cache_bytes)
-            .open()?;
-        let meta = db.open_tree("meta")?;
-        match meta.get("format_version")? {
-            Some(v) => {
-                let found = u32::from_be_bytes(
-                    v.as_ref()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("format_version"))?,
+        let segments = Arc::new(Segments::open(&path.join("segments"))?);
+        let has_segments = !segments.hours()?.is_empty();
+        // The segments are the truth, the index a cache: an index that is missing (while
+        // segments exist), damaged, or that the operator asks to rebuild is rebuilt from them.
+        let (db, rebuild) = match open_index(path, cfg) {
+            IndexOpen::Ready(db, fresh) => {
+                let why = if cfg.reindex {
+                    Some("asked for (--reindex)".to_string())
+                } else if fresh && has_segments {
+                    Some("the index is missing but segment files exist".to_string())
+                } else {
+                    None
+                };
+                (db, why)
+            }
+            IndexOpen::Damaged(what) => {
+                let aside = move_index_aside(path)?;
+                tracing::error!(
+                    "the packet index is damaged ({what}); moved it to {} and rebuilding it from the segment files",
+                    aside.display()
                 );
-                if found != FORMAT_VERSION {
-                    return Err(StoreError::FormatVersion { found });
+                match open_index(path, cfg) {
+                    IndexOpen::Ready(db, _) => (
+                        db,
+                        Some(format!(
+                            "the index was damaged ({what}); the damaged copy is in {}",
+                            aside.display()
+                        )),
+                    ),
+                    IndexOpen::Damaged(what) => return Err(StoreError::Damaged(what)),
+                    IndexOpen::Failed(e) => return Err(e),
                 }
             }
-            None => {
-                meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
-        }
+            IndexOpen::Failed(e) => return Err(e),
+        };
+        let meta = db.open_tree("meta")?;
         let packets = db.open_tree("packets")?;
-        let segments = Arc::new(Segments::open(&path.join("segments"))?);
         let count = packets.len() as u64;
         let rules = FloorRules {
             base: cfg.base_work,
             max_packets: cfg.max_packets,
         };
-        let rolling = match meta.get("floor")? {
-            Some(v) => Rolling::decode(&v).ok_or(StoreError::Corrupt("floor"))?,
+        let rolling = match meta.get("floor")?.and_then(|v| Rolling::decode(&v)) {
+            Some(r) => r,
             None => rules.at_rest(crate::unix_now()),
         };
         if rolling.value > rules.base {
@@ -258,7 +355,7 @@ impl Store {
                 "admission floor restored"
             );
         }
-        Ok(Store {
+        let store = Store {
             meta,
             rules,
             rolling: Mutex::new(rolling),
@@ -274,7 +371,13 @@ impl Store {
             written: Arc::new(AtomicU64::new(0)),
             flushed: watch::Sender::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
-        })
+            damaged: Mutex::new(BTreeMap::new()),
+            rebuilt: Mutex::new(None),
+        };
+        if let Some(why) = rebuild {
+            store.rebuild(&why)?;
+        }
+        Ok(store)
     }
 
     /// Another component's typed table in the same database (sled allows one process per
@@ -326,13 +429,25 @@ impl Store {
     fn insert_locked(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {
         let bytes = packet.encode();
         let id = PacketId::of_bytes(&bytes);
+        self.insert_at(packet, id, Err(&bytes), now)
+    }
+
+    /// Index a packet: its bytes appended (`Err(bytes)`), or already in a segment at `Ok(loc)`
+    /// (a rebuild, which also skips the floor: it restores what was held).
+    fn insert_at(
+        &self,
+        packet: &Packet,
+        id: PacketId,
+        at: Result<Location, &[u8; crate::packet::PACKET_LEN]>,
+        now: u32,
+    ) -> Result<Inserted, StoreError> {
         if self.packets.contains_key(id.0)? {
             return Ok(Inserted::Duplicate);
         }
         let score = crate::pow::score(&id, packet.expires.saturating_sub(now));
         // The base itself is checked by admission (`pow::check`); above it, the floor.
         let floor = self.floor(now);
-        if floor > self.rules.base && score < floor {
+        if at.is_err() && floor > self.rules.base && score < floor {
             return Ok(Inserted::Refused { score, floor });
         }
         if self.len() >= self.max_packets {
@@ -370,12 +485,122 @@ impl Store {
         value[..32 + TAG_LEN].copy_from_slice(&expiry_value);
         value[32 + TAG_LEN..].copy_from_slice(&packet.expires.to_be_bytes());
         self.by_value.insert(value_key(score, seq), &value[..])?;
-        let loc = self.segments.append(packet.expires, &bytes)?;
+        let loc = match at {
+            Ok(loc) => loc,
+            Err(bytes) => self.segments.append(packet.expires, bytes)?,
+        };
         // The commit point: from here on the packet exists.
         self.packets
             .insert(&id.0[..], &encode_entry(seq, loc, score)[..])?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(Inserted::New(seq))
+    }
+
+    /// Rebuild the index from the segment files: every whole record of every unexpired hour
+    /// is decoded and its id computed from its bytes; a record that does not decode, sits in
+    /// the wrong hour's file or lacks the base work is damaged (counted per segment, reported
+    /// by [`Store::damaged_segments`]). The quota applies as on insert; the floor does not.
+    fn rebuild(&self, why: &str) -> Result<(), StoreError> {
+        let now = crate::unix_now();
+        let _guard = self.write_lock.locked();
+        for tree in [&self.packets, &self.by_tag, &self.by_expiry, &self.by_value] {
+            tree.clear()?;
+        }
+        self.count.store(0, Ordering::Relaxed);
+        let hours = self.segments.hours()?;
+        tracing::warn!(
+            segments = hours.len(),
+            "rebuilding the packet index from the segment files: {why}"
+        );
+        let started = std::time::Instant::now();
+        let (mut records, mut kept, mut bad_total) = (0u64, 0u64, 0u64);
+        let mut last_log = started;
+        for (i, &hour) in hours.iter().enumerate() {
+            if (hour as u64 + 1) * segments::SEGMENT_SECS as u64 <= now as u64 + 1 {
+                continue; // every packet in it has expired; the sweeper deletes the file
+            }
+            let mut bad = Vec::new();
+            let mut failed = None;
+            self.segments.scan(hour, |loc, bytes| {
+                if failed.is_some() {
+                    return;
+                }
+                records += 1;
+                let id = PacketId::of_bytes(bytes);
+                let packet = match Packet::decode(bytes) {
+                    Ok(p)
+                        if p.expires / segments::SEGMENT_SECS == hour
+                            && crate::pow::work_of(&id) >= self.rules.base =>
+                    {
+                        p
+                    }
+                    _ => return bad.push(loc),
+                };
+                if packet.expires <= now {
+                    return;
+                }
+                match self.insert_at(&packet, id, Ok(loc), now) {
+                    Ok(Inserted::New(_)) => kept += 1,
+                    Ok(_) => {}
+                    Err(e) => failed = Some(e),
+                }
+                if last_log.elapsed() > std::time::Duration::from_secs(2) {
+                    last_log = std::time::Instant::now();
+                    tracing::info!(
+                        "rebuilding the index: segment {} of {}, {kept} packets so far",
+                        i + 1,
+                        hours.len()
+                    );
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            bad_total += bad.len() as u64;
+            if !bad.is_empty() {
+                tracing::warn!(
+                    segment = %self.segments.name(hour),
+                    damaged = bad.len(),
+                    "damaged records in a segment file (skipped)"
+                );
+            }
+            for loc in bad {
+                self.note_damaged(loc);
+            }
+        }
+        self.segments.sync()?;
+        self.db.flush()?;
+        let note = format!(
+            "{why}: rebuilt from {} segment files in {:.1} s, {kept} packets indexed, {bad_total} damaged records of {records}",
+            hours.len(),
+            started.elapsed().as_secs_f64()
+        );
+        tracing::warn!("index rebuilt: {note}");
+        *self.rebuilt.locked() = Some(note);
+        Ok(())
+    }
+
+    fn note_damaged(&self, loc: Location) {
+        self.damaged
+            .locked()
+            .entry(loc.hour)
+            .or_default()
+            .insert(loc.offset);
+    }
+
+    /// Segment files with damaged records found so far (at rebuild or on reads), and how
+    /// many records each.
+    pub fn damaged_segments(&self) -> Vec<(String, usize)> {
+        self.damaged
+            .locked()
+            .iter()
+            .map(|(h, offsets)| (self.segments.name(*h), offsets.len()))
+            .collect()
+    }
+
+    /// How the index was rebuilt when the store opened, if it was.
+    pub fn rebuilt(&self) -> Option<String> {
+        self.rebuilt.locked().clone()
     }
 
     /// `by_value` entries in score order whose packet is still held, with their score;
@@ -525,9 +750,13 @@ impl Store {
         match self.segments.read(loc) {
             Ok(bytes) if PacketId::of_bytes(&bytes) == *id => match Packet::decode(&bytes) {
                 Ok(p) => Ok(Lookup::Found(seq, p)),
-                Err(_) => Ok(Lookup::Damaged(loc)),
+                Err(_) => {
+                    self.note_damaged(loc);
+                    Ok(Lookup::Damaged(loc))
+                }
             },
             Ok(_) => {
+                self.note_damaged(loc);
                 tracing::warn!(
                     segment = %self.segments.name(loc.hour),
                     offset = loc.offset,
@@ -539,6 +768,7 @@ impl Store {
                 if e.kind() == std::io::ErrorKind::NotFound
                     || e.kind() == std::io::ErrorKind::UnexpectedEof =>
             {
+                self.note_damaged(loc);
                 Ok(Lookup::Damaged(loc))
             }
             Err(e) => Err(e.into()),

@@ -9,6 +9,10 @@
 //!
 //! On open, a file whose length is not a multiple of 1024 (a torn append) is truncated to the
 //! last whole packet.
+//!
+//! The segments are the truth and the index a cache: [`Segments::hours`] and
+//! [`Segments::scan`] read every record back, which is how the store rebuilds a missing or
+//! damaged index ([`crate::store`]).
 
 use crate::packet::PACKET_LEN;
 use crate::sync::Locked;
@@ -161,6 +165,40 @@ impl Segments {
         Ok(removed)
     }
 
+    /// The hours that have a segment file, oldest first.
+    pub fn hours(&self) -> std::io::Result<Vec<u32>> {
+        let mut out: Vec<u32> = std::fs::read_dir(&self.dir)?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name();
+                name.to_str()?.strip_suffix(".seg")?.parse().ok()
+            })
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Call `f` with every whole record of hour `hour`'s segment, in file order (a torn tail is
+    /// ignored). Reads 1 MiB at a time.
+    pub fn scan(
+        &self,
+        hour: u32,
+        mut f: impl FnMut(Location, &[u8; PACKET_LEN]),
+    ) -> std::io::Result<()> {
+        use std::io::Read;
+        let mut file = std::io::BufReader::with_capacity(1 << 20, File::open(self.path(hour))?);
+        let mut buf = [0u8; PACKET_LEN];
+        let mut offset = 0u64;
+        loop {
+            match file.read_exact(&mut buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            f(Location { hour, offset }, &buf);
+            offset += PACKET_LEN as u64;
+        }
+    }
+
     /// Bytes used by segment files.
     pub fn size_on_disk(&self) -> u64 {
         std::fs::read_dir(&self.dir)
@@ -196,6 +234,21 @@ mod tests {
         assert_eq!(s.remove_expired(3600 * 6 - 1).unwrap(), 1);
         assert!(s.read(a).is_err());
         assert_eq!(s.read(c).unwrap(), [3; PACKET_LEN]);
+    }
+
+    #[test]
+    fn scan_reads_every_whole_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        for i in 0..3u8 {
+            s.append(3600 * 9, &[i; PACKET_LEN]).unwrap();
+        }
+        s.append(3600 * 4, &[7; PACKET_LEN]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.hours().unwrap(), vec![4, 9]);
+        let mut seen = Vec::new();
+        s.scan(9, |loc, b| seen.push((loc.offset, b[0]))).unwrap();
+        assert_eq!(seen, vec![(0, 0), (1024, 1), (2048, 2)]);
     }
 
     #[test]

@@ -1067,6 +1067,7 @@ mod tests {
                 cache_bytes: 1 << 20,
                 // No base: these tests store unsolved packets (the floor is tested on its own).
                 base_work: 0,
+                reindex: false,
             },
         )
         .unwrap()

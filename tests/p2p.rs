@@ -380,3 +380,49 @@ fn real_namecoind_interop() {
     let _ = nc.kill();
     let _ = nc.wait();
 }
+
+#[test]
+fn reconnecting_identical_stores_exchange_a_few_bytes_and_a_version_2_peer_gets_the_inventory() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestNode::start(da.path(), &listen_args(&[]));
+    for i in 0..5 {
+        a.ok(
+            &["send", &format!("#recon-{i}"), "-"],
+            Some(&random_bytes(4000)),
+        );
+    }
+    let held = a.packet_count();
+    let mut b = TestNode::start(db.path(), &["--connect", &a.p2p()]);
+    assert!(
+        wait_for(20, || b.packet_count() == held),
+        "b did not catch up"
+    );
+    let first = b.status()["p2p"].clone();
+    assert!(first["recon_bytes_out"].as_u64().unwrap() > 0, "{first}");
+    assert!(b.terminate());
+    // Same stores on both sides: the session is one fingerprint and an all-skip answer.
+    let b = TestNode::start(db.path(), &["--connect", &a.p2p()]);
+    assert!(wait_for(20, || b.status()["p2p"]["bump_peers"] == 1));
+    assert!(wait_for(10, || b.status()["p2p"]["recon_bytes_out"]
+        .as_u64()
+        .unwrap()
+        > 0));
+    std::thread::sleep(Duration::from_millis(500));
+    let p = b.status()["p2p"].clone();
+    let bytes = p["recon_bytes_out"].as_u64().unwrap() + p["recon_bytes_in"].as_u64().unwrap();
+    assert!(bytes < 200, "{p}");
+    assert_eq!(b.packet_count(), held);
+    assert_eq!(p["received"], 0, "nothing fetched again: {p}");
+
+    // A peer of BuMP version 2 (no reconciliation) is sent the inventory as before.
+    let mut raw = RawPeer::connect(&a.p2p(), [127, 0, 0, 91]).unwrap();
+    raw.handshake_version(2).unwrap();
+    let mut announced = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while announced < held as usize && std::time::Instant::now() < deadline {
+        if let Some(Message::Inv { ids, .. }) = raw.read_msg() {
+            announced += ids.len();
+        }
+    }
+    assert_eq!(announced, held as usize);
+}

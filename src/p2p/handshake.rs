@@ -8,7 +8,9 @@
 //! The handshake is complete when the peer's `verack` arrives after its `version`. A `version`
 //! carrying one of our own nonces means we dialed ourselves.
 
-use super::message::{Message, BUMP_PROTOCOL_VERSION, FEATURE_ID, NODE_BUMP};
+use super::message::{
+    Message, BUMP_PROTOCOL_VERSION, FEATURE_ID, MIN_BUMP_PROTOCOL_VERSION, NODE_BUMP,
+};
 use super::penalty;
 use bitcoin::p2p::address::Address;
 use bitcoin::p2p::message_network::VersionMessage;
@@ -92,6 +94,8 @@ pub struct Step {
     pub remote: Option<Remote>,
     /// The peer speaks BuMP (a valid `feature` arrived).
     pub bump: bool,
+    /// The BuMP version in its `feature` (when `bump`).
+    pub bump_version: u8,
     /// The handshake is complete.
     pub done: bool,
     /// The peer's nonce is ours: we are connected to ourselves.
@@ -168,9 +172,10 @@ impl Handshake {
             Message::Feature { id, data }
                 if self.got_version
                     && id == FEATURE_ID
-                    && data.first().copied().unwrap_or(0) >= BUMP_PROTOCOL_VERSION =>
+                    && data.first().copied().unwrap_or(0) >= MIN_BUMP_PROTOCOL_VERSION =>
             {
                 step.bump = true;
+                step.bump_version = data[0];
             }
             Message::Verack => {
                 if !self.got_version {
@@ -285,6 +290,26 @@ mod tests {
             to,
         );
         assert!(!s.bump, "feature data 1 = packet layout 1");
+        let (mut h, _) = Handshake::start(false, 1, &t, to);
+        h.on_message(
+            their_version(3, namecoin::PROTOCOL_VERSION),
+            &nonces,
+            &t,
+            to,
+        );
+        let s = h.on_message(
+            Message::Feature {
+                id: FEATURE_ID.into(),
+                data: vec![2],
+            },
+            &nonces,
+            &t,
+            to,
+        );
+        assert!(
+            s.bump && s.bump_version == 2,
+            "version 2: BuMP without reconciliation"
+        );
     }
 
     #[test]

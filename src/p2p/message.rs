@@ -10,6 +10,7 @@
 //! Capability is negotiated with a BIP 434 `feature` message (id [`FEATURE_ID`]). Commands not
 //! listed in [`max_payload`] are skipped unread by the codec.
 
+use super::recon;
 use crate::packet::{Packet, PacketId, PACKET_LEN};
 use bitcoin::consensus::{deserialize_partial, encode, serialize, Decodable, Encodable};
 use bitcoin::p2p::address::{AddrV2Message, Address};
@@ -25,7 +26,13 @@ pub const INV_BUMP: u32 = 0x4255_4d50;
 pub const NODE_BUMP: u64 = 1 << 24;
 /// BIP 434 feature id that marks a BuMP peer. Its data is one byte: the BuMP protocol version.
 pub const FEATURE_ID: &str = "bump/1";
-pub const BUMP_PROTOCOL_VERSION: u8 = 2;
+/// 3: catch-up by set reconciliation (`bumprecon`, docs/protocol.md §5.5).
+pub const BUMP_PROTOCOL_VERSION: u8 = 3;
+/// The oldest BuMP version still spoken: 2, packet layout 2 with proof of work; such peers
+/// get the inventory catch-up.
+pub const MIN_BUMP_PROTOCOL_VERSION: u8 = 2;
+/// Versions from which a peer reconciles.
+pub const RECON_VERSION: u8 = 3;
 /// Most entries in one inv, getdata or notfound (sent and accepted).
 pub const MAX_INV: usize = 50_000;
 /// Most entries in one addr or addrv2.
@@ -47,6 +54,7 @@ pub mod cmd {
     pub const GETADDR: Command = Command::new("getaddr");
     pub const SENDADDRV2: Command = Command::new("sendaddrv2");
     pub const BUMPFLOOR: Command = Command::new("bumpfloor");
+    pub const BUMPRECON: Command = Command::new("bumprecon");
 }
 
 /// Largest payload accepted per command; `None` means "skip it unread".
@@ -59,6 +67,7 @@ pub fn max_payload(c: &Command) -> Option<usize> {
         cmd::PING | cmd::PONG | cmd::BUMPFLOOR => 8,
         cmd::INV | cmd::GETDATA | cmd::NOTFOUND => inv,
         cmd::BUMP => PACKET_LEN,
+        cmd::BUMPRECON => 9 + recon::MAX_RANGES * (37 + 16) + 9 + recon::MAX_IDS * 32,
         cmd::ADDR => 3 + MAX_ADDR * 30,
         cmd::ADDRV2 => 3 + MAX_ADDR * 600,
         _ => return None,
@@ -97,6 +106,8 @@ pub enum Message {
     /// `bumpfloor`: the least score (work per TTL) the sender stores now; do not announce it
     /// packets below (docs/protocol.md §5.8, like Core's `feefilter`).
     Floor(u64),
+    /// `bumprecon`: one step of set reconciliation (docs/protocol.md §5.5).
+    Recon(Vec<recon::Range>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +249,14 @@ impl Message {
             cmd::PING => Ok(Message::Ping(full(command, payload)?)),
             cmd::PONG => Ok(Message::Pong(full(command, payload)?)),
             cmd::BUMPFLOOR => Ok(Message::Floor(full(command, payload)?)),
+            cmd::BUMPRECON => {
+                recon::decode(payload)
+                    .map(Message::Recon)
+                    .map_err(|e| DecodeError::Malformed {
+                        command,
+                        err: e.to_string(),
+                    })
+            }
             cmd::INV => {
                 decode_inv(command, payload).map(|(ids, other)| Message::Inv { ids, other })
             }
@@ -281,6 +300,7 @@ impl Message {
             Message::GetAddr => cmd::GETADDR,
             Message::SendAddrV2 => cmd::SENDADDRV2,
             Message::Floor(_) => cmd::BUMPFLOOR,
+            Message::Recon(_) => cmd::BUMPRECON,
         }
     }
 
@@ -299,6 +319,7 @@ impl Message {
             | Message::GetData { ids, .. }
             | Message::NotFound { ids, .. } => encode_inv(ids),
             Message::Bump(p) => p.encode().to_vec(),
+            Message::Recon(r) => recon::encode(r),
             Message::Addr(a) => serialize(a),
             Message::AddrV2(a) => serialize(a),
         };
@@ -333,6 +354,10 @@ mod tests {
         round_trip(Message::SendAddrV2);
         round_trip(Message::Ping(7));
         round_trip(Message::Floor(123_456));
+        round_trip(Message::Recon(vec![recon::Range {
+            upper: recon::Bound::END,
+            mode: recon::Mode::Fingerprint([7; 16]),
+        }]));
         assert!(matches!(
             Message::decode(cmd::BUMPFLOOR, &[1, 2, 3]),
             Err(DecodeError::Malformed { .. })
@@ -404,9 +429,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decoders_never_panic(which in 0usize..13, payload in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fn decoders_never_panic(which in 0usize..14, payload in proptest::collection::vec(any::<u8>(), 0..400)) {
             let cmds = [cmd::VERSION, cmd::VERACK, cmd::FEATURE, cmd::PING, cmd::PONG, cmd::INV, cmd::GETDATA,
-                cmd::NOTFOUND, cmd::BUMP, cmd::ADDR, cmd::ADDRV2, cmd::GETADDR, cmd::BUMPFLOOR];
+                cmd::NOTFOUND, cmd::BUMP, cmd::ADDR, cmd::ADDRV2, cmd::GETADDR, cmd::BUMPFLOOR, cmd::BUMPRECON];
             let _ = Message::decode(cmds[which], &payload);
         }
 

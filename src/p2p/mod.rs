@@ -15,5 +15,6 @@ pub mod message;
 pub mod overlay;
 pub mod peer;
 pub mod penalty;
+pub mod recon;
 
 pub use overlay::{Overlay, P2pConfig};

@@ -15,9 +15,10 @@ use super::addrbook::AddrBook;
 use super::fetch::Fetcher;
 use super::handshake::{Nonces, VersionTemplate};
 use super::ingest::{Ingest, Item};
-use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP};
+use super::message::{Message, MAX_ADDR, MAX_INV, NODE_BUMP, RECON_VERSION};
 use super::peer::{self, Ended, PeerCtx, PeerEvent, PeerShared};
 use super::penalty;
+use super::recon::{self, Snapshot};
 use crate::clock::unix_secs;
 use crate::node::Node;
 use crate::packet::{Packet, PacketError, PacketId};
@@ -40,6 +41,11 @@ pub use super::fetch::REQUEST_TIMEOUT;
 pub use super::penalty::BAN_SCORE;
 /// Most packets from peers stored in one batch.
 const INGEST_BATCH: usize = 1024;
+/// A reconciliation snapshot is rebuilt when the store changed, or when it is older than this
+/// (packets expire).
+const SNAPSHOT_AGE: Duration = Duration::from_secs(30);
+/// How often a node reconciles again with each peer it dialled.
+pub const RECON_EVERY: Duration = Duration::from_secs(600);
 /// How often the floor told to peers is brought up to date.
 const FLOOR_EVERY: Duration = Duration::from_secs(1);
 /// Peer events waiting for the overlay before readers are slowed down. With at most
@@ -119,6 +125,13 @@ pub struct SyncStatus {
     /// Packets peers have asked us for and we have not sent yet.
     pub serving: usize,
     pub listening: Option<String>,
+    /// Set reconciliation (§5.5): steps answered, payload bytes sent and received.
+    #[serde(default)]
+    pub recon_steps: u64,
+    #[serde(default)]
+    pub recon_bytes_out: u64,
+    #[serde(default)]
+    pub recon_bytes_in: u64,
 }
 
 pub struct Overlay {
@@ -135,6 +148,13 @@ pub struct Overlay {
     received: AtomicU64,
     listening: Mutex<Option<SocketAddr>>,
     shutdown: CancellationToken,
+    /// The store's items for reconciliation, shared by all sessions, rebuilt when older than
+    /// [`SNAPSHOT_AGE`].
+    snapshot: tokio::sync::Mutex<Option<(Instant, u64, Arc<Snapshot>)>>,
+    /// Reconciliation bytes sent and received, and steps answered.
+    recon_bytes_out: AtomicU64,
+    recon_bytes_in: AtomicU64,
+    recon_steps: AtomicU64,
 }
 
 impl Overlay {
@@ -182,6 +202,10 @@ impl Overlay {
             received: AtomicU64::new(0),
             listening: Mutex::new(bound),
             shutdown,
+            snapshot: tokio::sync::Mutex::new(None),
+            recon_bytes_out: AtomicU64::new(0),
+            recon_bytes_in: AtomicU64::new(0),
+            recon_steps: AtomicU64::new(0),
         });
         if let (Some(listener), Some(bound)) = (listener, bound) {
             tracing::info!(%bound, "P2P listening");
@@ -190,6 +214,7 @@ impl Overlay {
         tokio::spawn(overlay.clone().event_loop(events_rx));
         tokio::spawn(overlay.clone().ingest_loop());
         tokio::spawn(overlay.clone().floor_loop());
+        tokio::spawn(overlay.clone().recon_loop());
         tokio::spawn(overlay.clone().relay_loop());
         tokio::spawn(overlay.clone().connect_loop());
         tokio::spawn(overlay.clone().upkeep_loop());
@@ -248,6 +273,10 @@ impl Overlay {
                 PeerEvent::Packet(p, packet, permit) => self.on_packet(&p, *packet, permit),
                 PeerEvent::Addr(_, entries) => self.on_addr(&entries),
                 PeerEvent::GetAddr(p) => self.answer_getaddr(&p),
+                PeerEvent::Recon(p, ranges) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.on_recon(&p, ranges).await });
+                }
                 PeerEvent::Misbehaved(p, points, why) => self.misbehave(&p, points, &why),
                 PeerEvent::Closed(p, why, ack) => {
                     self.untrack(&p, why);
@@ -311,7 +340,14 @@ impl Overlay {
             peer.tell_floor(self.floor_to_tell());
             peer.send(&Message::GetAddr);
             let (me, p) = (self.clone(), peer.clone());
-            tokio::spawn(async move { me.catch_up(&p).await });
+            if peer.bump_version.load(Ordering::Relaxed) >= RECON_VERSION {
+                // Reconciliation: the dialling side starts; the other answers.
+                if peer.outbound {
+                    tokio::spawn(async move { me.start_recon(&p).await });
+                }
+            } else {
+                tokio::spawn(async move { me.catch_up(&p).await });
+            }
         }
     }
 
@@ -350,6 +386,112 @@ impl Overlay {
         }
     }
 
+    /// The reconciliation snapshot: the live items of the store, at most [`SNAPSHOT_AGE`] old.
+    async fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        let mut cached = self.snapshot.lock().await;
+        let generation = self.node.store().generation();
+        if let Some((at, was, snap)) = cached.as_ref() {
+            // A snapshot taken before the store changed would answer for a past store (and a
+            // peer that missed what came since would learn of it only at the next session).
+            if *was == generation && at.elapsed() < SNAPSHOT_AGE {
+                return Some(snap.clone());
+            }
+        }
+        let store = self.node.store().clone();
+        let now = crate::unix_now();
+        let items = tokio::task::spawn_blocking(move || {
+            store
+                .live_expiries(now)
+                .map(|r| r.map(|(id, expires)| recon::Item { expires, id }))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        match items {
+            Ok(Ok(items)) => {
+                let snap = Arc::new(Snapshot::new(items));
+                *cached = Some((Instant::now(), generation, snap.clone()));
+                Some(snap)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cannot list packets for reconciliation: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("reconciliation snapshot task failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn send_recon(&self, peer: &PeerShared, ranges: Vec<recon::Range>) {
+        let m = Message::Recon(ranges);
+        self.recon_bytes_out
+            .fetch_add(m.encode().payload.len() as u64, Ordering::Relaxed);
+        peer.send(&m);
+    }
+
+    /// Open a reconciliation session with a peer (on connect and every [`RECON_EVERY`]).
+    async fn start_recon(&self, peer: &Arc<PeerShared>) {
+        if let Some(snap) = self.snapshot().await {
+            tracing::debug!(peer = %peer.addr, items = snap.len(), "reconciling");
+            self.send_recon(peer, recon::initiate(&snap));
+        }
+    }
+
+    /// One step of reconciliation: fetch what the peer has and we lack, announce what we have
+    /// and it lacks, answer the rest.
+    async fn on_recon(&self, peer: &Arc<PeerShared>, ranges: Vec<recon::Range>) {
+        let bytes = recon::encode(&ranges).len() as u64;
+        self.recon_bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        self.recon_steps.fetch_add(1, Ordering::Relaxed);
+        let Some(snap) = self.snapshot().await else {
+            return;
+        };
+        let out = match tokio::task::spawn_blocking(move || recon::respond(&snap, &ranges)).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                return self.misbehave(peer, penalty::MALFORMED, &format!("bumprecon: {e}"))
+            }
+            Err(e) => return tracing::warn!("reconciliation task failed: {e}"),
+        };
+        if !out.need.is_empty() {
+            tracing::debug!(peer = %peer.addr, missing = out.need.len(), "reconciliation: the peer has packets we lack");
+            for chunk in out.need.chunks(super::peer::EVENT_IDS) {
+                self.want(peer, chunk, false);
+            }
+        }
+        if !out.have.is_empty() {
+            let items: Vec<(PacketId, u32)> = out.have.iter().map(|i| (i.id, i.expires)).collect();
+            // Fresh knowledge: the peer lacks these, whatever we thought it knew.
+            peer.forget_known(items.iter().map(|(id, _)| id));
+            peer.announce(&items, crate::unix_now(), self.node.base_work());
+        }
+        if !out.reply.is_empty() {
+            self.send_recon(peer, out.reply);
+        }
+    }
+
+    /// Every [`RECON_EVERY`], reconcile again with the peers we dialled, which heals anything
+    /// a flood or a full queue dropped.
+    async fn recon_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RECON_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for p in self.peers_snapshot() {
+                if p.outbound
+                    && p.handshake_done()
+                    && p.bump_version.load(Ordering::Relaxed) >= RECON_VERSION
+                {
+                    self.start_recon(&p).await;
+                }
+            }
+        }
+    }
+
     /// Send `getdata` for each (peer, ids).
     fn ask(&self, asks: super::fetch::Asks) {
         if asks.is_empty() {
@@ -375,6 +517,12 @@ impl Overlay {
 
     /// A BuMP peer announced ids: queue those we lack; ask what its budget allows now.
     fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
+        self.want(peer, ids, true)
+    }
+
+    /// Ids a peer holds (announced, or found by reconciliation when `!announced`): fetch those
+    /// we lack that can meet our floor.
+    fn want(&self, peer: &Arc<PeerShared>, ids: &[PacketId], announced: bool) {
         peer.mark_known(ids);
         // A packet's score never exceeds its id's work, so ids under our floor cannot get in:
         // they are not fetched. Under half the floor the peer has had time to learn is a
@@ -395,7 +543,7 @@ impl Overlay {
             .filter(|id| !self.have(id))
             .copied()
             .collect();
-        if ignored {
+        if ignored && announced {
             self.misbehave(
                 peer,
                 penalty::IGNORED_FLOOR,
@@ -836,6 +984,9 @@ impl Overlay {
             received: self.received.load(Ordering::Relaxed),
             serving: peers.iter().map(|p| p.serve_backlog()).sum(),
             listening: self.listen_addr().map(|a| a.to_string()),
+            recon_steps: self.recon_steps.load(Ordering::Relaxed),
+            recon_bytes_out: self.recon_bytes_out.load(Ordering::Relaxed),
+            recon_bytes_in: self.recon_bytes_in.load(Ordering::Relaxed),
         }
     }
 

@@ -90,6 +90,8 @@ pub enum PeerEvent {
     Addr(Arc<PeerShared>, Vec<(u64, SocketAddr)>),
     /// The peer asks for addresses (first time only).
     GetAddr(Arc<PeerShared>),
+    /// A step of set reconciliation from a BuMP peer.
+    Recon(Arc<PeerShared>, Vec<super::recon::Range>),
     /// The peer broke a rule: points and why.
     Misbehaved(Arc<PeerShared>, u32, String),
     /// The connection ended. The socket stays open until the owner answers on the channel
@@ -117,6 +119,8 @@ pub struct PeerShared {
     pub outbound: bool,
     pub connected_at: Instant,
     pub bump: AtomicBool,
+    /// The BuMP version the peer announced (0 for coin-only peers).
+    pub bump_version: std::sync::atomic::AtomicU8,
     pub score: AtomicU32,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -178,6 +182,14 @@ impl PeerShared {
                 k.clear();
             }
             k.insert(*id);
+        }
+    }
+
+    /// Forget that the peer has these (reconciliation found it lacks them).
+    pub fn forget_known<'a>(&self, ids: impl IntoIterator<Item = &'a PacketId>) {
+        let mut k = self.known.locked();
+        for id in ids {
+            k.remove(id);
         }
     }
 
@@ -270,6 +282,7 @@ impl PeerShared {
             outbound,
             connected_at: Instant::now(),
             bump: AtomicBool::new(false),
+            bump_version: std::sync::atomic::AtomicU8::new(0),
             score: AtomicU32::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -672,6 +685,8 @@ impl<'a> Reader<'a> {
                 }
                 if step.bump {
                     peer.bump.store(true, Ordering::Relaxed);
+                    peer.bump_version
+                        .store(step.bump_version, Ordering::Relaxed);
                 }
                 if let Some((points, why)) = step.penalty {
                     self.misbehave(points, why).await;
@@ -744,6 +759,17 @@ impl<'a> Reader<'a> {
                     return;
                 };
                 self.emit(PeerEvent::Packet(peer.clone(), p, permit)).await
+            }
+            Message::Recon(ranges) => {
+                // Each step costs us a pass over part of the store: it shares the ping rate.
+                if !peer.is_bump() {
+                } else if self.ping_tokens >= 1.0 {
+                    self.ping_tokens -= 1.0;
+                    self.emit(PeerEvent::Recon(peer.clone(), ranges)).await;
+                } else {
+                    self.misbehave(penalty::FLOOD, "bumprecon over the per-peer rate")
+                        .await;
+                }
             }
             Message::Floor(f) => {
                 if !peer.is_bump() {

@@ -388,6 +388,12 @@ impl Store {
         Ok(Table::new(tree, self.written.clone()))
     }
 
+    /// A number that changes whenever packets may have been added or removed (writes and
+    /// sweeps count), for caches of the store's contents.
+    pub fn generation(&self) -> u64 {
+        self.written.load(Ordering::SeqCst) ^ self.len().rotate_left(32)
+    }
+
     /// Number of packets held.
     pub fn len(&self) -> u64 {
         self.count.load(Ordering::Relaxed)

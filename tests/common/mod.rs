@@ -70,7 +70,10 @@ impl TestNode {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(&*BIN)
             .args(&args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BUMP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -57,7 +57,16 @@ impl RawPeer {
         self.handshake_with(true)
     }
 
+    /// A BuMP handshake announcing feature version `v`.
+    pub fn handshake_version(&mut self, v: u8) -> std::io::Result<()> {
+        self.handshake_as(true, v)
+    }
+
     fn handshake_with(&mut self, bump: bool) -> std::io::Result<()> {
+        self.handshake_as(bump, bump::p2p::message::BUMP_PROTOCOL_VERSION)
+    }
+
+    fn handshake_as(&mut self, bump: bool, version: u8) -> std::io::Result<()> {
         let v = bitcoin::p2p::message_network::VersionMessage {
             version: namecoin::PROTOCOL_VERSION,
             services: bitcoin::p2p::ServiceFlags::from(NODE_BUMP),
@@ -79,7 +88,7 @@ impl RawPeer {
         if bump {
             self.send(&Message::Feature {
                 id: FEATURE_ID.into(),
-                data: vec![bump::p2p::message::BUMP_PROTOCOL_VERSION],
+                data: vec![version],
             })?;
         }
         self.send(&Message::Verack)?;

@@ -119,24 +119,27 @@ async fn graph_with(n: usize, edges: &[Vec<usize>], limits: Limits, max_packets:
 
 /// Random packets with the proof of work a regtest node asks (solved before the clock starts).
 fn packets(n: usize) -> Vec<Packet> {
+    solved_packets(n, 3600, |i| Tag([(i % 97) as u8; 20]))
+}
+
+/// `n` random packets with a `ttl`, tagged by `tag(i)`, solved at the regtest base.
+fn solved_packets(n: usize, ttl: u32, tag: impl Fn(usize) -> Tag) -> Vec<Packet> {
     let mut rng = rand::thread_rng();
-    let exp = bump::unix_now() + 3600;
+    let exp = bump::unix_now() + ttl;
     let mut v: Vec<Packet> = (0..n)
         .map(|i| {
             let mut body = Box::new([0u8; BODY_LEN]);
             rng.fill_bytes(&mut body[..]);
             Packet {
-                tag: Tag([(i % 97) as u8; 20]),
+                tag: tag(i),
                 expires: exp,
                 nonce: 0,
                 body,
             }
         })
         .collect();
-    let work = bump::pow::required_work(
-        bump::pow::REGTEST_BASE_WORK,
-        3600 + bump::packet::CLOCK_SKEW,
-    );
+    let work =
+        bump::pow::required_work(bump::pow::REGTEST_BASE_WORK, ttl + bump::packet::CLOCK_SKEW);
     bump::pow::solve_all(&mut v, work);
     v
 }
@@ -352,7 +355,10 @@ async fn catch_up(n: usize) {
     for missed in [0usize, n / 100] {
         let extra = packets(missed);
         for chunk in extra.chunks(1000) {
-            a.node.admit(chunk.to_vec(), bump::unix_now()).await.unwrap();
+            a.node
+                .admit(chunk.to_vec(), bump::unix_now())
+                .await
+                .unwrap();
         }
         let t = Instant::now();
         let b = node(d1.path(), vec![p2p_addr(&a)]).await;
@@ -487,26 +493,7 @@ async fn attacker(to: String, packets: Vec<Packet>, rate: f64) -> (usize, Vec<u6
 
 /// Packets at the regtest base under the attacker's tag, 6 h TTL.
 fn flood_packets(n: usize) -> Vec<Packet> {
-    let mut rng = rand::thread_rng();
-    let exp = bump::unix_now() + 6 * 3600;
-    let mut v: Vec<Packet> = (0..n)
-        .map(|_| {
-            let mut body = Box::new([0u8; BODY_LEN]);
-            rng.fill_bytes(&mut body[..]);
-            Packet {
-                tag: Tag([0xf1; 20]),
-                expires: exp,
-                nonce: 0,
-                body,
-            }
-        })
-        .collect();
-    let work = bump::pow::required_work(
-        bump::pow::REGTEST_BASE_WORK,
-        6 * 3600 + bump::packet::CLOCK_SKEW,
-    );
-    bump::pow::solve_all(&mut v, work);
-    v
+    solved_packets(n, 6 * 3600, |_| Tag([0xf1; 20]))
 }
 
 /// Honest one-packet messages, alternating between the two nodes every `gap`; each one's

@@ -86,7 +86,11 @@ fn fill(path: &std::path::Path, n: usize) -> Duration {
     t.elapsed()
 }
 
-async fn silent_peers(to: std::net::SocketAddr, n: usize, version: u8) -> Vec<tokio::net::TcpStream> {
+async fn silent_peers(
+    to: std::net::SocketAddr,
+    n: usize,
+    version: u8,
+) -> Vec<tokio::net::TcpStream> {
     let mut out = Vec::new();
     for i in 0..n {
         let s = tokio::net::TcpStream::connect(to).await.unwrap();

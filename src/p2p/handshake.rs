@@ -268,8 +268,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_peer_of_the_layout_before_proof_of_work_is_coin_only() {
+    /// The step a handshake takes on a `feature` with `data`, after a version-3 `version`.
+    fn feature_step(data: u8) -> Step {
         let t = VersionTemplate::new(None);
         let to = "127.0.0.1:9".parse().unwrap();
         let nonces = Nonces::default();
@@ -280,36 +280,27 @@ mod tests {
             &t,
             to,
         );
-        let s = h.on_message(
-            Message::Feature {
-                id: FEATURE_ID.into(),
-                data: vec![1],
-            },
-            &nonces,
-            &t,
-            to,
-        );
-        assert!(!s.bump, "feature data 1 = packet layout 1");
-        let (mut h, _) = Handshake::start(false, 1, &t, to);
         h.on_message(
-            their_version(3, namecoin::PROTOCOL_VERSION),
-            &nonces,
-            &t,
-            to,
-        );
-        let s = h.on_message(
             Message::Feature {
                 id: FEATURE_ID.into(),
-                data: vec![2],
+                data: vec![data],
             },
             &nonces,
             &t,
             to,
-        );
+        )
+    }
+
+    #[test]
+    fn a_peer_of_the_layout_before_proof_of_work_is_coin_only() {
+        assert!(!feature_step(1).bump, "feature data 1 = packet layout 1");
+        let s = feature_step(2);
         assert!(
             s.bump && s.bump_version == 2,
             "version 2: BuMP without reconciliation"
         );
+        let s = feature_step(3);
+        assert!(s.bump && s.bump_version == 3);
     }
 
     #[test]

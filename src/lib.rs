@@ -21,6 +21,7 @@ pub mod p2p;
 pub mod packet;
 pub mod pow;
 pub mod rpc;
+pub mod sealed;
 pub mod settings;
 pub mod store;
 pub mod sync;

@@ -49,6 +49,8 @@ fn run(cli: Cli) -> Result<()> {
     let base = Base::resolve(cli.datadir.clone(), network, user_password)?;
     let cmd = match cmd {
         Cmd::Keygen => return cli::mix::keygen(&base),
+        Cmd::Id(c) => return cli::sealed::id(&base, c),
+        Cmd::Group(c) => return cli::sealed::group(&base, c),
         Cmd::Node(args) => {
             init_logging("info");
             let settings = node_settings(&base, &args)?;
@@ -98,6 +100,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::Send(a) => cli::send::run(ctx, a).await,
         Cmd::Get(a) => cli::get::run(ctx, a).await,
         Cmd::Watch(a) => cli::get::watch(ctx, a).await,
+        Cmd::Inbox(a) => cli::sealed::inbox(ctx, a).await,
         Cmd::Import(a) => cli::packets::import(ctx, a).await,
         Cmd::Export(a) => cli::packets::export(ctx, a).await,
         Cmd::Status(a) => cli::status::status(ctx, a).await,
@@ -106,7 +109,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::Stop => cli::status::stop(ctx).await,
         Cmd::Mixes(a) => cli::mix::mixes(ctx, a).await,
         Cmd::Name(c) => cli::name::run(ctx, c).await,
-        Cmd::Node(_) | Cmd::Tag { .. } | Cmd::Keygen => {
+        Cmd::Node(_) | Cmd::Tag { .. } | Cmd::Keygen | Cmd::Id(_) | Cmd::Group(_) => {
             anyhow::bail!("internal: offline command reached the client path")
         }
         #[cfg(feature = "demo")]

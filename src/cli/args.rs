@@ -1,7 +1,7 @@
 //! The command line's shape: global options and the list of commands. Each command's own
 //! arguments live beside its code (`cli/<command>.rs`), as in mini-redis's `cmd/`.
 
-use super::{get, mix, name, packets, send, status};
+use super::{get, mix, name, packets, sealed, send, status};
 use bump::settings::NodeArgs;
 use clap::{Parser, Subcommand};
 use namecoin::Network;
@@ -18,9 +18,11 @@ Every node holds every packet, so reading a tag reveals nothing about who reads 
 Start a node with `bump node`, then use `bump send TAG FILE` and `bump get TAG` from another shell.\n\
 TAG is 40 hex digits, or any other text (a human tag such as '#news'), which is hashed to a tag\n\
 with HASH160 (RIPEMD160 of SHA256); `bump tag TEXT` shows the result.\n\n\
-BuMP does not encrypt message contents for you: encrypt before sending, e.g.\n  \
+Plain tags are readable by every node: encrypt before sending, e.g.\n  \
 gpg -c secret.txt && base64 secret.txt.gpg > msg.dat && bump send '#mytag' msg.dat\n  \
-bump get '#mytag' | base64 -d | gpg > decoded"
+bump get '#mytag' | base64 -d | gpg > decoded\n\
+or let BuMP seal it: `bump group new club`, `bump send --group club FILE`, `bump get --group club`;\n\
+`bump id new me`, `bump send --to bumpid1... FILE`, `bump inbox`."
 )]
 pub struct Cli {
     /// Data directory [default: ~/.bump]. Each network has its own folder inside it.
@@ -91,6 +93,17 @@ pub enum Cmd {
     Status(status::JsonFlag),
     /// Print each new complete message under TAG as a JSON line as it arrives (WebSocket)
     Watch(get::WatchArgs),
+    /// Identities for sealed messages: new, list, show, export, import (keyring in the datadir;
+    /// needs no node)
+    #[command(subcommand)]
+    Id(sealed::IdCmd),
+    /// Groups for sealed messages: new, join (invite or passphrase), invite, list, leave (needs
+    /// no node)
+    #[command(subcommand)]
+    Group(sealed::GroupCmd),
+    /// Print the sealed direct messages to your identities, byte for byte (`--json`: sender,
+    /// signature, time)
+    Inbox(sealed::InboxArgs),
     /// Show this node's mix: public key (for others' --via), tag, pool, released, dropped
     Mix(status::JsonFlag),
     /// Publish this node's mix record as a Namecoin name, or show what is published

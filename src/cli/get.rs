@@ -28,7 +28,12 @@ pub struct GetArgs {
     /// Only the message with this id (as printed by `bump send`)
     #[arg(long, value_name = "MSGID")]
     id: Option<String>,
-    tag: String,
+    /// Read the sealed messages of this group of the keyring instead of a TAG (with --json:
+    /// one JSON line per message with sender, signature status, time and data)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["partial", "list", "last", "id"])]
+    group: Option<String>,
+    #[arg(required_unless_present = "group")]
+    tag: Option<String>,
 }
 
 #[derive(Args)]
@@ -84,7 +89,13 @@ fn warn_damaged(damaged: &[String]) {
 }
 
 pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<()> {
-    let tag = Tag::from_arg(&a.tag)?;
+    if let Some(g) = &a.group {
+        return super::sealed::get_group(ctx, g, a.json).await;
+    }
+    let Some(tag) = &a.tag else {
+        bail!("give a TAG or --group NAME");
+    };
+    let tag = Tag::from_arg(tag)?;
     if a.json {
         write_packet_lines(ctx, tag, &mut std::io::stdout().lock()).await?;
         return Ok(());

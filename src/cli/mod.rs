@@ -12,5 +12,6 @@ pub mod get;
 pub mod mix;
 pub mod name;
 pub mod packets;
+pub mod sealed;
 pub mod send;
 pub mod status;

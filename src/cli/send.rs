@@ -48,13 +48,37 @@ pub struct SendArgs {
     /// record asks a fee and have none here are paid from the node's namecoind wallet
     #[arg(long, value_name = "TXID:VOUT,...", value_delimiter = ',')]
     postage: Vec<String>,
-    tag: String,
-    file: PathBuf,
+    /// Seal the message for this group of the keyring (`bump group`): encrypted, under the
+    /// group's tag of the day; no TAG argument then
+    #[arg(long, value_name = "NAME", conflicts_with = "to")]
+    group: Option<String>,
+    /// Seal the message to this identity (`bumpid1…`, from `bump id show`); repeatable. It
+    /// goes to the recipient's inbox bucket tag; no TAG argument then
+    #[arg(long, value_name = "ID")]
+    to: Vec<String>,
+    /// Sign the sealed message with this identity of the keyring (the signature is inside the
+    /// ciphertext: only readers see it) [default: unsigned]
+    #[arg(long, value_name = "NAME")]
+    from: Option<String>,
+    /// TAG FILE, or FILE alone with --group/--to (`-` for stdin)
+    #[arg(value_name = "TAG FILE", required = true, num_args = 1..=2)]
+    args: Vec<String>,
 }
 
 pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
-    let tag = Tag::from_arg(&a.tag)?;
-    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
+    let sealed = a.group.is_some() || !a.to.is_empty();
+    let (tag, file) = match (sealed, a.args.as_slice()) {
+        (false, [tag, file]) => (Some(Tag::from_arg(tag)?), PathBuf::from(file)),
+        (true, [file]) => (None, PathBuf::from(file)),
+        (false, _) => anyhow::bail!("give TAG and FILE (or --group NAME / --to ID and FILE)"),
+        (true, _) => anyhow::bail!(
+            "with --group or --to give only FILE: the tag comes from the group or the recipient"
+        ),
+    };
+    if a.from.is_some() && !sealed {
+        anyhow::bail!("--from signs sealed messages: use it with --group or --to");
+    }
+    let _ttl_checked_early = a.ttl.as_deref().map(parse_duration).transpose()?;
     let delay = a
         .delay
         .as_deref()
@@ -75,7 +99,7 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
     let client = ctx.client()?;
     let status = client.status().await.map_err(classify)?;
     let limit = status.max_message_size;
-    let data = read_input(&a.file, limit).map_err(|e| match e.downcast_ref::<TooLarge>() {
+    let data = read_input(&file, limit).map_err(|e| match e.downcast_ref::<TooLarge>() {
         Some(t) => anyhow::anyhow!(
             "{} is over the node's message limit of {} bytes (see `bump node --max-message-size`)",
             t.name,
@@ -83,16 +107,49 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
         ),
         None => e,
     })?;
+    let sends: Vec<(Tag, Vec<u8>)> = match tag {
+        Some(t) => vec![(t, data)],
+        None => {
+            let how = super::sealed::SealTo {
+                group: a.group.clone(),
+                to: a.to.clone(),
+                from: a.from.clone(),
+            };
+            super::sealed::seal_for(&ctx.base, &how, data, bump::unix_now())?
+        }
+    };
+    for (tag, data) in sends {
+        let msgid = send_one(ctx, &client, &a, tag, data).await?;
+        println!("{msgid}");
+    }
+    Ok(())
+}
+
+/// Hand one message to the node's `bump_send`; returns its id.
+async fn send_one(
+    ctx: &Ctx,
+    client: &jsonrpsee::http_client::HttpClient,
+    a: &SendArgs,
+    tag: Tag,
+    data: Vec<u8>,
+) -> Result<String> {
+    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
+    let delay = a
+        .delay
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .map(u64::from);
     let params = SendParams {
         tag: tag.to_hex(),
         data: B64.encode(&data),
         ttl,
-        via: (!a.via.is_empty()).then_some(a.via),
+        via: (!a.via.is_empty()).then(|| a.via.clone()),
         hops: a.hops,
-        tau: a.tau,
+        tau: a.tau.clone(),
         crowd: a.crowd,
         delay,
-        postage: (!a.postage.is_empty()).then_some(a.postage),
+        postage: (!a.postage.is_empty()).then(|| a.postage.clone()),
     };
     // Solving proof of work takes time in proportion to the parts (protocol.md §1.2): wait
     // for the answer that much longer, and show progress on a terminal.
@@ -100,14 +157,13 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
     let wait = ctx.timeout + SOLVE_ALLOWANCE * parts as u32;
     let send_client = ctx.target()?.with_timeout(wait).http(CLIENT_MAX_BODY)?;
     let progress = (parts >= PROGRESS_FROM && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(show_progress(client)));
+        .then(|| tokio::spawn(show_progress(client.clone())));
     let r = send_client.send(params).await.map_err(classify);
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
     }
-    println!("{}", r?.msgid);
-    Ok(())
+    Ok(r?.msgid)
 }
 
 /// Parts from which `bump send` shows a progress line.

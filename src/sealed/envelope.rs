@@ -173,8 +173,8 @@ pub fn seal_with(
             }
             header.push(KIND_DIRECT);
             header.extend_from_slice(&r.nonce);
-            let eph = Identity::from_secret_bytes(&r.ephemeral)
-                .unwrap_or_else(|_| Identity::generate());
+            let eph =
+                Identity::from_secret_bytes(&r.ephemeral).unwrap_or_else(|_| Identity::generate());
             let eph_pub = eph.public();
             header.extend_from_slice(&eph_pub.to_bytes());
             for (i, chunk) in r.filler.chunks(SLOT_LEN).enumerate() {
@@ -286,7 +286,10 @@ fn decode_inner(kind: u8, context: &[u8], inner: &[u8]) -> Result<Opened, OpenEr
         at += SIGNED;
         let key: [u8; 32] = s[..32].try_into().map_err(|_| OpenError::Inner)?;
         let sig = Signature::from_slice(&s[32..]).map_err(|_| OpenError::BadSignature)?;
-        Some((PublicId::from_bytes(&key).map_err(|_| OpenError::BadSignature)?, sig))
+        Some((
+            PublicId::from_bytes(&key).map_err(|_| OpenError::BadSignature)?,
+            sig,
+        ))
     } else {
         None
     };
@@ -350,7 +353,10 @@ mod tests {
             t[i] ^= 0x10;
             assert!(open(&t, &Opener::Group(&g)).is_err(), "bit in byte {i}");
         }
-        assert_eq!(open(&e[..40], &Opener::Group(&g)), Err(OpenError::Truncated));
+        assert_eq!(
+            open(&e[..40], &Opener::Group(&g)),
+            Err(OpenError::Truncated)
+        );
     }
 
     #[test]
@@ -384,7 +390,10 @@ mod tests {
                 )
                 .unwrap(),
         );
-        assert_eq!(open(&forged, &Opener::Group(&g)), Err(OpenError::BadSignature));
+        assert_eq!(
+            open(&forged, &Opener::Group(&g)),
+            Err(OpenError::BadSignature)
+        );
     }
 
     #[test]
@@ -397,10 +406,16 @@ mod tests {
         assert_eq!(e1.len(), e5.len(), "the recipient count does not show");
         for r in &rs {
             let o = open(&e5, &Opener::Identity(r)).unwrap();
-            assert_eq!((o.plain.body.as_slice(), o.signer), (&b"to one"[..], Some(from.public())));
+            assert_eq!(
+                (o.plain.body.as_slice(), o.signer),
+                (&b"to one"[..], Some(from.public()))
+            );
         }
         assert!(open(&e1, &Opener::Identity(&rs[0])).is_ok());
-        assert_eq!(open(&e1, &Opener::Identity(&rs[1])), Err(OpenError::NotForUs));
+        assert_eq!(
+            open(&e1, &Opener::Identity(&rs[1])),
+            Err(OpenError::NotForUs)
+        );
         assert_eq!(
             open(&e5, &Opener::Identity(&Identity::generate())),
             Err(OpenError::NotForUs)

@@ -67,12 +67,12 @@ impl Keyring {
     pub fn load(netdir: &Path) -> Result<Keyring, KeyringError> {
         let path = netdir.join(KEYRING_FILE);
         let mut k = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Keyring>(&bytes).map_err(|err| {
-                KeyringError::Json {
+            Ok(bytes) => {
+                serde_json::from_slice::<Keyring>(&bytes).map_err(|err| KeyringError::Json {
                     path: path.clone(),
                     err,
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Keyring::default(),
             Err(err) => return Err(KeyringError::Io { path, err }),
         };
@@ -117,8 +117,7 @@ impl Keyring {
                 name: name.into(),
             });
         }
-        self.identities
-            .insert(name.into(), id.to_secret_string());
+        self.identities.insert(name.into(), id.to_secret_string());
         Ok(())
     }
 
@@ -141,7 +140,12 @@ impl Keyring {
             .collect()
     }
 
-    pub fn add_group(&mut self, name: &str, key: &GroupKey, kind: &str) -> Result<(), KeyringError> {
+    pub fn add_group(
+        &mut self,
+        name: &str,
+        key: &GroupKey,
+        kind: &str,
+    ) -> Result<(), KeyringError> {
         check_name(name)?;
         if self.groups.contains_key(name) {
             return Err(KeyringError::Exists {
@@ -189,12 +193,21 @@ mod tests {
         let mut k = Keyring::load(d.path()).unwrap();
         let id = Identity::generate();
         k.add_identity("alice", &id).unwrap();
-        assert!(matches!(k.add_identity("alice", &id), Err(KeyringError::Exists { .. })));
-        assert!(matches!(k.add_identity("no spaces", &id), Err(KeyringError::BadName)));
+        assert!(matches!(
+            k.add_identity("alice", &id),
+            Err(KeyringError::Exists { .. })
+        ));
+        assert!(matches!(
+            k.add_identity("no spaces", &id),
+            Err(KeyringError::BadName)
+        ));
         let g = GroupKey::generate();
         k.add_group("club", &g, "random").unwrap();
         k.save().unwrap();
-        let mode = std::fs::metadata(d.path().join(KEYRING_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(d.path().join(KEYRING_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let k = Keyring::load(d.path()).unwrap();
         assert_eq!(k.identity("alice").unwrap().public(), id.public());

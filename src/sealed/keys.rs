@@ -21,7 +21,9 @@ pub const ARGON2_SALT: &[u8] = b"bump/group/passphrase/1";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("not a valid {what} string (a typo? the checksum does not match or the text is cut): {why}")]
+    #[error(
+        "not a valid {what} string (a typo? the checksum does not match or the text is cut): {why}"
+    )]
     BadString { what: &'static str, why: String },
     #[error("this is a {found} string, not a {want} string")]
     WrongKind { want: &'static str, found: String },
@@ -234,10 +236,16 @@ mod tests {
         let i = bad.len() - 3;
         bad[i] = if bad[i] == 'q' { 'p' } else { 'q' };
         let bad: String = bad.into_iter().collect();
-        assert!(matches!(PublicId::parse(&bad), Err(KeyError::BadString { .. })));
+        assert!(matches!(
+            PublicId::parse(&bad),
+            Err(KeyError::BadString { .. })
+        ));
         let sec = id.to_secret_string();
         assert_eq!(Identity::parse_secret(&sec).unwrap().public(), id.public());
-        assert!(matches!(PublicId::parse(&sec), Err(KeyError::WrongKind { .. })));
+        assert!(matches!(
+            PublicId::parse(&sec),
+            Err(KeyError::WrongKind { .. })
+        ));
     }
 
     #[test]

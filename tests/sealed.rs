@@ -1,0 +1,117 @@
+//! Sealed messages end to end (issue #17): groups by invite and by passphrase across two
+//! nodes, single and multi-part up to 1 MiB; direct messages to 1 and to 5 identities on
+//! different nodes; non-recipients read nothing; plain tags are unchanged.
+
+mod common;
+
+use common::*;
+
+fn text(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap().trim().to_string()
+}
+
+#[test]
+fn groups_and_direct_messages_cross_two_nodes_sealed() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let big = ["--max-message-size", "1100000"];
+    let a = TestNode::start(
+        da.path(),
+        &[&["--listen", "127.0.0.1:0"][..], &big].concat(),
+    );
+    let b = TestNode::start(db.path(), &[&["--connect", &a.p2p()][..], &big].concat());
+    assert!(wait_for(20, || b.status()["p2p"]["bump_peers"] == 1));
+
+    // A group by invite; Alice signs.
+    let invite = text(a.ok(&["group", "new", "club"], None));
+    assert!(invite.starts_with("bumpgrp1"), "{invite}");
+    b.ok(&["group", "join", "club", "--invite", &invite], None);
+    let alice = text(a.ok(&["id", "new", "alice"], None));
+    for size in [300usize, 5000, 1 << 20] {
+        let data = random_bytes(size);
+        a.ok(
+            &["send", "--group", "club", "--from", "alice", "-"],
+            Some(&data),
+        );
+        assert!(
+            wait_for(60, || b
+                .cli(&["get", "--group", "club"], None)
+                .stdout
+                .ends_with(&data)),
+            "{size} bytes did not arrive sealed"
+        );
+    }
+    let lines = text(b.ok(&["get", "--group", "club", "--json"], None));
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["sender"], alice.as_str());
+    assert_eq!(first["signature"], "valid, unverified key", "{first}");
+    // The node saw only ciphertext: the plaintext marker is nowhere in its packets.
+    let marker = b"PLAINTEXT-MARKER-7781";
+    a.ok(&["send", "--group", "club", "-"], Some(marker));
+    assert!(wait_for(20, || b
+        .cli(&["get", "--group", "club"], None)
+        .stdout
+        .ends_with(marker)));
+    for n in [&a, &b] {
+        let dump = std::fs::read_dir(netdir(&n.datadir).join("store/segments"))
+            .unwrap()
+            .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect::<Vec<u8>>();
+        assert!(
+            !dump.windows(marker.len()).any(|w| w == marker),
+            "plaintext on disk"
+        );
+    }
+
+    // A passphrase group: two people who share the passphrase meet, whatever they call it.
+    a.ok(
+        &["group", "join", "pp", "--passphrase", "tide pool 42"],
+        None,
+    );
+    b.ok(
+        &["group", "join", "ours", "--passphrase", "tide pool 42"],
+        None,
+    );
+    a.ok(&["send", "--group", "pp", "-"], Some(b"met by passphrase"));
+    assert!(wait_for(20, || b
+        .cli(&["get", "--group", "ours"], None)
+        .stdout
+        == b"met by passphrase"));
+
+    // Direct messages: to one, then to five identities on both nodes.
+    let bob = text(b.ok(&["id", "new", "bob"], None));
+    b.ok(&["id", "new", "eve"], None);
+    a.ok(
+        &["send", "--to", &bob, "--from", "alice", "-"],
+        Some(b"hi bob"),
+    );
+    assert!(wait_for(20, || b
+        .cli(&["inbox", "--id", "bob"], None)
+        .stdout
+        == b"hi bob"));
+    assert!(
+        b.ok(&["inbox", "--id", "eve"], None).is_empty(),
+        "eve read bob's message"
+    );
+    let mut five = Vec::new();
+    for (n, name) in [(&a, "r1"), (&a, "r2"), (&b, "r3"), (&b, "r4"), (&b, "r5")] {
+        five.push(text(n.ok(&["id", "new", name], None)));
+    }
+    let mut args = vec!["send"];
+    for r in &five {
+        args.extend(["--to", r.as_str()]);
+    }
+    args.push("-");
+    a.ok(&args, Some(b"to five"));
+    for (n, name) in [(&a, "r1"), (&a, "r2"), (&b, "r3"), (&b, "r4"), (&b, "r5")] {
+        assert!(
+            wait_for(20, || n.cli(&["inbox", "--id", name], None).stdout
+                == b"to five"),
+            "{name} did not get it"
+        );
+    }
+    assert!(b.ok(&["inbox", "--id", "eve"], None).is_empty());
+    // Plain tags are unchanged beside it.
+    a.ok(&["send", "#plain", "-"], Some(b"plain as ever"));
+    assert!(wait_for(20, || b.cli(&["get", "#plain"], None).stdout
+        == b"plain as ever"));
+}

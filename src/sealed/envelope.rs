@@ -426,6 +426,66 @@ mod tests {
         );
     }
 
+    /// docs/vectors/sealed.json: fixed keys, nonce, plaintext → exact envelope bytes and tags.
+    /// `BUMP_WRITE_VECTORS=1 cargo test --lib vectors` rewrites the file.
+    #[test]
+    fn published_test_vectors_are_reproduced() {
+        use crate::sealed::tags;
+        let group = GroupKey([0x11; 32]);
+        let alice = Identity::from_secret_bytes(&[0x22; 32]).unwrap();
+        let bob = Identity::from_secret_bytes(&[0x33; 32]).unwrap();
+        let carol = Identity::from_secret_bytes(&[0x44; 32]).unwrap();
+        let r = SealRandom {
+            nonce: [0x55; NONCE_LEN],
+            ephemeral: [0x66; 32],
+            content_key: [0x77; 32],
+            filler: std::array::from_fn(|i| i as u8),
+        };
+        let p = Plain {
+            timestamp: 1_800_000_000,
+            content_type: 0,
+            body: b"BuMP sealed message test vector".to_vec(),
+        };
+        let g = seal_with(&Seal::Group(&group), &p, Some(&alice), &r).unwrap();
+        let to = [bob.public(), carol.public()];
+        let d = seal_with(&Seal::Direct(&to), &p, Some(&alice), &r).unwrap();
+        let slot = tags::slot(1_800_000_000);
+        let computed = serde_json::json!({
+            "about": "BuMP sealed-message vectors (docs/protocol.md §8). Secrets are secp256k1 secret keys (hex) normalised to even y; slots after the recipients are filled with `filler`; signatures are BIP340 without auxiliary randomness.",
+            "group_key": hex::encode(group.0),
+            "group_id": hex::encode(group.id()),
+            "signer_secret": hex::encode(alice.secret_bytes()),
+            "signer_id": alice.public().to_string_id(),
+            "recipient_secrets": [hex::encode(bob.secret_bytes()), hex::encode(carol.secret_bytes())],
+            "recipient_ids": [bob.public().to_string_id(), carol.public().to_string_id()],
+            "timestamp": p.timestamp,
+            "content_type": p.content_type,
+            "plaintext": String::from_utf8(p.body.clone()).unwrap(),
+            "nonce": hex::encode(r.nonce),
+            "ephemeral_secret": hex::encode(r.ephemeral),
+            "content_key": hex::encode(r.content_key),
+            "filler": hex::encode(r.filler),
+            "group_envelope": hex::encode(&g),
+            "direct_envelope": hex::encode(&d),
+            "slot": slot,
+            "group_tag": tags::group_tag(&group, slot).to_hex(),
+            "group_tag_next_slot": tags::group_tag(&group, slot + 1).to_hex(),
+            "bob_bucket": tags::bucket(&bob.public()),
+            "bob_inbox_tag": tags::inbox_tag(tags::bucket(&bob.public()), slot).to_hex(),
+            "group_invite": group.to_invite(),
+        });
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/vectors/sealed.json");
+        if std::env::var_os("BUMP_WRITE_VECTORS").is_some() {
+            std::fs::write(path, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+        }
+        let published: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(published, computed, "the vectors in {path} no longer match the code");
+        // And they open.
+        assert_eq!(open(&g, &Opener::Group(&group)).unwrap().plain, p);
+        assert_eq!(open(&d, &Opener::Identity(&carol)).unwrap().signer, Some(alice.public()));
+    }
+
     proptest! {
         #[test]
         fn seal_open_round_trips(body in proptest::collection::vec(any::<u8>(), 0..3000), ct in any::<u8>(), ts in any::<u64>(), signed in any::<bool>()) {

@@ -125,11 +125,11 @@ fn even(id: &PublicId) -> PublicKey {
     PublicKey::from_x_only_public_key(id.0, Parity::Even)
 }
 
-fn slot_key(shared: &SharedSecret, eph: &PublicId, to: &PublicId) -> [u8; 32] {
-    let mut ikm = Vec::with_capacity(96);
-    ikm.extend_from_slice(&shared.secret_bytes());
-    ikm.extend_from_slice(&eph.to_bytes());
-    ikm.extend_from_slice(&to.to_bytes());
+fn slot_key(shared: &SharedSecret, eph: &[u8; 32], to: &[u8; 32]) -> [u8; 32] {
+    let mut ikm = [0u8; 96];
+    ikm[..32].copy_from_slice(&shared.secret_bytes());
+    ikm[32..64].copy_from_slice(eph);
+    ikm[64..].copy_from_slice(to);
     hkdf32(&ikm, b"bump/slot/1")
 }
 
@@ -181,7 +181,7 @@ pub fn seal_with(
                 match recipients.get(i) {
                     Some(to) => {
                         let shared = SharedSecret::new(&even(to), &eph.keypair().secret_key());
-                        let kek = slot_key(&shared, &eph_pub, to);
+                        let kek = slot_key(&shared, &eph_pub.to_bytes(), &to.to_bytes());
                         let wrapped = ChaCha20Poly1305::new(&kek.into())
                             .encrypt(&[0u8; 12].into(), r.content_key.as_slice())
                             .map_err(|_| SealError::TooLarge)?;
@@ -242,9 +242,12 @@ pub fn open(bytes: &[u8], with: &Opener) -> Result<Opened, OpenError> {
             let eph_bytes: [u8; 32] = bytes[2 + NONCE_LEN..2 + NONCE_LEN + 32]
                 .try_into()
                 .map_err(|_| OpenError::Truncated)?;
-            let eph = PublicId::from_bytes(&eph_bytes).map_err(|_| OpenError::NotForUs)?;
-            let shared = SharedSecret::new(&even(&eph), &me.keypair().secret_key());
-            let kek = slot_key(&shared, &eph, &me.public());
+            // One point decompression: the x-only key lifted to even y directly.
+            let mut compressed = [0x02u8; 33];
+            compressed[1..].copy_from_slice(&eph_bytes);
+            let eph = PublicKey::from_slice(&compressed).map_err(|_| OpenError::NotForUs)?;
+            let shared = SharedSecret::new(&eph, &me.keypair().secret_key());
+            let kek = slot_key(&shared, &eph_bytes, &me.public().to_bytes());
             let cipher = ChaCha20Poly1305::new(&kek.into());
             let slots = &bytes[2 + NONCE_LEN + 32..header_len];
             let key = slots
@@ -476,14 +479,24 @@ mod tests {
         });
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/vectors/sealed.json");
         if std::env::var_os("BUMP_WRITE_VECTORS").is_some() {
-            std::fs::write(path, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+            std::fs::write(
+                path,
+                serde_json::to_string_pretty(&computed).unwrap() + "\n",
+            )
+            .unwrap();
         }
         let published: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert_eq!(published, computed, "the vectors in {path} no longer match the code");
+        assert_eq!(
+            published, computed,
+            "the vectors in {path} no longer match the code"
+        );
         // And they open.
         assert_eq!(open(&g, &Opener::Group(&group)).unwrap().plain, p);
-        assert_eq!(open(&d, &Opener::Identity(&carol)).unwrap().signer, Some(alice.public()));
+        assert_eq!(
+            open(&d, &Opener::Identity(&carol)).unwrap().signer,
+            Some(alice.public())
+        );
     }
 
     proptest! {

@@ -1,0 +1,51 @@
+//! Sealed messages (issue #17): seal + open of one message (1 part, and 1 MiB), trial
+//! decryption of one inbox envelope that is not ours beside the bare ECDH (the floor, same run),
+//! and the argon2id derivation of a passphrase group.
+
+use bump::sealed::envelope::{open, seal, Opener, Plain, Seal};
+use bump::sealed::keys::{GroupKey, Identity};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use secp256k1::ecdh::SharedSecret;
+
+fn plain(n: usize) -> Plain {
+    Plain {
+        timestamp: 1_800_000_000,
+        content_type: 0,
+        body: vec![7; n],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let g = GroupKey::generate();
+    let alice = Identity::generate();
+    for (name, n) in [("1 part (900 B)", 900usize), ("1 MiB", 1 << 20)] {
+        let p = plain(n);
+        c.bench_function(&format!("group seal + open, signed, {name}"), |b| {
+            b.iter(|| {
+                let e = seal(&Seal::Group(&g), black_box(&p), Some(&alice)).unwrap();
+                open(&e, &Opener::Group(&g)).unwrap()
+            })
+        });
+    }
+    let me = Identity::generate();
+    let others: Vec<_> = (0..8).map(|_| Identity::generate().public()).collect();
+    let not_ours = seal(&Seal::Direct(&others), &plain(900), None).unwrap();
+    c.bench_function(
+        "inbox trial decryption of an envelope not for us (8 slots)",
+        |b| b.iter(|| open(black_box(&not_ours), &Opener::Identity(&me)).is_err()),
+    );
+    let pk = secp256k1::PublicKey::from_x_only_public_key(others[0].0, secp256k1::Parity::Even);
+    let sk = me.keypair().secret_key();
+    c.bench_function("bare ECDH (floor of trial decryption)", |b| {
+        b.iter(|| SharedSecret::new(black_box(&pk), black_box(&sk)))
+    });
+    let mut slow = c.benchmark_group("argon2id");
+    slow.sample_size(10);
+    slow.bench_function("passphrase group key (19 MiB, t=2)", |b| {
+        b.iter(|| GroupKey::from_passphrase(black_box("tide pool 42")).unwrap())
+    });
+    slow.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

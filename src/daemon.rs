@@ -282,6 +282,7 @@ pub async fn start(
             overlay: Some(overlay.clone()),
             mix: Some(mix.clone()),
             names,
+            sealed_skipped: Default::default(),
         },
         settings.rpc_bind,
         Credentials::new(&pairs),

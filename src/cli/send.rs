@@ -5,7 +5,7 @@ use super::ctx::{read_input, Ctx, TooLarge, B64, CLIENT_MAX_BODY};
 use anyhow::Result;
 use base64::Engine as _;
 use bump::mix::tau::{Tau, TauLevel};
-use bump::rpc::api::{BumpApiClient, SendParams};
+use bump::rpc::api::{BumpApiClient, SealedSendParams, SendParams};
 use bump::rpc::client::classify;
 use bump::settings::parse_duration;
 use bump::tag::Tag;
@@ -78,7 +78,7 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
     if a.from.is_some() && !sealed {
         anyhow::bail!("--from signs sealed messages: use it with --group or --to");
     }
-    let _ttl_checked_early = a.ttl.as_deref().map(parse_duration).transpose()?;
+    let _ttl_checked_early: Option<u32> = a.ttl.as_deref().map(parse_duration).transpose()?;
     let delay = a
         .delay
         .as_deref()
@@ -107,20 +107,34 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
         ),
         None => e,
     })?;
-    let sends: Vec<(Tag, Vec<u8>)> = match tag {
-        Some(t) => vec![(t, data)],
-        None => {
-            let how = super::sealed::SealTo {
-                group: a.group.clone(),
-                to: a.to.clone(),
-                from: a.from.clone(),
-            };
-            super::sealed::seal_for(&ctx.base, &how, data, bump::unix_now())?
+    match tag {
+        Some(t) => {
+            let msgid = send_one(ctx, &client, &a, t, data).await?;
+            println!("{msgid}");
         }
-    };
-    for (tag, data) in sends {
-        let msgid = send_one(ctx, &client, &a, tag, data).await?;
-        println!("{msgid}");
+        None => {
+            // Sealed by the node with the keyring of this datadir, then sent as above.
+            let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
+            let params = SealedSendParams {
+                group: a.group.clone(),
+                to: (!a.to.is_empty()).then(|| a.to.clone()),
+                from: a.from.clone(),
+                data: B64.encode(&data),
+                ttl,
+                via: (!a.via.is_empty()).then(|| a.via.clone()),
+                hops: a.hops,
+                tau: a.tau.clone(),
+                crowd: a.crowd,
+                delay,
+                postage: (!a.postage.is_empty()).then(|| a.postage.clone()),
+            };
+            let parts = data.len().div_ceil(bump::message::PART_DATA_LEN).max(1);
+            let wait = ctx.timeout + SOLVE_ALLOWANCE * parts as u32 * a.to.len().max(1) as u32;
+            let send_client = ctx.target()?.with_timeout(wait).http(CLIENT_MAX_BODY)?;
+            for r in send_client.sealed_send(params).await.map_err(classify)? {
+                println!("{}", r.msgid);
+            }
+        }
     }
     Ok(())
 }

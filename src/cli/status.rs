@@ -24,6 +24,14 @@ pub async fn status(ctx: &Ctx, a: JsonFlag) -> Result<()> {
     println!("datadir      {}", s.datadir);
     println!("packets      {} of {} max", s.packets, s.max_packets);
     println!("store size   {} bytes on disk", s.store_bytes_on_disk);
+    if !s.sealed_skipped.is_empty() {
+        let why: Vec<String> = s
+            .sealed_skipped
+            .iter()
+            .map(|(e, n)| format!("{n} {e}"))
+            .collect();
+        println!("sealed       skipped envelopes: {}", why.join("; "));
+    }
     if let Some(r) = &s.index_rebuilt {
         println!("index        rebuilt at start: {r}");
     }

@@ -34,6 +34,9 @@ pub mod codes {
     pub const BAD_MIX: i32 = -32108;
     /// A reply would exceed the response size limit: page through it instead.
     pub const TOO_BIG: i32 = -32109;
+    /// A keyring problem: no such identity or group, a bad identity string, an unreadable
+    /// keyring file.
+    pub const KEYRING: i32 = -32110;
 }
 
 pub fn rpc_error(code: i32, msg: impl Into<String>) -> ErrorObjectOwned {
@@ -70,6 +73,71 @@ pub struct SendParams {
     /// Tau minimum delay in seconds at every mix, overriding the level's.
     #[serde(default)]
     pub delay: Option<u64>,
+}
+
+/// `bump_sealedsend`: seal `data` for a group or identities of the node's keyring, then send
+/// it as `bump_send` would (same routing options).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedSendParams {
+    /// A group of the keyring.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Recipients' identity strings (`bumpid1…`).
+    #[serde(default)]
+    pub to: Option<Vec<String>>,
+    /// Sign with this identity of the keyring (inside the ciphertext).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Message bytes, base64.
+    pub data: String,
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    #[serde(default)]
+    pub via: Option<Vec<String>>,
+    #[serde(default)]
+    pub hops: Option<usize>,
+    #[serde(default)]
+    pub postage: Option<Vec<String>>,
+    #[serde(default)]
+    pub tau: Option<String>,
+    #[serde(default)]
+    pub crowd: Option<u64>,
+    #[serde(default)]
+    pub delay: Option<u64>,
+}
+
+/// `bump_sealedget`: a group's messages, or the inbox of one identity (or of all).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedGetParams {
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Inbox of this identity; with neither field, the inboxes of every identity.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedMessageJson {
+    /// The identity (keyring name) a direct message was for; absent for a group message.
+    pub to: Option<String>,
+    /// The signer's identity string, when signed (the signature verified).
+    pub sender: Option<String>,
+    /// "unsigned", "valid" (signer in this keyring) or "valid, unverified key".
+    pub signature: String,
+    /// The sealed timestamp (unix s).
+    pub time: u64,
+    /// Base64 of the message bytes.
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedResult {
+    /// Oldest first; a replayed envelope once.
+    pub messages: Vec<SealedMessageJson>,
+    /// Envelopes that did not open, by reason.
+    pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +248,10 @@ pub struct StatusResult {
     pub max_ttl: u32,
     pub max_message_size: usize,
     pub uptime_secs: u64,
+    /// Sealed envelopes that did not open when read through `bump_sealedget`, by reason,
+    /// since start.
+    #[serde(default)]
+    pub sealed_skipped: std::collections::BTreeMap<String, u64>,
     /// Admission (docs/admission.md): the network's base work, this node's floor now (work
     /// per TTL a new packet needs), the highest floor a peer announced, and packets being
     /// solved by sends in progress.
@@ -198,6 +270,15 @@ pub trait BumpApi {
     /// Split a message into packets under a tag and store them; returns once durable.
     #[method(name = "send")]
     async fn send(&self, params: SendParams) -> RpcResult<SendResult>;
+
+    /// Seal a message for a group or identities of the node's keyring and send it; one
+    /// result per envelope (direct messages: one per recipients' inbox bucket).
+    #[method(name = "sealedsend")]
+    async fn sealed_send(&self, params: SealedSendParams) -> RpcResult<Vec<SendResult>>;
+
+    /// Open the sealed messages of a group, or of inboxes, with the node's keyring.
+    #[method(name = "sealedget")]
+    async fn sealed_get(&self, params: SealedGetParams) -> RpcResult<SealedResult>;
 
     /// Complete messages of a tag (in completion order) and the incomplete ones.
     #[method(name = "getmessages")]

@@ -3,7 +3,8 @@
 
 use super::api::{
     codes, rpc_error, BumpApiServer, GetOptions, ImportResult, MessageJson, MessagesResult,
-    PacketPage, PartialJson, SendParams, SendResult, StatusResult,
+    PacketPage, PartialJson, SealedGetParams, SealedMessageJson, SealedResult, SealedSendParams,
+    SendParams, SendResult, StatusResult,
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, CompleteMessage, MessageError, MessageId};
@@ -85,6 +86,8 @@ pub struct RpcImpl {
     pub overlay: Option<Arc<Overlay>>,
     pub mix: Option<Arc<Mixer>>,
     pub names: Option<Arc<NamesCtx>>,
+    /// Sealed envelopes that did not open in `sealedget`, by reason (shown by `status`).
+    pub sealed_skipped: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
@@ -94,7 +97,29 @@ fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
     }
 }
 
+fn keyring_error(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    rpc_error(codes::KEYRING, e.to_string())
+}
+
 impl RpcImpl {
+    /// The node's keyring, read afresh (the `bump id`/`bump group` commands edit it).
+    fn keyring(&self) -> RpcResult<crate::sealed::keyring::Keyring> {
+        crate::sealed::keyring::Keyring::load(&self.node.info().netdir).map_err(keyring_error)
+    }
+
+    /// Send one message as `bump_send` does.
+    async fn send_one(&self, req: SendRequest) -> RpcResult<SendResult> {
+        let sent = self.sender.send(req).await.map_err(send_error)?;
+        tracing::debug!(packets = sent.packets, hops = sent.hops, "message stored");
+        Ok(SendResult {
+            msgid: sent.msgid.to_hex(),
+            tag: sent.tag.to_hex(),
+            packets: sent.packets,
+            bytes: sent.bytes,
+            expires: sent.expires,
+        })
+    }
+
     fn names(&self) -> RpcResult<&Arc<NamesCtx>> {
         self.names
             .as_ref()
@@ -135,28 +160,118 @@ impl BumpApiServer for RpcImpl {
                 format!("data is not valid base64: {e}"),
             )
         })?;
-        let sent = self
-            .sender
-            .send(SendRequest {
-                tag: Some(tag),
-                data,
-                ttl: params.ttl,
-                via: params.via.unwrap_or_default(),
-                hops: params.hops,
-                tau: params.tau,
-                crowd: params.crowd,
-                delay_secs: params.delay,
-                postage: params.postage.unwrap_or_default(),
-            })
-            .await
-            .map_err(send_error)?;
-        tracing::debug!(packets = sent.packets, hops = sent.hops, "message stored");
-        Ok(SendResult {
-            msgid: sent.msgid.to_hex(),
-            tag: sent.tag.to_hex(),
-            packets: sent.packets,
-            bytes: sent.bytes,
-            expires: sent.expires,
+        self.send_one(SendRequest {
+            tag: Some(tag),
+            data,
+            ttl: params.ttl,
+            via: params.via.unwrap_or_default(),
+            hops: params.hops,
+            tau: params.tau,
+            crowd: params.crowd,
+            delay_secs: params.delay,
+            postage: params.postage.unwrap_or_default(),
+        })
+        .await
+    }
+
+    async fn sealed_send(&self, params: SealedSendParams) -> RpcResult<Vec<SendResult>> {
+        let data = B64.decode(params.data.trim()).map_err(|e| {
+            rpc_error(
+                codes::INVALID_PARAMS,
+                format!("data is not valid base64: {e}"),
+            )
+        })?;
+        let how = crate::sealed::book::SealTo {
+            group: params.group.clone(),
+            to: params.to.clone().unwrap_or_default(),
+            from: params.from.clone(),
+        };
+        let envelopes =
+            crate::sealed::book::seal_for(&self.keyring()?, &how, data, crate::unix_now())
+                .map_err(keyring_error)?;
+        let mut out = Vec::new();
+        for (tag, env) in envelopes {
+            out.push(
+                self.send_one(SendRequest {
+                    tag: Some(tag),
+                    data: env,
+                    ttl: params.ttl,
+                    via: params.via.clone().unwrap_or_default(),
+                    hops: params.hops,
+                    tau: params.tau.clone(),
+                    crowd: params.crowd,
+                    delay_secs: params.delay,
+                    postage: params.postage.clone().unwrap_or_default(),
+                })
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn sealed_get(&self, params: SealedGetParams) -> RpcResult<SealedResult> {
+        use crate::sealed::book::{group_tags, inbox_tags, Reading};
+        use crate::sealed::envelope::Opener;
+        let k = self.keyring()?;
+        let now = crate::unix_now();
+        let max_ttl = self.node.limits().max_ttl;
+        let mut r = Reading::default();
+        let bytes_of = |tag| async move {
+            let m = self.node.messages(tag).await.map_err(node_error)?;
+            Ok::<_, ErrorObjectOwned>(m.done.into_iter().map(|c| c.data).collect::<Vec<_>>())
+        };
+        let ids = if let Some(g) = &params.group {
+            let key = k.group(g).map_err(keyring_error)?;
+            for tag in group_tags(&key, now, max_ttl) {
+                for m in bytes_of(tag).await? {
+                    r.take(&m, &Opener::Group(&key), None);
+                }
+            }
+            Vec::new()
+        } else {
+            match &params.identity {
+                Some(n) => vec![(n.clone(), k.identity(n).map_err(keyring_error)?)],
+                None => k.all_identities(),
+            }
+        };
+        for (name, id) in &ids {
+            for tag in inbox_tags(id, now, max_ttl) {
+                for m in bytes_of(tag).await? {
+                    r.take(&m, &Opener::Identity(id), Some(name));
+                }
+            }
+            r.next_identity();
+        }
+        let known: std::collections::HashSet<_> =
+            k.all_identities().iter().map(|(_, i)| i.public()).collect();
+        let (read, skipped) = r.sorted();
+        let skipped: std::collections::BTreeMap<String, usize> = skipped
+            .into_iter()
+            .map(|(e, n)| (e.to_string(), n))
+            .collect();
+        {
+            let mut total = crate::sync::Locked::locked(&self.sealed_skipped);
+            for (why, n) in &skipped {
+                *total.entry(why.clone()).or_default() += *n as u64;
+            }
+        }
+        Ok(SealedResult {
+            messages: read
+                .into_iter()
+                .map(|m| SealedMessageJson {
+                    to: m.to,
+                    sender: m.opened.signer.map(|s| s.to_string_id()),
+                    signature: match &m.opened.signer {
+                        None => "unsigned",
+                        Some(s) if known.contains(s) => "valid",
+                        Some(_) => "valid, unverified key",
+                    }
+                    .into(),
+                    time: m.opened.plain.timestamp,
+                    data: B64.encode(&m.opened.plain.body),
+                })
+                .collect(),
+            skipped,
         })
     }
 
@@ -307,6 +422,7 @@ impl BumpApiServer for RpcImpl {
             max_message_size: self.node.limits().max_message,
             uptime_secs: self.node.uptime().as_secs(),
             admission: Some(self.node.admission_status(crate::unix_now())),
+            sealed_skipped: crate::sync::Locked::locked(&self.sealed_skipped).clone(),
             p2p: self.overlay.as_ref().map(|o| o.sync_status()),
             mix: self.mix.as_ref().map(|m| m.stats()),
         })

@@ -8,6 +8,7 @@
 //! - [`tags`]: day-slot group tags and inbox buckets;
 //! - [`keyring`]: the identities and groups kept in the datadir.
 
+pub mod book;
 pub mod envelope;
 pub mod keyring;
 pub mod keys;

@@ -112,9 +112,15 @@ fn groups_and_direct_messages_cross_two_nodes_sealed() {
     assert!(b.ok(&["inbox", "--id", "eve"], None).is_empty());
     // Mistakes get clear errors.
     let out = b.cli(&["get", "--group", "nosuch"], None);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no group named"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no group named"),
+        "{out:?}"
+    );
     let out = a.cli(&["send", "--to", "bumpid1qqqq", "-"], Some(b"x"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid identity"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a valid identity"),
+        "{out:?}"
+    );
     let out = a.cli(&["send", "--group", "club", "#tag", "-"], Some(b"x"));
     assert!(!out.status.success());
     // Plain tags are unchanged beside it.

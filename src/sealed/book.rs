@@ -131,3 +131,50 @@ impl Reading {
         (self.read, self.skipped)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_offline_for_two_slots_reads_every_unexpired_message_across_boundaries() {
+        let d = tempfile::tempdir().unwrap();
+        let mut k = Keyring::load(d.path()).unwrap();
+        let g = GroupKey::generate();
+        k.add_group("g", &g, "random").unwrap();
+        let how = SealTo {
+            group: Some("g".into()),
+            ..SealTo::default()
+        };
+        let day = tags::SLOT_SECS;
+        let t0 = 20_000 * day;
+        // Sent just before a midnight, just after it, and a day later (48 h TTL).
+        let sends: Vec<(u32, Tag, Vec<u8>)> = [t0 - 5, t0 + 5, t0 + day + 100]
+            .into_iter()
+            .map(|t| {
+                let (tag, env) = seal_for(&k, &how, format!("at {t}").into_bytes(), t)
+                    .unwrap()
+                    .remove(0);
+                (t, tag, env)
+            })
+            .collect();
+        assert_ne!(sends[0].1, sends[1].1, "the tag rotates at midnight");
+        assert_ne!(sends[1].1, sends[2].1);
+        // Back online two slots later, before the first message expires.
+        let reader_now = t0 - 5 + 2 * day - 60;
+        let read = group_tags(&g, reader_now, 2 * day);
+        let mut r = Reading::default();
+        for (_, tag, env) in &sends {
+            assert!(read.contains(tag), "a live message's tag is not read");
+            r.take(env, &Opener::Group(&g), None);
+            r.take(env, &Opener::Group(&g), None); // a replay: shown once
+        }
+        let (msgs, skipped) = r.sorted();
+        assert_eq!(msgs.len(), 3);
+        assert!(skipped.is_empty());
+        assert_eq!(
+            msgs[0].opened.plain.body,
+            format!("at {}", t0 - 5).into_bytes()
+        );
+    }
+}

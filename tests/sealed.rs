@@ -128,3 +128,34 @@ fn groups_and_direct_messages_cross_two_nodes_sealed() {
     assert!(wait_for(20, || b.cli(&["get", "#plain"], None).stdout
         == b"plain as ever"));
 }
+
+#[test]
+fn watch_group_prints_each_new_sealed_message_opened() {
+    let d = tempfile::tempdir().unwrap();
+    let n = TestNode::start(d.path(), &[]);
+    n.ok(&["group", "new", "w"], None);
+    let mut child = std::process::Command::new(&*common::BIN)
+        .args(["--datadir", &d.path().display().to_string(), "--regtest"])
+        .args(["watch", "--group", "w", "--count", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Send until the watcher has seen one (its subscription may start after the first send).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last_send = None::<std::time::Instant>;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("watch printed nothing");
+        }
+        if last_send.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(2)) {
+            n.ok(&["send", "--group", "w", "-"], Some(b"live"));
+            last_send = Some(std::time::Instant::now());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["data"], "bGl2ZQ==", "{line}");
+    assert_eq!(line["signature"], "unsigned");
+}

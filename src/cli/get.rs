@@ -38,7 +38,12 @@ pub struct GetArgs {
 
 #[derive(Args)]
 pub struct WatchArgs {
-    tag: String,
+    /// Watch the sealed messages of this group of the keyring instead of a TAG: each one is
+    /// opened here and printed as a JSON line (sender, signature, time, data)
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    #[arg(required_unless_present = "group", conflicts_with = "group")]
+    tag: Option<String>,
     /// Exit after this many messages
     #[arg(long, value_name = "N")]
     count: Option<usize>,
@@ -159,7 +164,13 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> Result<()> {
 }
 
 pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<()> {
-    let tag = Tag::from_arg(&a.tag)?;
+    if let Some(g) = &a.group {
+        return super::sealed::watch_group(ctx, g, a.count).await;
+    }
+    let Some(tag) = &a.tag else {
+        bail!("give a TAG or --group NAME");
+    };
+    let tag = Tag::from_arg(tag)?;
     let ws = ctx.target()?.ws(CLIENT_MAX_BODY).await?;
     let mut sub: jsonrpsee::core::client::Subscription<serde_json::Value> = ws
         .subscribe(

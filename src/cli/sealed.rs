@@ -177,3 +177,80 @@ pub async fn inbox(ctx: &Ctx, a: InboxArgs) -> Result<()> {
         .map_err(classify)?;
     print(r, a.json)
 }
+
+/// `bump watch --group NAME`: subscribe to the group's tag of today and of tomorrow (a
+/// sender's clock may be past midnight), moving on as days pass; open each new message with
+/// the keyring here and print it as a JSON line.
+pub async fn watch_group(ctx: &Ctx, name: &str, count: Option<usize>) -> Result<()> {
+    use bump::sealed::envelope::{self, Opener};
+    use bump::sealed::tags;
+    use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
+    let k = keyring(&ctx.base)?;
+    let key = k.group(name)?;
+    let known: std::collections::HashSet<_> =
+        k.all_identities().iter().map(|(_, i)| i.public()).collect();
+    let ws = ctx.target()?.ws(super::ctx::CLIENT_MAX_BODY).await?;
+    let mut subs: std::collections::BTreeMap<u32, Subscription<serde_json::Value>> =
+        Default::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut printed = 0usize;
+    loop {
+        let today = tags::slot(bump::unix_now());
+        subs.retain(|s, _| *s + 1 >= today);
+        for slot in [today, today + 1] {
+            if let std::collections::btree_map::Entry::Vacant(e) = subs.entry(slot) {
+                let sub = ws
+                    .subscribe(
+                        "bump_subscribe",
+                        jsonrpsee::rpc_params![tags::group_tag(&key, slot).to_hex()],
+                        "bump_unsubscribe",
+                    )
+                    .await
+                    .map_err(classify)?;
+                e.insert(sub);
+            }
+        }
+        // The next notification from any of the subscriptions, or a minute to re-check the day.
+        let next = {
+            let streams = subs.values_mut().map(|s| s.next());
+            let any = futures::future::select_all(streams.map(Box::pin));
+            tokio::time::timeout(std::time::Duration::from_secs(60), any).await
+        };
+        let v = match next {
+            Err(_) => continue,
+            Ok((Some(Ok(v)), _, _)) => v,
+            Ok((Some(Err(e)), _, _)) => bail!("subscription error: {e}"),
+            Ok((None, _, _)) => bail!("the node closed the subscription"),
+        };
+        let Some(data) = v["data"].as_str().and_then(|d| B64.decode(d).ok()) else {
+            continue;
+        };
+        let h = bitcoin::hashes::sha256::Hash::hash(&data).to_byte_array();
+        if !seen.insert(h) {
+            continue;
+        }
+        match envelope::open(&data, &Opener::Group(&key)) {
+            Ok(o) => {
+                let line = serde_json::json!({
+                    "sender": o.signer.map(|s| s.to_string_id()),
+                    "signature": match &o.signer {
+                        None => "unsigned",
+                        Some(s) if known.contains(s) => "valid",
+                        Some(_) => "valid, unverified key",
+                    },
+                    "time": o.plain.timestamp,
+                    "data": B64.encode(&o.plain.body),
+                });
+                println!("{line}");
+                std::io::Write::flush(&mut std::io::stdout())?;
+                printed += 1;
+                if count.is_some_and(|c| printed >= c) {
+                    return Ok(());
+                }
+            }
+            Err(e) => eprintln!("bump: skipped an envelope that did not open: {e}"),
+        }
+    }
+}
+
+use bitcoin::hashes::Hash as _;

@@ -184,8 +184,16 @@ pub fn respond(snap: &Snapshot, msg: &[Range]) -> Result<Outcome, ReconError> {
         }
         reply.push(r);
     };
-    for r in msg {
+    let mut ids_out = 0usize;
+    for (index, r) in msg.iter().enumerate() {
         let items = snap.range(lower, r.upper);
+        // What the rest of the message needs at least: one range per range left.
+        let room = MAX_RANGES.saturating_sub(reply.len() + (msg.len() - index));
+        let full = if items.len() <= ID_LIST_MAX {
+            ids_out + items.len() > MAX_IDS
+        } else {
+            room < BRANCHES
+        };
         match &r.mode {
             Mode::Skip => push(
                 &mut reply,
@@ -203,7 +211,18 @@ pub fn respond(snap: &Snapshot, msg: &[Range]) -> Result<Outcome, ReconError> {
                             mode: Mode::Skip,
                         },
                     );
+                } else if full {
+                    // The answer is full: hand this range back unsplit, to be settled in a
+                    // later round (the message limits hold whatever the difference).
+                    push(
+                        &mut reply,
+                        Range {
+                            upper: r.upper,
+                            mode: Mode::Fingerprint(fingerprint(items)),
+                        },
+                    );
                 } else if items.len() <= ID_LIST_MAX {
+                    ids_out += items.len();
                     push(
                         &mut reply,
                         Range {
@@ -465,6 +484,23 @@ mod tests {
         assert_eq!(en, ids(&a.items));
         assert!(an2.is_empty());
         assert!(msgs <= 3, "{msgs}");
+    }
+
+    #[test]
+    fn a_large_scattered_difference_stays_within_the_message_limits() {
+        let common: Vec<Item> = (0..200_000)
+            .map(|i| item(i, 1000 + (i % 48) as u32))
+            .collect();
+        let extra: Vec<Item> = (5_000_000..5_020_000)
+            .map(|i| item(i, 1000 + (i % 48) as u32))
+            .collect();
+        let a = Snapshot::new(common.clone());
+        let b = Snapshot::new(common.iter().chain(&extra).copied().collect());
+        // `session` decodes every message: one over the limits would fail there.
+        let (an, bn, _, msgs) = session(&a, &b);
+        assert_eq!(an, ids(&extra));
+        assert!(bn.is_empty());
+        assert!(msgs < 100, "{msgs}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use crate::message::{self, Assembler, CompleteMessage, MessageError, MessageId, PartialMessage};
 use crate::packet::{Packet, PacketError, PacketId, DEFAULT_MAX_TTL};
 use crate::store::{Inserted, Store, StoreError, TagRead};
+use crate::sync::Locked;
 use crate::tag::Tag;
 use namecoin::Network;
 use std::path::PathBuf;
@@ -98,6 +99,10 @@ pub struct Admitted {
     pub below_floor: usize,
 }
 
+/// Own packets are re-solved for a risen peer floor for this long after they were published.
+pub const RAISE_WINDOW: u32 = 600;
+/// Most own packets remembered for that.
+pub const RAISE_KEEP: usize = 4096;
 /// Rounds of solving again when own packets meet a floor that rose meanwhile.
 pub const PUBLISH_ROUNDS: usize = 3;
 /// Own sends solve for peers' floors up to this many times the node's own floor.
@@ -137,6 +142,9 @@ pub struct Node {
     /// Packets solved / to solve by the sends in progress (for a progress line).
     solve_done: Arc<AtomicU64>,
     solve_total: AtomicU64,
+    /// Own packets published in the last [`RAISE_WINDOW`] seconds (at most [`RAISE_KEEP`]),
+    /// with when: re-solved when a peer's floor rises above them ([`Node::raise_own`]).
+    recent_own: std::sync::Mutex<std::collections::VecDeque<(u32, Packet)>>,
 }
 
 /// Expiry for a message sent now with `ttl`: quantized so that it tells observers little about
@@ -166,6 +174,7 @@ impl Node {
             peer_floor: AtomicU64::new(0),
             solve_done: Arc::new(AtomicU64::new(0)),
             solve_total: AtomicU64::new(0),
+            recent_own: Default::default(),
         }
     }
 
@@ -249,6 +258,49 @@ impl Node {
             target = target.max(lowest.saturating_add(lowest / 2 + 1));
         }
         target
+    }
+
+    /// Keep the packets of a publish round that were not refused, for [`Node::raise_own`].
+    fn remember_own(&self, tried: Vec<Packet>, refused: &[(Packet, u64, u64)], now: u32) {
+        let refused: std::collections::HashSet<PacketId> =
+            refused.iter().map(|(p, _, _)| p.id()).collect();
+        let mut q = self.recent_own.locked();
+        for p in tried {
+            if !refused.contains(&p.id()) {
+                q.push_back((now, p));
+            }
+        }
+        while q.len() > RAISE_KEEP || q.front().is_some_and(|(t, _)| t + RAISE_WINDOW < now) {
+            q.pop_front();
+        }
+    }
+
+    /// Like a fee bump: own packets published lately whose score is under `floor` (what a peer
+    /// now asks) are solved again and published, so they travel past that peer; the old ones
+    /// stay (readers take a message's part once). Returns how many were re-solved.
+    pub async fn raise_own(&self, floor: u64, now: u32) -> usize {
+        let low: Vec<Packet> = {
+            let mut q = self.recent_own.locked();
+            let (low, keep): (Vec<_>, Vec<_>) = q.drain(..).partition(|(_, p)| {
+                p.expires > now && crate::pow::score(&p.id(), p.expires - now) < floor
+            });
+            q.extend(keep);
+            low.into_iter().map(|(_, p)| p).collect()
+        };
+        if low.is_empty() {
+            return 0;
+        }
+        let n = low.len();
+        tracing::debug!(
+            packets = n,
+            floor,
+            "a peer's floor rose above own packets; solving them again"
+        );
+        let again = self.solve(low, now).await;
+        if let Err(e) = self.publish(again, now).await {
+            tracing::info!("own packets re-solved for a risen floor were not stored: {e}");
+        }
+        n
     }
 
     /// The overlay's report of the highest floor its BuMP peers announced.
@@ -356,9 +408,11 @@ impl Node {
         let mut pending = packets;
         let mut total = Admitted::default();
         for round in 1..=PUBLISH_ROUNDS {
+            let tried = pending.clone();
             let (a, refused) = self.admit_detailed(pending, now).await?;
             total.new += a.new;
             total.duplicates += a.duplicates;
+            self.remember_own(tried, &refused, now);
             let Some(&(_, score, floor)) = refused.first() else {
                 return Ok(total);
             };

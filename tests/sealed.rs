@@ -159,3 +159,44 @@ fn watch_group_prints_each_new_sealed_message_opened() {
     assert_eq!(line["data"], "bGl2ZQ==", "{line}");
     assert_eq!(line["signature"], "unsigned");
 }
+
+#[test]
+fn a_tampered_envelope_is_skipped_and_counted_never_shown() {
+    use bump::sealed::{keys::GroupKey, tags};
+    let (dc, dd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let c = TestNode::start(dc.path(), &[]);
+    let d = TestNode::start(dd.path(), &[]);
+    let invite = text(c.ok(&["group", "new", "g"], None));
+    d.ok(&["group", "join", "g", "--invite", &invite], None);
+    c.ok(&["send", "--group", "g", "-"], Some(&random_bytes(3000)));
+    // The group's tag of today, as a reader computes it.
+    let key = GroupKey::parse_invite(&invite).unwrap();
+    let tag = tags::group_tag(&key, tags::slot(bump::unix_now())).to_hex();
+    let lines = String::from_utf8(c.ok(&["export", &tag], None)).unwrap();
+    let mut packets = bump::packet::parse_interchange(&lines).unwrap();
+    assert!(packets.len() >= 2);
+    // One bit of ciphertext flipped (well past the part header), the packet re-solved so the
+    // node takes it: the message completes, but the envelope no longer authenticates.
+    packets[0].body[600] ^= 1;
+    let tampered = common::raw::solved(packets[0].clone());
+    packets[0] = tampered;
+    let jsonl: Vec<String> = packets
+        .iter()
+        .map(|p| serde_json::to_string(&p.to_json()).unwrap())
+        .collect();
+    d.ok(&["import", "-"], Some(jsonl.join("\n").as_bytes()));
+    let out = d.cli(&["get", "--group", "g"], None);
+    assert!(out.stdout.is_empty(), "a tampered message was shown");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skipped 1 envelope"), "{err}");
+    let st = d.status();
+    let counted: u64 = st["sealed_skipped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 1, "{st}");
+    // The untouched original still opens on the sender's node.
+    assert_eq!(c.ok(&["get", "--group", "g"], None).len(), 3000);
+}

@@ -688,8 +688,21 @@ impl Overlay {
                 }
             }
             theirs.sort_unstable();
-            self.node
-                .set_peer_floor(theirs.get(theirs.len() / 2).copied().unwrap_or(0));
+            let median = theirs.get(theirs.len() / 2).copied().unwrap_or(0);
+            self.node.set_peer_floor(median);
+            // Own packets under what peers now ask are solved again (like a fee bump), up to
+            // the cap own sends apply to peers' floors.
+            let cap = self
+                .node
+                .store()
+                .floor(crate::unix_now())
+                .max(self.node.base_work())
+                .saturating_mul(crate::node::PEER_FLOOR_CAP);
+            let ask = median.min(cap);
+            if ask > self.node.base_work() {
+                let node = self.node.clone();
+                tokio::spawn(async move { node.raise_own(ask, crate::unix_now()).await });
+            }
         }
     }
 

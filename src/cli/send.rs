@@ -78,7 +78,7 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
     if a.from.is_some() && !sealed {
         anyhow::bail!("--from signs sealed messages: use it with --group or --to");
     }
-    let _ttl_checked_early: Option<u32> = a.ttl.as_deref().map(parse_duration).transpose()?;
+    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
     let delay = a
         .delay
         .as_deref()
@@ -107,56 +107,42 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
         ),
         None => e,
     })?;
-    match tag {
-        Some(t) => {
-            let msgid = send_one(ctx, &client, &a, t, data).await?;
-            println!("{msgid}");
-        }
-        None => {
-            // Sealed by the node with the keyring of this datadir, then sent as above.
-            let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
-            let params = SealedSendParams {
-                group: a.group.clone(),
-                to: (!a.to.is_empty()).then(|| a.to.clone()),
-                from: a.from.clone(),
-                data: B64.encode(&data),
-                ttl,
-                via: (!a.via.is_empty()).then(|| a.via.clone()),
-                hops: a.hops,
-                tau: a.tau.clone(),
-                crowd: a.crowd,
-                delay,
-                postage: (!a.postage.is_empty()).then(|| a.postage.clone()),
-            };
-            let parts = data.len().div_ceil(bump::message::PART_DATA_LEN).max(1);
-            let wait = ctx.timeout + SOLVE_ALLOWANCE * parts as u32 * a.to.len().max(1) as u32;
-            let send_client = ctx.target()?.with_timeout(wait).http(CLIENT_MAX_BODY)?;
-            for r in send_client.sealed_send(params).await.map_err(classify)? {
-                println!("{}", r.msgid);
-            }
-        }
+    let route = send_params(
+        &a,
+        (ttl, delay),
+        tag.map(|t| t.to_hex()).unwrap_or_default(),
+        &data,
+    );
+    if tag.is_some() {
+        println!("{}", send_one(ctx, &client, route, data.len()).await?);
+        return Ok(());
+    }
+    // Sealed by the node with the keyring of this datadir, then sent as above (one envelope
+    // per recipients' inbox bucket).
+    let params = SealedSendParams::sealing(
+        route,
+        a.group.clone(),
+        (!a.to.is_empty()).then(|| a.to.clone()),
+        a.from.clone(),
+    );
+    let send_client = waiting_client(ctx, data.len(), a.to.len().max(1))?;
+    for r in send_client.sealed_send(params).await.map_err(classify)? {
+        println!("{}", r.msgid);
     }
     Ok(())
 }
 
-/// Hand one message to the node's `bump_send`; returns its id.
-async fn send_one(
-    ctx: &Ctx,
-    client: &jsonrpsee::http_client::HttpClient,
+/// The `bump_send` request for `data` under `tag` (hex) with this command's routing options
+/// (`ttl` and Tau `delay` already parsed).
+fn send_params(
     a: &SendArgs,
-    tag: Tag,
-    data: Vec<u8>,
-) -> Result<String> {
-    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
-    let delay = a
-        .delay
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?
-        .map(u64::from);
-    let params = SendParams {
-        tag: tag.to_hex(),
-        data: B64.encode(&data),
+    (ttl, delay): (Option<u32>, Option<u64>),
+    tag: String,
+    data: &[u8],
+) -> SendParams {
+    SendParams {
+        tag,
+        data: B64.encode(data),
         ttl,
         via: (!a.via.is_empty()).then(|| a.via.clone()),
         hops: a.hops,
@@ -164,12 +150,31 @@ async fn send_one(
         crowd: a.crowd,
         delay,
         postage: (!a.postage.is_empty()).then(|| a.postage.clone()),
-    };
-    // Solving proof of work takes time in proportion to the parts (protocol.md §1.2): wait
-    // for the answer that much longer, and show progress on a terminal.
-    let parts = data.len().div_ceil(bump::message::PART_DATA_LEN).max(1);
-    let wait = ctx.timeout + SOLVE_ALLOWANCE * parts as u32;
-    let send_client = ctx.target()?.with_timeout(wait).http(CLIENT_MAX_BODY)?;
+    }
+}
+
+/// A client that waits for a send of `bytes` (`copies` times over) as long as solving its
+/// proof of work may take (protocol.md §1.2).
+fn waiting_client(
+    ctx: &Ctx,
+    bytes: usize,
+    copies: usize,
+) -> Result<jsonrpsee::http_client::HttpClient> {
+    let parts = bytes.div_ceil(bump::message::PART_DATA_LEN).max(1);
+    let wait = ctx.timeout + SOLVE_ALLOWANCE * (parts * copies) as u32;
+    Ok(ctx.target()?.with_timeout(wait).http(CLIENT_MAX_BODY)?)
+}
+
+/// Hand one message to the node's `bump_send`, with a progress line on a terminal while its
+/// proof of work is solved; returns its id.
+async fn send_one(
+    ctx: &Ctx,
+    client: &jsonrpsee::http_client::HttpClient,
+    params: SendParams,
+    bytes: usize,
+) -> Result<String> {
+    let parts = bytes.div_ceil(bump::message::PART_DATA_LEN).max(1);
+    let send_client = waiting_client(ctx, bytes, 1)?;
     let progress = (parts >= PROGRESS_FROM && std::io::stderr().is_terminal())
         .then(|| tokio::spawn(show_progress(client.clone())));
     let r = send_client.send(params).await.map_err(classify);

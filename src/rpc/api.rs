@@ -107,6 +107,46 @@ pub struct SealedSendParams {
     pub delay: Option<u64>,
 }
 
+impl SealedSendParams {
+    /// A `bump_send` request sealed for a group or recipients: its data and routing as they
+    /// are (its tag is not used: the tags come from the group or the recipients).
+    pub fn sealing(
+        p: SendParams,
+        group: Option<String>,
+        to: Option<Vec<String>>,
+        from: Option<String>,
+    ) -> SealedSendParams {
+        SealedSendParams {
+            group,
+            to,
+            from,
+            data: p.data,
+            ttl: p.ttl,
+            via: p.via,
+            hops: p.hops,
+            postage: p.postage,
+            tau: p.tau,
+            crowd: p.crowd,
+            delay: p.delay,
+        }
+    }
+
+    /// The `bump_send` request that carries one envelope (base64 `data`) under `tag`.
+    pub fn envelope(&self, tag: String, data: String) -> SendParams {
+        SendParams {
+            tag,
+            data,
+            ttl: self.ttl,
+            via: self.via.clone(),
+            hops: self.hops,
+            postage: self.postage.clone(),
+            tau: self.tau.clone(),
+            crowd: self.crowd,
+            delay: self.delay,
+        }
+    }
+}
+
 /// `bump_sealedget`: a group's messages, or the inbox of one identity (or of all).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

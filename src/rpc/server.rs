@@ -97,6 +97,22 @@ fn dir_error(e: DirectoryError) -> jsonrpsee::types::ErrorObjectOwned {
     }
 }
 
+/// What a `bump_send`-shaped request asks of the send service, for `tag` and `data` (already
+/// parsed and decoded by the caller).
+fn send_request(p: SendParams, tag: Tag, data: Vec<u8>) -> SendRequest {
+    SendRequest {
+        tag: Some(tag),
+        data,
+        ttl: p.ttl,
+        via: p.via.unwrap_or_default(),
+        hops: p.hops,
+        tau: p.tau,
+        crowd: p.crowd,
+        delay_secs: p.delay,
+        postage: p.postage.unwrap_or_default(),
+    }
+}
+
 fn keyring_error(e: impl std::fmt::Display) -> ErrorObjectOwned {
     rpc_error(codes::KEYRING, e.to_string())
 }
@@ -160,18 +176,7 @@ impl BumpApiServer for RpcImpl {
                 format!("data is not valid base64: {e}"),
             )
         })?;
-        self.send_one(SendRequest {
-            tag: Some(tag),
-            data,
-            ttl: params.ttl,
-            via: params.via.unwrap_or_default(),
-            hops: params.hops,
-            tau: params.tau,
-            crowd: params.crowd,
-            delay_secs: params.delay,
-            postage: params.postage.unwrap_or_default(),
-        })
-        .await
+        self.send_one(send_request(params, tag, data)).await
     }
 
     async fn sealed_send(&self, params: SealedSendParams) -> RpcResult<Vec<SendResult>> {
@@ -191,20 +196,8 @@ impl BumpApiServer for RpcImpl {
                 .map_err(keyring_error)?;
         let mut out = Vec::new();
         for (tag, env) in envelopes {
-            out.push(
-                self.send_one(SendRequest {
-                    tag: Some(tag),
-                    data: env,
-                    ttl: params.ttl,
-                    via: params.via.clone().unwrap_or_default(),
-                    hops: params.hops,
-                    tau: params.tau.clone(),
-                    crowd: params.crowd,
-                    delay_secs: params.delay,
-                    postage: params.postage.clone().unwrap_or_default(),
-                })
-                .await?,
-            );
+            let route = params.envelope(tag.to_hex(), String::new());
+            out.push(self.send_one(send_request(route, tag, env)).await?);
         }
         Ok(out)
     }

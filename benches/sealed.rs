@@ -39,6 +39,16 @@ fn bench(c: &mut Criterion) {
     c.bench_function("bare ECDH (floor of trial decryption)", |b| {
         b.iter(|| SharedSecret::new(black_box(&pk), black_box(&sk)))
     });
+    // The floor for a key read off the wire: a 32-byte x-only key must be lifted to a point
+    // (a square root) before the multiplication; no trial decryption can skip that.
+    let mut wire = [0x02u8; 33];
+    wire[1..].copy_from_slice(&others[0].to_bytes());
+    c.bench_function("ECDH of a key read from the wire (lift + multiply)", |b| {
+        b.iter(|| {
+            let pk = secp256k1::PublicKey::from_slice(black_box(&wire)).unwrap();
+            SharedSecret::new(&pk, black_box(&sk))
+        })
+    });
     let mut slow = c.benchmark_group("argon2id");
     slow.sample_size(10);
     slow.bench_function("passphrase group key (19 MiB, t=2)", |b| {

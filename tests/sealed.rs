@@ -200,3 +200,48 @@ fn a_tampered_envelope_is_skipped_and_counted_never_shown() {
     // The untouched original still opens on the sender's node.
     assert_eq!(c.ok(&["get", "--group", "g"], None).len(), 3000);
 }
+
+/// The keyring encrypted at rest: `bump id lock` with $BUMP_KEYRING_PASSPHRASE; without it
+/// every keyring command and the node's sealed reads fail with a clear word; with it a node
+/// seals and opens as before; nothing secret is left in the file.
+#[test]
+fn an_encrypted_keyring_needs_its_passphrase_and_still_seals() {
+    const VAR: &str = "BUMP_KEYRING_PASSPHRASE";
+    let d = tempfile::tempdir().unwrap();
+    let without = |args: &[&str]| {
+        std::process::Command::new(&*BIN)
+            .args(["--datadir", d.path().to_str().unwrap(), "--regtest"])
+            .args(args)
+            .env_remove(VAR)
+            .output()
+            .unwrap()
+    };
+    let invite = text(cli(d.path(), &["group", "new", "club"], None).stdout);
+    assert!(invite.starts_with("bumpgrp1"));
+    let out = without(&["id", "lock"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(VAR));
+    // Children inherit the variable from here on (plain keyrings of other tests ignore it).
+    std::env::set_var(VAR, "hunter2 but longer");
+    assert!(cli(d.path(), &["id", "lock"], None).status.success());
+    let file = std::fs::read_to_string(netdir(d.path()).join("keyring.json")).unwrap();
+    assert!(file.contains("encrypted") && !file.contains("bumpgrp") && !file.contains("club"));
+    let out = without(&["group", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("encrypted") && err.contains(VAR), "{err}");
+    assert!(text(cli(d.path(), &["group", "list"], None).stdout).starts_with("club"));
+
+    let n = TestNode::start(d.path(), &[]);
+    n.ok(
+        &["send", "--group", "club", "-"],
+        Some(b"locked but readable"),
+    );
+    assert!(wait_for(20, || n
+        .cli(&["get", "--group", "club"], None)
+        .stdout
+        == b"locked but readable"));
+    n.ok(&["id", "unlock"], None);
+    let out = without(&["group", "invite", "club"]);
+    assert_eq!(text(out.stdout), invite);
+}

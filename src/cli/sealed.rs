@@ -25,6 +25,12 @@ pub enum IdCmd {
     Export { name: String },
     /// Add an identity from its secret string
     Import { name: String, secret: String },
+    /// Encrypt the keyring (identities and groups) at rest with the passphrase in
+    /// $BUMP_KEYRING_PASSPHRASE (argon2id + XChaCha20-Poly1305). Every later command, and a
+    /// node that reads the keyring for sealed sends and reads, needs that variable set
+    Lock,
+    /// Store the keyring in the clear again (the variable must hold its passphrase)
+    Unlock,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +79,23 @@ pub fn id(base: &Base, c: IdCmd) -> Result<()> {
             k.add_identity(&name, &id)?;
             k.save()?;
             println!("{}", id.public().to_string_id());
+        }
+        IdCmd::Lock => {
+            let pass = std::env::var(bump::sealed::keyring::PASSPHRASE_ENV).unwrap_or_default();
+            if pass.is_empty() {
+                bail!(
+                    "set {} to the passphrase to lock the keyring with",
+                    bump::sealed::keyring::PASSPHRASE_ENV
+                );
+            }
+            k.set_passphrase(Some(pass))?;
+            k.save()?;
+            eprintln!("bump: the keyring is encrypted at rest");
+        }
+        IdCmd::Unlock => {
+            k.set_passphrase(None)?;
+            k.save()?;
+            eprintln!("bump: the keyring is stored in the clear");
         }
     }
     Ok(())

@@ -9,6 +9,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const KEYRING_FILE: &str = "keyring.json";
+/// Where the passphrase of an encrypted keyring is read from.
+pub const PASSPHRASE_ENV: &str = "BUMP_KEYRING_PASSPHRASE";
+const KEYRING_AAD: &[u8] = b"bump/keyring/1";
+
+/// The file form of an encrypted keyring.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sealed {
+    encrypted: SealedBody,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedBody {
+    version: u8,
+    salt: String,
+    nonce: String,
+    ciphertext: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
@@ -27,6 +46,12 @@ pub enum KeyringError {
     Exists { kind: &'static str, name: String },
     #[error("names are 1 to 64 characters of letters, digits, '-', '_' and '.'")]
     BadName,
+    #[error("the keyring {0} is encrypted: set {PASSPHRASE_ENV} to its passphrase")]
+    Locked(PathBuf),
+    #[error("the keyring {0} does not open with this passphrase (or it is damaged)")]
+    BadPassphrase(PathBuf),
+    #[error("the keyring passphrase is empty")]
+    EmptyPassphrase,
     #[error("keyring entry {name:?}: {err}")]
     Key { name: String, err: KeyError },
 }
@@ -47,6 +72,9 @@ pub struct Keyring {
     pub groups: BTreeMap<String, GroupEntry>,
     #[serde(skip)]
     path: PathBuf,
+    /// Set when the keyring is encrypted at rest.
+    #[serde(skip)]
+    passphrase: Option<String>,
 }
 
 fn check_name(name: &str) -> Result<(), KeyringError> {
@@ -66,13 +94,25 @@ impl Keyring {
     /// Load the keyring of `netdir` (an absent file is an empty keyring).
     pub fn load(netdir: &Path) -> Result<Keyring, KeyringError> {
         let path = netdir.join(KEYRING_FILE);
+        let json = |err| KeyringError::Json {
+            path: path.clone(),
+            err,
+        };
         let mut k = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<Keyring>(&bytes).map_err(|err| KeyringError::Json {
-                    path: path.clone(),
-                    err,
-                })?
-            }
+            Ok(bytes) => match serde_json::from_slice::<Sealed>(&bytes) {
+                Ok(sealed) => {
+                    let pass = std::env::var(PASSPHRASE_ENV)
+                        .ok()
+                        .filter(|p| !p.is_empty())
+                        .ok_or_else(|| KeyringError::Locked(path.clone()))?;
+                    let plain = unseal(&sealed.encrypted, &pass)
+                        .ok_or_else(|| KeyringError::BadPassphrase(path.clone()))?;
+                    let mut k = serde_json::from_slice::<Keyring>(&plain).map_err(json)?;
+                    k.passphrase = Some(pass);
+                    k
+                }
+                Err(_) => serde_json::from_slice::<Keyring>(&bytes).map_err(json)?,
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Keyring::default(),
             Err(err) => return Err(KeyringError::Io { path, err }),
         };
@@ -99,13 +139,38 @@ impl Keyring {
             .mode(0o600)
             .open(&tmp)
             .map_err(io)?;
-        let json = serde_json::to_vec_pretty(self).map_err(|err| KeyringError::Json {
+        let jerr = |err| KeyringError::Json {
             path: self.path.clone(),
             err,
-        })?;
+        };
+        let mut json = serde_json::to_vec_pretty(self).map_err(jerr)?;
+        if let Some(pass) = &self.passphrase {
+            let sealed = Sealed {
+                encrypted: seal(&json, pass).map_err(|e| KeyringError::Key {
+                    name: "keyring".into(),
+                    err: e,
+                })?,
+            };
+            json = serde_json::to_vec_pretty(&sealed).map_err(jerr)?;
+        }
         f.write_all(&json).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
+        Ok(())
+    }
+
+    /// Whether the keyring is encrypted at rest.
+    pub fn is_encrypted(&self) -> bool {
+        self.passphrase.is_some()
+    }
+
+    /// Encrypt the keyring at rest from the next [`Keyring::save`] on (`Some`), or store it
+    /// in the clear again (`None`).
+    pub fn set_passphrase(&mut self, passphrase: Option<String>) -> Result<(), KeyringError> {
+        if passphrase.as_deref() == Some("") {
+            return Err(KeyringError::EmptyPassphrase);
+        }
+        self.passphrase = passphrase;
         Ok(())
     }
 
@@ -182,6 +247,55 @@ impl Keyring {
     }
 }
 
+fn seal(plain: &[u8], pass: &str) -> Result<SealedBody, KeyError> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use rand::RngCore;
+    let mut salt = [0u8; 16];
+    let mut nonce = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let key = GroupKey::argon2id(pass, &salt)?;
+    let ct = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plain,
+                aad: KEYRING_AAD,
+            },
+        )
+        .map_err(|_| KeyError::Argon2("encryption failed".into()))?;
+    use base64::Engine as _;
+    Ok(SealedBody {
+        version: 1,
+        salt: hex::encode(salt),
+        nonce: hex::encode(nonce),
+        ciphertext: base64::engine::general_purpose::STANDARD.encode(ct),
+    })
+}
+
+fn unseal(b: &SealedBody, pass: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    if b.version != 1 {
+        return None;
+    }
+    let salt = hex::decode(&b.salt).ok()?;
+    let nonce: [u8; 24] = hex::decode(&b.nonce).ok()?.try_into().ok()?;
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(&b.ciphertext)
+        .ok()?;
+    let key = GroupKey::argon2id(pass, &salt).ok()?;
+    chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+        .decrypt(
+            &nonce.into(),
+            Payload {
+                msg: &ct,
+                aad: KEYRING_AAD,
+            },
+        )
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +327,45 @@ mod tests {
         assert_eq!(k.identity("alice").unwrap().public(), id.public());
         assert_eq!(k.group("club").unwrap(), g);
         assert!(matches!(k.group("none"), Err(KeyringError::NoGroup(_))));
+    }
+
+    #[test]
+    fn an_encrypted_keyring_opens_only_with_its_passphrase() {
+        // One test touches the environment variable, so no other test races it.
+        let d = tempfile::tempdir().unwrap();
+        let mut k = Keyring::load(d.path()).unwrap();
+        let id = Identity::generate();
+        k.add_identity("alice", &id).unwrap();
+        assert!(matches!(
+            k.set_passphrase(Some(String::new())),
+            Err(KeyringError::EmptyPassphrase)
+        ));
+        k.set_passphrase(Some("correct horse".into())).unwrap();
+        k.save().unwrap();
+        let raw = std::fs::read_to_string(d.path().join(KEYRING_FILE)).unwrap();
+        assert!(raw.contains("\"encrypted\""));
+        assert!(!raw.contains("bumpsec"), "a secret is in the clear: {raw}");
+        assert!(!raw.contains("alice"), "a name is in the clear: {raw}");
+        std::env::remove_var(PASSPHRASE_ENV);
+        assert!(matches!(
+            Keyring::load(d.path()),
+            Err(KeyringError::Locked(_))
+        ));
+        std::env::set_var(PASSPHRASE_ENV, "wrong horse");
+        assert!(matches!(
+            Keyring::load(d.path()),
+            Err(KeyringError::BadPassphrase(_))
+        ));
+        std::env::set_var(PASSPHRASE_ENV, "correct horse");
+        let mut k = Keyring::load(d.path()).unwrap();
+        assert!(k.is_encrypted());
+        assert_eq!(k.identity("alice").unwrap().public(), id.public());
+        // Unlocked: the clear form again, readable without the variable.
+        k.set_passphrase(None).unwrap();
+        k.save().unwrap();
+        std::env::remove_var(PASSPHRASE_ENV);
+        let k = Keyring::load(d.path()).unwrap();
+        assert!(!k.is_encrypted());
+        assert_eq!(k.identity("alice").unwrap().public(), id.public());
     }
 }

@@ -171,13 +171,19 @@ impl GroupKey {
 
     /// The key two people who share `passphrase` both derive (argon2id, fixed salt/params).
     pub fn from_passphrase(passphrase: &str) -> Result<GroupKey, KeyError> {
+        Ok(GroupKey(GroupKey::argon2id(passphrase, ARGON2_SALT)?))
+    }
+
+    /// A key from a passphrase and a salt of its own (the keyring at rest: same argon2id
+    /// parameters as passphrase groups, a random salt per write).
+    pub fn argon2id(passphrase: &str, salt: &[u8]) -> Result<[u8; 32], KeyError> {
         let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, 1, Some(32))
             .map_err(|e| KeyError::Argon2(e.to_string()))?;
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut k = [0u8; 32];
-        a.hash_password_into(passphrase.as_bytes(), ARGON2_SALT, &mut k)
+        a.hash_password_into(passphrase.as_bytes(), salt, &mut k)
             .map_err(|e| KeyError::Argon2(e.to_string()))?;
-        Ok(GroupKey(k))
+        Ok(k)
     }
 
     /// The public, non-secret id of the group (16 bytes), bound into signatures.

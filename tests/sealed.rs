@@ -245,3 +245,178 @@ fn an_encrypted_keyring_needs_its_passphrase_and_still_seals() {
     let out = without(&["group", "invite", "club"]);
     assert_eq!(text(out.stdout), invite);
 }
+
+/// The keyring managed over RPC (`bump_id*`, `bump_group*`): what the node makes, the command
+/// line sees and the other way round; two nodes that join by one passphrase meet; bad
+/// requests get -32110 with a clear word and change nothing.
+#[test]
+fn identities_and_groups_are_managed_over_rpc() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = TestNode::start(da.path(), &["--listen", "127.0.0.1:0"]);
+    let b = TestNode::start(db.path(), &["--connect", &a.p2p()]);
+    let call = |n: &TestNode, method: &str, params| n.rpc(method, params);
+    let v = call(&a, "bump_idnew", serde_json::json!(["alice"]));
+    let alice = v["result"]["id"].as_str().unwrap().to_string();
+    assert!(alice.starts_with("bumpid1"), "{v}");
+    // The command line reads what the node wrote.
+    assert_eq!(
+        text(a.ok(&["id", "show", "alice"], None)),
+        alice,
+        "same keyring"
+    );
+    a.ok(&["id", "new", "alice2"], None);
+    let v = call(&a, "bump_idlist", serde_json::json!([]));
+    let names: Vec<_> = v["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["alice", "alice2"], "{v}");
+    // Export on one node, import on the other: the same public string.
+    let secret = call(&a, "bump_idexport", serde_json::json!(["alice"]))["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(secret.starts_with("bumpsec1"));
+    let v = call(&b, "bump_idimport", serde_json::json!(["alice", secret]));
+    assert_eq!(v["result"]["id"], alice.as_str(), "{v}");
+
+    // Bad requests: a clear -32110, nothing changed.
+    for (method, params, word) in [
+        ("bump_idnew", serde_json::json!(["alice"]), "exists"),
+        ("bump_idnew", serde_json::json!(["no spaces"]), "names are"),
+        (
+            "bump_idexport",
+            serde_json::json!(["nobody"]),
+            "no identity",
+        ),
+        (
+            "bump_idimport",
+            serde_json::json!(["x", "bumpsec1qqqq"]),
+            "x",
+        ),
+        (
+            "bump_groupjoin",
+            serde_json::json!([{"name": "g", "passphrase": "p", "invite": "i"}]),
+            "either",
+        ),
+        (
+            "bump_groupjoin",
+            serde_json::json!([{"name": "g", "invite": "bumpgrp1garbage"}]),
+            "\"g\"",
+        ),
+        ("bump_groupleave", serde_json::json!(["none"]), "no group"),
+    ] {
+        let v = call(&a, method, params);
+        assert_eq!(v["error"]["code"], -32110, "{method}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(word), "{method}: {msg}");
+    }
+    assert_eq!(
+        call(&a, "bump_grouplist", serde_json::json!([]))["result"],
+        serde_json::json!([])
+    );
+
+    // A random group made over RPC, joined on the other node by its invite string; a
+    // passphrase group joined on both: the messages cross.
+    let invite = call(&a, "bump_groupnew", serde_json::json!(["club"]))["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        call(&a, "bump_groupinvite", serde_json::json!(["club"]))["result"],
+        invite.as_str()
+    );
+    let v = call(
+        &b,
+        "bump_groupjoin",
+        serde_json::json!([{"name": "club", "invite": invite}]),
+    );
+    assert_eq!(
+        v["result"],
+        serde_json::json!({"name": "club", "kind": "random"})
+    );
+    for n in [&a, &b] {
+        let v = call(
+            n,
+            "bump_groupjoin",
+            serde_json::json!([{"name": "chan", "passphrase": "meet me at the old oak"}]),
+        );
+        assert_eq!(v["result"]["kind"], "passphrase", "{v}");
+    }
+    assert_eq!(
+        text(b.ok(&["group", "list"], None)),
+        "chan (passphrase)\nclub (random)"
+    );
+    a.ok(
+        &["send", "--group", "chan", "--from", "alice", "-"],
+        Some(b"by passphrase"),
+    );
+    a.ok(&["send", "--group", "club", "-"], Some(b"by invite"));
+    assert!(wait_for(30, || b
+        .cli(&["get", "--group", "chan"], None)
+        .stdout
+        == b"by passphrase"
+        && b.cli(&["get", "--group", "club"], None).stdout
+            == b"by invite"));
+    let v = call(&b, "bump_sealedget", serde_json::json!([{"group": "chan"}]));
+    assert_eq!(v["result"]["messages"][0]["sender"], alice.as_str(), "{v}");
+    assert_eq!(v["result"]["messages"][0]["signature"], "valid", "{v}");
+
+    assert_eq!(
+        call(&b, "bump_groupleave", serde_json::json!(["club"]))["result"],
+        true
+    );
+    let out = b.cli(&["get", "--group", "club"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no group"));
+}
+
+/// Secrets never in the log: a node logging at `trace` answers keyring calls that carry a
+/// passphrase, an identity secret and message bytes; none of them appears in its log.
+#[test]
+fn keyring_secrets_stay_out_of_a_trace_log() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("node.log");
+    let n = TestNode::start_logged(d.path(), &[], "trace", &log);
+    let call = |method: &str, params| n.rpc(method, params);
+    let pass = "PASSPHRASE-MARKER-7f3a";
+    let v = call(
+        "bump_groupjoin",
+        serde_json::json!([{"name": "chan", "passphrase": pass}]),
+    );
+    assert_eq!(v["result"]["kind"], "passphrase", "{v}");
+    call("bump_idnew", serde_json::json!(["me"]));
+    let secret = call("bump_idexport", serde_json::json!(["me"]))["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invite = call("bump_groupinvite", serde_json::json!(["chan"]))["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    use base64::Engine as _;
+    let body = "BODY-MARKER-9c21";
+    let v = call(
+        "bump_sealedsend",
+        serde_json::json!([{"group": "chan", "from": "me",
+            "data": base64::engine::general_purpose::STANDARD.encode(body)}]),
+    );
+    assert!(v["result"].is_array(), "{v}");
+    assert!(wait_for(20, || n
+        .cli(&["get", "--group", "chan"], None)
+        .stdout
+        == body.as_bytes()));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "the node logged at trace"
+    );
+    for s in [pass, &secret, &invite, body] {
+        assert!(!text.contains(s), "{s} is in the log");
+    }
+    // The data travels as base64 in the request; that form is kept out too.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+    assert!(!text.contains(&b64), "the base64 body is in the log");
+}

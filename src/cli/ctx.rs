@@ -76,11 +76,22 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Log to stderr at `$RUST_LOG` (else `default`). The JSON-RPC library is held at `info`
+/// whatever `$RUST_LOG` asks: at `debug` and `trace` it writes request parameters and
+/// replies, which carry keyring secrets, passphrases and message bytes.
 pub fn init_logging(default: &str) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let no_rpc_bodies = tracing_subscriber::filter::filter_fn(|m| {
+        !m.target().starts_with("jsonrpsee") || *m.level() <= tracing::Level::INFO
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .with_filter(no_rpc_bodies),
+        )
         .init();
 }

@@ -9,7 +9,6 @@ use base64::Engine as _;
 use bump::rpc::api::{BumpApiClient, SealedGetParams, SealedResult};
 use bump::rpc::client::classify;
 use bump::sealed::keyring::Keyring;
-use bump::sealed::keys::{GroupKey, Identity};
 use bump::settings::Base;
 use clap::{Args, Subcommand};
 
@@ -58,26 +57,34 @@ fn keyring(base: &Base) -> Result<Keyring> {
     Ok(Keyring::load(&base.netdir)?)
 }
 
+/// Change the keyring under its lock (a running node may change it too).
+fn edit<T>(
+    base: &Base,
+    f: impl FnOnce(&mut Keyring) -> Result<T, bump::sealed::keyring::KeyringError>,
+) -> Result<T> {
+    Ok(Keyring::edit(&base.netdir, f)?)
+}
+
 pub fn id(base: &Base, c: IdCmd) -> Result<()> {
-    let mut k = keyring(base)?;
     match c {
         IdCmd::New { name } => {
-            let id = Identity::generate();
-            k.add_identity(&name, &id)?;
-            k.save()?;
+            let id = edit(base, |k| k.new_identity(&name))?;
             println!("{}", id.public().to_string_id());
         }
         IdCmd::List => {
-            for (name, id) in k.all_identities() {
+            for (name, id) in keyring(base)?.all_identities() {
                 println!("{name} {}", id.public().to_string_id());
             }
         }
-        IdCmd::Show { name } => println!("{}", k.identity(&name)?.public().to_string_id()),
-        IdCmd::Export { name } => println!("{}", k.identity(&name)?.to_secret_string()),
+        IdCmd::Show { name } => println!(
+            "{}",
+            keyring(base)?.identity(&name)?.public().to_string_id()
+        ),
+        IdCmd::Export { name } => {
+            println!("{}", keyring(base)?.identity(&name)?.to_secret_string())
+        }
         IdCmd::Import { name, secret } => {
-            let id = Identity::parse_secret(&secret)?;
-            k.add_identity(&name, &id)?;
-            k.save()?;
+            let id = edit(base, |k| k.import_identity(&name, &secret))?;
             println!("{}", id.public().to_string_id());
         }
         IdCmd::Lock => {
@@ -88,13 +95,11 @@ pub fn id(base: &Base, c: IdCmd) -> Result<()> {
                     bump::sealed::keyring::PASSPHRASE_ENV
                 );
             }
-            k.set_passphrase(Some(pass))?;
-            k.save()?;
+            edit(base, |k| k.set_passphrase(Some(pass)))?;
             eprintln!("bump: the keyring is encrypted at rest");
         }
         IdCmd::Unlock => {
-            k.set_passphrase(None)?;
-            k.save()?;
+            edit(base, |k| k.set_passphrase(None))?;
             eprintln!("bump: the keyring is stored in the clear");
         }
     }
@@ -102,36 +107,27 @@ pub fn id(base: &Base, c: IdCmd) -> Result<()> {
 }
 
 pub fn group(base: &Base, c: GroupCmd) -> Result<()> {
-    let mut k = keyring(base)?;
     match c {
         GroupCmd::New { name } => {
-            k.add_group(&name, &GroupKey::generate(), "random")?;
-            k.save()?;
-            println!("{}", k.group(&name)?.to_invite());
+            let key = edit(base, |k| k.new_group(&name))?;
+            println!("{}", key.to_invite());
         }
         GroupCmd::Join {
             name,
             passphrase,
             invite,
         } => {
-            let (key, kind) = match (passphrase, invite) {
-                (Some(p), _) => (GroupKey::from_passphrase(&p)?, "passphrase"),
-                (None, Some(i)) => (GroupKey::parse_invite(&i)?, "random"),
-                (None, None) => bail!("give --passphrase or --invite"),
-            };
-            k.add_group(&name, &key, kind)?;
-            k.save()?;
+            edit(base, |k| {
+                k.join_group(&name, passphrase.as_deref(), invite.as_deref())
+            })?;
         }
-        GroupCmd::Invite { name } => println!("{}", k.group(&name)?.to_invite()),
+        GroupCmd::Invite { name } => println!("{}", keyring(base)?.group(&name)?.to_invite()),
         GroupCmd::List => {
-            for (name, g) in &k.groups {
+            for (name, g) in &keyring(base)?.groups {
                 println!("{name} ({})", g.kind);
             }
         }
-        GroupCmd::Leave { name } => {
-            k.remove_group(&name)?;
-            k.save()?;
-        }
+        GroupCmd::Leave { name } => edit(base, |k| k.remove_group(&name))?,
     }
     Ok(())
 }

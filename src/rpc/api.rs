@@ -180,6 +180,33 @@ pub struct SealedResult {
     pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
+/// An identity of the keyring: its name and public string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityJson {
+    pub name: String,
+    /// `bumpid1…`
+    pub id: String,
+}
+
+/// A group of the keyring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupJson {
+    pub name: String,
+    /// "random" (an invite-string key) or "passphrase" (argon2id of a shared passphrase).
+    pub kind: String,
+}
+
+/// `bump_groupjoin`: exactly one of `passphrase` and `invite`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupJoinParams {
+    pub name: String,
+    #[serde(default)]
+    pub passphrase: Option<String>,
+    #[serde(default)]
+    pub invite: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendResult {
     pub msgid: String,
@@ -319,6 +346,42 @@ pub trait BumpApi {
     /// Open the sealed messages of a group, or of inboxes, with the node's keyring.
     #[method(name = "sealedget")]
     async fn sealed_get(&self, params: SealedGetParams) -> RpcResult<SealedResult>;
+
+    /// Make an identity in the node's keyring; returns its public string.
+    #[method(name = "idnew")]
+    async fn id_new(&self, name: String) -> RpcResult<IdentityJson>;
+
+    /// The keyring's identities.
+    #[method(name = "idlist")]
+    async fn id_list(&self) -> RpcResult<Vec<IdentityJson>>;
+
+    /// Add an identity from its secret string (`bumpsec1…`).
+    #[method(name = "idimport")]
+    async fn id_import(&self, name: String, secret: String) -> RpcResult<IdentityJson>;
+
+    /// An identity's secret string (`bumpsec1…`), for `idimport` elsewhere.
+    #[method(name = "idexport")]
+    async fn id_export(&self, name: String) -> RpcResult<String>;
+
+    /// Make a group with a random key; returns its invite string (`bumpgrp1…`).
+    #[method(name = "groupnew")]
+    async fn group_new(&self, name: String) -> RpcResult<String>;
+
+    /// Join a group by invite string or shared passphrase.
+    #[method(name = "groupjoin")]
+    async fn group_join(&self, params: GroupJoinParams) -> RpcResult<GroupJson>;
+
+    /// A group's invite string (`bumpgrp1…`): whoever holds it reads and writes the group.
+    #[method(name = "groupinvite")]
+    async fn group_invite(&self, name: String) -> RpcResult<String>;
+
+    /// The keyring's groups.
+    #[method(name = "grouplist")]
+    async fn group_list(&self) -> RpcResult<Vec<GroupJson>>;
+
+    /// Forget a group.
+    #[method(name = "groupleave")]
+    async fn group_leave(&self, name: String) -> RpcResult<bool>;
 
     /// Complete messages of a tag (in completion order) and the incomplete ones.
     #[method(name = "getmessages")]

@@ -2,9 +2,9 @@
 //! loopback address behind [`auth`](super::auth). HTTP and WebSocket share one port.
 
 use super::api::{
-    codes, rpc_error, BumpApiServer, GetOptions, ImportResult, MessageJson, MessagesResult,
-    PacketPage, PartialJson, SealedGetParams, SealedMessageJson, SealedResult, SealedSendParams,
-    SendParams, SendResult, StatusResult,
+    codes, rpc_error, BumpApiServer, GetOptions, GroupJoinParams, GroupJson, IdentityJson,
+    ImportResult, MessageJson, MessagesResult, PacketPage, PartialJson, SealedGetParams,
+    SealedMessageJson, SealedResult, SealedSendParams, SendParams, SendResult, StatusResult,
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, CompleteMessage, MessageError, MessageId};
@@ -16,6 +16,7 @@ use crate::node::{Node, NodeError};
 use crate::p2p::overlay::PeerRow;
 use crate::p2p::Overlay;
 use crate::packet::{Packet, PacketJson};
+use crate::sealed::keyring::{Keyring, KeyringError};
 use crate::store::StoreError;
 use crate::tag::Tag;
 use base64::Engine as _;
@@ -117,10 +118,45 @@ fn keyring_error(e: impl std::fmt::Display) -> ErrorObjectOwned {
     rpc_error(codes::KEYRING, e.to_string())
 }
 
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, KeyringError> + Send + 'static,
+) -> RpcResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| rpc_error(codes::INTERNAL, format!("keyring task failed: {e}")))?
+        .map_err(keyring_error)
+}
+
+fn identity_json(name: String, id: &crate::sealed::keys::Identity) -> IdentityJson {
+    IdentityJson {
+        name,
+        id: id.public().to_string_id(),
+    }
+}
+
 impl RpcImpl {
-    /// The node's keyring, read afresh (the `bump id`/`bump group` commands edit it).
-    fn keyring(&self) -> RpcResult<crate::sealed::keyring::Keyring> {
-        crate::sealed::keyring::Keyring::load(&self.node.info().netdir).map_err(keyring_error)
+    /// The node's keyring, read afresh (the `bump id`/`bump group` commands edit it), off
+    /// the async runtime: opening an encrypted one runs argon2id.
+    async fn keyring(&self) -> RpcResult<Keyring> {
+        let netdir = self.node.info().netdir.clone();
+        blocking(move || Keyring::load(&netdir)).await
+    }
+
+    /// Read the keyring and answer from it.
+    async fn read_keyring<T>(
+        &self,
+        f: impl FnOnce(&Keyring) -> Result<T, KeyringError>,
+    ) -> RpcResult<T> {
+        f(&self.keyring().await?).map_err(keyring_error)
+    }
+
+    /// Change the keyring under its lock ([`Keyring::edit`]), off the async runtime.
+    async fn edit_keyring<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Keyring) -> Result<T, KeyringError> + Send + 'static,
+    ) -> RpcResult<T> {
+        let netdir = self.node.info().netdir.clone();
+        blocking(move || Keyring::edit(&netdir, f)).await
     }
 
     /// Send one message as `bump_send` does.
@@ -192,7 +228,7 @@ impl BumpApiServer for RpcImpl {
             from: params.from.clone(),
         };
         let envelopes =
-            crate::sealed::book::seal_for(&self.keyring()?, &how, data, crate::unix_now())
+            crate::sealed::book::seal_for(&self.keyring().await?, &how, data, crate::unix_now())
                 .map_err(keyring_error)?;
         let mut out = Vec::new();
         for (tag, env) in envelopes {
@@ -202,10 +238,77 @@ impl BumpApiServer for RpcImpl {
         Ok(out)
     }
 
+    async fn id_new(&self, name: String) -> RpcResult<IdentityJson> {
+        self.edit_keyring(move |k| Ok(identity_json(name.clone(), &k.new_identity(&name)?)))
+            .await
+    }
+
+    async fn id_list(&self) -> RpcResult<Vec<IdentityJson>> {
+        self.read_keyring(|k| {
+            Ok(k.all_identities()
+                .into_iter()
+                .map(|(n, i)| identity_json(n, &i))
+                .collect())
+        })
+        .await
+    }
+
+    async fn id_import(&self, name: String, secret: String) -> RpcResult<IdentityJson> {
+        self.edit_keyring(move |k| {
+            let id = k.import_identity(&name, &secret)?;
+            Ok(identity_json(name, &id))
+        })
+        .await
+    }
+
+    async fn id_export(&self, name: String) -> RpcResult<String> {
+        self.read_keyring(move |k| Ok(k.identity(&name)?.to_secret_string()))
+            .await
+    }
+
+    async fn group_new(&self, name: String) -> RpcResult<String> {
+        self.edit_keyring(move |k| Ok(k.new_group(&name)?.to_invite()))
+            .await
+    }
+
+    async fn group_join(&self, p: GroupJoinParams) -> RpcResult<GroupJson> {
+        self.edit_keyring(move |k| {
+            k.join_group(&p.name, p.passphrase.as_deref(), p.invite.as_deref())?;
+            Ok(GroupJson {
+                kind: k.groups[&p.name].kind.clone(),
+                name: p.name,
+            })
+        })
+        .await
+    }
+
+    async fn group_invite(&self, name: String) -> RpcResult<String> {
+        self.read_keyring(move |k| Ok(k.group(&name)?.to_invite()))
+            .await
+    }
+
+    async fn group_list(&self) -> RpcResult<Vec<GroupJson>> {
+        self.read_keyring(|k| {
+            Ok(k.groups
+                .iter()
+                .map(|(name, g)| GroupJson {
+                    name: name.clone(),
+                    kind: g.kind.clone(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn group_leave(&self, name: String) -> RpcResult<bool> {
+        self.edit_keyring(move |k| k.remove_group(&name).map(|_| true))
+            .await
+    }
+
     async fn sealed_get(&self, params: SealedGetParams) -> RpcResult<SealedResult> {
         use crate::sealed::book::{group_tags, inbox_tags, Reading};
         use crate::sealed::envelope::Opener;
-        let k = self.keyring()?;
+        let k = self.keyring().await?;
         let now = crate::unix_now();
         let max_ttl = self.node.limits().max_ttl;
         let mut r = Reading::default();

@@ -1,7 +1,9 @@
 //! The keyring: this user's identities and groups, in `DATADIR/<net>/keyring.json` (mode
 //! 0600, written atomically). Secrets are kept in their printable forms (`bumpsec1…`,
 //! `bumpgrp1…`). It is read by the `bump id`, `bump group`, sealed `send`/`get` and `inbox`
-//! commands; the node never sees it.
+//! commands, and by the node's `bump_sealed*`, `bump_id*` and `bump_group*` RPC methods.
+//! Changes go through [`Keyring::edit`], which holds an exclusive lock on `keyring.lock`, so a
+//! command line and a node that change it at the same moment lose nothing.
 
 use super::keys::{GroupKey, Identity, KeyError};
 use serde::{Deserialize, Serialize};
@@ -9,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const KEYRING_FILE: &str = "keyring.json";
+/// Held (flock, exclusive) while the keyring is loaded, changed and saved.
+pub const KEYRING_LOCK: &str = "keyring.lock";
 /// Where the passphrase of an encrypted keyring is read from.
 pub const PASSPHRASE_ENV: &str = "BUMP_KEYRING_PASSPHRASE";
 const KEYRING_AAD: &[u8] = b"bump/keyring/1";
@@ -50,6 +54,8 @@ pub enum KeyringError {
     Locked(PathBuf),
     #[error("the keyring {0} does not open with this passphrase (or it is damaged)")]
     BadPassphrase(PathBuf),
+    #[error("join a group with either a passphrase or an invite string, not both or neither")]
+    JoinHow,
     #[error("the keyring passphrase is empty")]
     EmptyPassphrase,
     #[error("keyring entry {name:?}: {err}")]
@@ -118,6 +124,79 @@ impl Keyring {
         };
         k.path = path;
         Ok(k)
+    }
+
+    /// Load the keyring of `netdir`, apply `f` and save the result, all under an exclusive
+    /// lock on `netdir/keyring.lock`; nothing is saved when `f` fails.
+    pub fn edit<T>(
+        netdir: &Path,
+        f: impl FnOnce(&mut Keyring) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
+        let lock_path = netdir.join(KEYRING_LOCK);
+        let io = |err| KeyringError::Io {
+            path: lock_path.clone(),
+            err,
+        };
+        std::fs::create_dir_all(netdir).map_err(io)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut k = Keyring::load(netdir)?;
+        let out = f(&mut k)?;
+        k.save()?;
+        // The lock goes with the file handle.
+        drop(lock);
+        Ok(out)
+    }
+
+    /// Make a new identity under `name`.
+    pub fn new_identity(&mut self, name: &str) -> Result<Identity, KeyringError> {
+        let id = Identity::generate();
+        self.add_identity(name, &id)?;
+        Ok(id)
+    }
+
+    /// Add an identity from its secret string (`bumpsec1…`).
+    pub fn import_identity(&mut self, name: &str, secret: &str) -> Result<Identity, KeyringError> {
+        let id = Identity::parse_secret(secret).map_err(|err| KeyringError::Key {
+            name: name.into(),
+            err,
+        })?;
+        self.add_identity(name, &id)?;
+        Ok(id)
+    }
+
+    /// Make a group with a fresh random key.
+    pub fn new_group(&mut self, name: &str) -> Result<GroupKey, KeyringError> {
+        let key = GroupKey::generate();
+        self.add_group(name, &key, "random")?;
+        Ok(key)
+    }
+
+    /// Join a group by its invite string or by a shared passphrase (argon2id: slow on
+    /// purpose). Exactly one of the two must be given.
+    pub fn join_group(
+        &mut self,
+        name: &str,
+        passphrase: Option<&str>,
+        invite: Option<&str>,
+    ) -> Result<GroupKey, KeyringError> {
+        let key_err = |err| KeyringError::Key {
+            name: name.into(),
+            err,
+        };
+        check_name(name)?;
+        let (key, kind) = match (passphrase, invite) {
+            (Some(p), None) => (GroupKey::from_passphrase(p).map_err(key_err)?, "passphrase"),
+            (None, Some(i)) => (GroupKey::parse_invite(i).map_err(key_err)?, "random"),
+            _ => return Err(KeyringError::JoinHow),
+        };
+        self.add_group(name, &key, kind)?;
+        Ok(key)
     }
 
     /// Write it back: a temporary file of mode 0600, then renamed over the old one.
@@ -327,6 +406,34 @@ mod tests {
         assert_eq!(k.identity("alice").unwrap().public(), id.public());
         assert_eq!(k.group("club").unwrap(), g);
         assert!(matches!(k.group("none"), Err(KeyringError::NoGroup(_))));
+    }
+
+    #[test]
+    fn edits_from_many_writers_at_once_are_all_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let dir = d.path().to_path_buf();
+                std::thread::spawn(move || {
+                    for j in 0..5 {
+                        Keyring::edit(&dir, |k| k.new_group(&format!("g{i}-{j}"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let k = Keyring::load(d.path()).unwrap();
+        assert_eq!(k.groups.len(), 40, "lost updates: {:?}", k.groups.keys());
+        // A failed edit saves nothing.
+        let before = std::fs::read(d.path().join(KEYRING_FILE)).unwrap();
+        let e = Keyring::edit(d.path(), |k| {
+            k.new_group("late")?;
+            k.join_group("both", Some("p"), Some("i"))
+        });
+        assert!(matches!(e, Err(KeyringError::JoinHow)));
+        assert_eq!(std::fs::read(d.path().join(KEYRING_FILE)).unwrap(), before);
     }
 
     #[test]

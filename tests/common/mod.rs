@@ -50,6 +50,14 @@ impl TestNode {
         serde_json::from_slice(&self.ok(&["status", "--json"], None)).unwrap()
     }
 
+    /// One JSON-RPC call with the node's cookie; the whole reply (`result` or `error`).
+    pub fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":params});
+        let auth = cookie_auth(&self.datadir);
+        let (_, resp) = http_post(self.addr, Some(&auth), body.to_string().as_bytes());
+        serde_json::from_slice(&resp).unwrap()
+    }
+
     pub fn peers(&self) -> Vec<serde_json::Value> {
         serde_json::from_slice::<Vec<serde_json::Value>>(&self.ok(&["peers", "--json"], None))
             .unwrap()
@@ -57,6 +65,17 @@ impl TestNode {
 
     /// Start a regtest node in `datadir` with extra `node` arguments.
     pub fn start(datadir: &Path, extra: &[&str]) -> TestNode {
+        let log = std::env::var("BUMP_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        TestNode::spawn(datadir, extra, &log, Stdio::inherit())
+    }
+
+    /// Start a node that logs at `rust_log` into the file `log`.
+    pub fn start_logged(datadir: &Path, extra: &[&str], rust_log: &str, log: &Path) -> TestNode {
+        let f = std::fs::File::create(log).unwrap();
+        TestNode::spawn(datadir, extra, rust_log, Stdio::from(f))
+    }
+
+    fn spawn(datadir: &Path, extra: &[&str], rust_log: &str, stderr: Stdio) -> TestNode {
         let addr_file = netdir(datadir).join("rpc.addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut args: Vec<String> = vec![
@@ -70,13 +89,10 @@ impl TestNode {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(&*BIN)
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("BUMP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn bump node");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -140,19 +140,17 @@ fn slot_key(shared: &SharedSecret, eph: &[u8; 32], to: &[u8; 32]) -> [u8; 32] {
 /// and only a slot whose tag matches is decrypted.
 fn open_slot(kek: &[u8; 32], slots: &[u8]) -> Option<[u8; 32]> {
     use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
-    use poly1305::universal_hash::{KeyInit as _, UniversalHash};
     use subtle::ConstantTimeEq;
     let mut stream = chacha20::ChaCha20::new(kek.into(), &[0u8; 12].into());
     let mut mac_key = [0u8; 32];
     stream.apply_keystream(&mut mac_key);
-    // aad length 0 and ciphertext length 32, as two little-endian u64.
-    let mut lengths = [0u8; 16];
-    lengths[8..].copy_from_slice(&32u64.to_le_bytes());
+    // The MAC input: the 32-byte ciphertext, then aad length 0 and ciphertext length 32 as
+    // two little-endian u64 (no padding needed: both are whole 16-byte blocks).
+    let mut input = [0u8; 48];
+    input[40..].copy_from_slice(&32u64.to_le_bytes());
     for s in slots.chunks_exact(SLOT_LEN) {
-        let mut mac = poly1305::Poly1305::new(&mac_key.into());
-        mac.update_padded(&s[..32]);
-        mac.update_padded(&lengths);
-        if bool::from(mac.finalize().as_slice().ct_eq(&s[32..])) {
+        input[..32].copy_from_slice(&s[..32]);
+        if bool::from(super::poly1305::tag(&mac_key, &input).ct_eq(&s[32..])) {
             let mut key = [0u8; 32];
             key.copy_from_slice(&s[..32]);
             stream.seek(64u64);

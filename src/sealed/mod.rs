@@ -6,10 +6,12 @@
 //! - [`keys`]: identities, group keys, printable strings, HKDF;
 //! - [`envelope`]: the byte format, seal and open;
 //! - [`tags`]: day-slot group tags and inbox buckets;
-//! - [`keyring`]: the identities and groups kept in the datadir.
+//! - [`keyring`]: the identities and groups kept in the datadir;
+//! - [`poly1305`]: the one-shot MAC of the key-slot checks.
 
 pub mod book;
 pub mod envelope;
 pub mod keyring;
 pub mod keys;
+pub mod poly1305;
 pub mod tags;

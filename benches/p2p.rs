@@ -67,6 +67,8 @@ async fn node_with(
         cover: None,
         own_via: Vec::new(),
         loops: bump::mix::loops::LoopConfig::off(),
+        announce_mix: false,
+        default_hops: 0,
     };
     start(settings, CancellationToken::new())
         .await

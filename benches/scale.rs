@@ -161,6 +161,8 @@ fn main() {
             cover: None,
             own_via: Vec::new(),
             loops: bump::mix::loops::LoopConfig::off(),
+        announce_mix: false,
+        default_hops: 0,
         };
         let node = start(settings, CancellationToken::new()).await.unwrap();
         let started = t.elapsed();

@@ -43,6 +43,11 @@ pub struct DaemonSettings {
     pub loops: crate::mix::loops::LoopConfig,
     /// namecoind link (names, directory, postage); `None` = none.
     pub chain: Option<ChainSettings>,
+    /// Publish our mix record on the bus and route through the mixes others publish.
+    pub announce_mix: bool,
+    /// Remote mixes per send that names neither `via` nor `hops` (without namecoind: capped
+    /// at the mixes known from the bus).
+    pub default_hops: usize,
 }
 
 /// Everything about namecoind and what the node does with it.
@@ -209,10 +214,17 @@ pub async fn start(
     };
     // One send service for user sends, cover and loops. Our own traffic goes through
     // --cover-via mixes, else fee-free directory mixes.
+    let book = settings.announce_mix.then(|| {
+        let book = crate::mix::gossip::MixBook::new(node.clone(), mix_key);
+        tokio::spawn(book.clone().run(Duration::from_secs(2), shutdown.clone()));
+        book
+    });
     let sender = Arc::new(SendService::new(
         node.clone(),
         names.clone(),
         settings.own_via.clone(),
+        book,
+        settings.default_hops,
     ));
     let own_route = sender.own_route().cloned();
     let loops = match (&own_route, settings.loops.per_minute > 0.0) {
@@ -241,6 +253,7 @@ pub async fn start(
         },
     )?;
     tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
+    sender.attach_mixer(mix.clone());
     if let Some((monitor, route)) = loops {
         tokio::spawn(crate::mix::loops::run(
             mix.clone(),

@@ -156,6 +156,29 @@ pub fn quantized_expiry(now: u32, ttl: u32) -> u32 {
     (raw / quantum) * quantum
 }
 
+/// The expiry grid of every onion layer (docs/protocol.md §6.2): 6 hours.
+pub const MIX_EXPIRY_GRID: u32 = 6 * 3600;
+
+/// Expiry of every layer of a mixed send: `now + ttl` rounded *up* to the 6-hour grid, so that
+/// all mixed traffic of a 6-hour window shares one expiry and a short TTL marks nothing (a
+/// TTL under 6 h lives until the next grid line). Rounded down instead where up would pass
+/// `now + max_ttl`; a node whose `max_ttl` cannot reach a grid line falls back to
+/// [`quantized_expiry`].
+pub fn mixed_expiry(now: u32, ttl: u32, max_ttl: u32) -> u32 {
+    let g = MIX_EXPIRY_GRID;
+    let raw = now.saturating_add(ttl);
+    let up = raw.div_ceil(g).saturating_mul(g);
+    if up <= now.saturating_add(max_ttl) {
+        return up;
+    }
+    let down = raw / g * g;
+    if down > now {
+        down
+    } else {
+        quantized_expiry(now, ttl)
+    }
+}
+
 impl Node {
     pub fn new(
         store: Arc<Store>,
@@ -558,6 +581,24 @@ mod tests {
     #[test]
     fn expiry_is_quantized_and_in_the_future() {
         let now = 1_700_000_123;
+        let g = MIX_EXPIRY_GRID;
+        // Short TTLs live to the next grid line; long ones stay within the maximum.
+        for ttl in [60, 3600, 6 * 3600, 24 * 3600] {
+            let e = mixed_expiry(now, ttl, 48 * 3600);
+            assert_eq!(e % g, 0, "ttl {ttl}");
+            assert!(e >= now + ttl && e < now + ttl + g, "ttl {ttl}");
+        }
+        let e = mixed_expiry(now, 48 * 3600, 48 * 3600);
+        assert_eq!(e % g, 0);
+        assert!(e <= now + 48 * 3600 && e > now + 42 * 3600);
+        // Two sends hours apart with different TTLs share an expiry.
+        let t0 = 1_800_000_000 / g * g + 60;
+        assert_eq!(
+            mixed_expiry(t0, 600, 48 * 3600),
+            mixed_expiry(t0 + 4 * 3600, 3600, 48 * 3600)
+        );
+        // A node with a max TTL under the grid falls back to the minute.
+        assert_eq!(mixed_expiry(now, 120, 300), quantized_expiry(now, 120));
         let e = quantized_expiry(now, 48 * 3600);
         assert_eq!(e % 3600, 0);
         assert!(e > now + 47 * 3600 && e <= now + 48 * 3600);

@@ -96,6 +96,10 @@ impl Base {
     }
 }
 
+/// Cover packets per minute by default, when the node has mixes to route through: enough
+/// that on a quiet network a standard-level message finds its crowds (docs/anonymity.md).
+pub const DEFAULT_COVER_RATE: f64 = 2.0;
+
 /// `bump node`'s flags.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct NodeArgs {
@@ -147,10 +151,17 @@ pub struct NodeArgs {
     /// How long a misbehaving peer's IP stays banned, in seconds [default: 86400]
     #[arg(long, value_name = "SECS")]
     pub ban_time: Option<u64>,
-    /// Cover traffic: publish this many dummy packets per minute on average (Poisson), routed
-    /// through 1 to 3 random mixes and dropped at their last hop [default: 0 = off]
+    /// Cover traffic: this many dummy packets per minute on average (Poisson), started in our
+    /// own pool like a real send, routed through 1 to 3 random mixes and dropped at their last
+    /// hop; they also fill the crowds that let messages leave on a quiet network
+    /// [default: 2 when there are mixes to route through; 0 = off]
     #[arg(long, value_name = "PER_MIN")]
     pub cover_rate: Option<f64>,
+    /// Publish this node's mix key as a signed record on the bus (docs/protocol.md §6.7), so
+    /// that every node can route through it, and route through the mixes other nodes publish
+    /// [default: true]
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub announce_mix: Option<bool>,
     /// Mixes (public keys) that cover traffic and loop packets go through [default: the
     /// Namecoin directory's mixes that ask no fee, with --namecoind]
     #[arg(long, value_name = "KEY,KEY,...", value_delimiter = ',')]
@@ -294,6 +305,15 @@ pub fn node_settings(ctx: &Base, args: &NodeArgs) -> Result<DaemonSettings, Sett
         })
         .collect::<Result<Vec<_>, _>>()?;
     let has_namecoind = args.namecoind.is_some() || conf.get(net, "namecoind").is_some();
+    let announce_mix = args
+        .announce_mix
+        .or(conf.parsed(net, "announcemix")?)
+        .unwrap_or(true);
+    let default_hops = args
+        .hops
+        .or(conf.parsed(net, "hops")?)
+        .unwrap_or(crate::names::DEFAULT_HOPS);
+    let can_route = !own_via.is_empty() || has_namecoind || announce_mix;
     let own_tau = Tau::resolve(
         args.cover_tau.as_deref(),
         args.cover_crowd,
@@ -304,10 +324,14 @@ pub fn node_settings(ctx: &Base, args: &NodeArgs) -> Result<DaemonSettings, Sett
             .map(u64::from),
     )
     .map_err(|e| invalid!("--cover-tau: {e}"))?;
-    let cover = match args.cover_rate {
-        Some(rate) if rate > 0.0 => {
-            if own_via.is_empty() && !has_namecoind {
-                return Err(invalid!("--cover-rate needs mixes: give --cover-via with at least one mix key, or --namecoind for the directory"));
+    let cover_rate = args
+        .cover_rate
+        .or(conf.parsed(net, "coverrate")?)
+        .unwrap_or(if can_route { DEFAULT_COVER_RATE } else { 0.0 });
+    let cover = match cover_rate {
+        rate if rate > 0.0 => {
+            if !can_route {
+                return Err(invalid!("--cover-rate needs mixes: give --cover-via with at least one mix key, --namecoind for the directory, or leave --announce-mix on"));
             }
             Some(crate::mix::cover::CoverConfig {
                 per_minute: rate,
@@ -317,9 +341,9 @@ pub fn node_settings(ctx: &Base, args: &NodeArgs) -> Result<DaemonSettings, Sett
         }
         _ => None,
     };
-    if args.loops.is_some_and(|r| r > 0.0) && own_via.is_empty() && !has_namecoind {
+    if args.loops.is_some_and(|r| r > 0.0) && !can_route {
         return Err(invalid!(
-            "--loops needs mixes to route through: give --cover-via or --namecoind"
+            "--loops needs mixes to route through: give --cover-via, --namecoind, or leave --announce-mix on"
         ));
     }
     let loops = crate::mix::loops::LoopConfig {
@@ -408,6 +432,8 @@ pub fn node_settings(ctx: &Base, args: &NodeArgs) -> Result<DaemonSettings, Sett
     };
     Ok(DaemonSettings {
         chain,
+        announce_mix,
+        default_hops,
         cover,
         own_via,
         loops,

@@ -61,10 +61,11 @@ fn an_inv_flood_from_a_peer_that_never_reads_keeps_memory_flat() {
             break;
         }
     }
-    // Let the node digest it all.
+    // Let the node digest it all: it asks for some ids, or (on a slow machine, where the
+    // flood itself takes longer than the stall timeout) has already dropped the peer.
     assert!(wait_for(30, || {
         let s = node.status();
-        s["p2p"]["requested"].as_u64().unwrap_or(0) > 0
+        s["p2p"]["requested"].as_u64().unwrap_or(0) > 0 || node.peers().is_empty()
     }));
     std::thread::sleep(Duration::from_secs(2));
     let after = rss_kib(pid(&node));

@@ -75,6 +75,8 @@ impl Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run a node: store packets and serve the JSON-RPC API on loopback until SIGINT/SIGTERM
+    /// (a flag given twice takes its last value)
+    #[command(args_override_self = true)]
     Node(Box<NodeArgs>),
     /// Send FILE (`-` for stdin) under TAG; prints the message id once the node has it on disk
     Send(send::SendArgs),

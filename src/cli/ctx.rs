@@ -83,9 +83,10 @@ pub fn init_logging(default: &str) {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let no_rpc_bodies = tracing_subscriber::filter::filter_fn(|m| {
-        !m.target().starts_with("jsonrpsee") || *m.level() <= tracing::Level::INFO
-    });
+    // A static filter (not a closure) so that disabled call sites stay free.
+    let no_rpc_bodies = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::TRACE)
+        .with_target("jsonrpsee", tracing::level_filters::LevelFilter::INFO);
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

@@ -55,6 +55,9 @@ async fn start_node(
         own_via: Vec::new(),
         // The demo's mixes all ask postage, so loops would have no fee-free route.
         loops: bump::mix::loops::LoopConfig::off(),
+        // The demo shows named mixes found through namecoind.
+        announce_mix: false,
+        default_hops: bump::names::DEFAULT_HOPS,
     };
     let running = start(settings, CancellationToken::new()).await?;
     let target = Target::locate(&netdir, Network::Regtest, Some(running.rpc_addr), None)?;

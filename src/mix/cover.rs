@@ -4,7 +4,9 @@
 //! packet, so no user ever sees one. Routes are drawn from the send service's own route
 //! ([`super::send::RouteSource`]): the mixes given with `--cover-via`, or else the Namecoin
 //! directory's mixes that ask no fee (paying postage for every dummy is not built). Tau values
-//! and expiry come from [`SendService::policy`], the same check every send passes.
+//! and expiry come from [`SendService::policy`], the same check every send passes. Like a real
+//! send, a dummy starts in this node's own pool ([`SendService::submit`]): its first layer is
+//! ours, peeled here, with the same per-packet random delay.
 
 use super::route::{instructions, RoutePolicy};
 use super::send::{RouteSource, SendService};
@@ -29,25 +31,36 @@ pub struct CoverConfig {
 }
 
 /// Build one dummy relay packet through a random route drawn from `via`: a random ordering of
-/// 1 to [`crate::names::DEFAULT_HOPS`] of them.
+/// 1 to [`crate::names::DEFAULT_HOPS`] of them, after our own mix `own` when given (its layer
+/// waits `own_delay`, as a real send's own layer does).
 pub fn dummy(
+    own: Option<(PublicKey, u64)>,
     via: &[PublicKey],
     pol: RoutePolicy,
     rng: &mut impl RngCore,
 ) -> Option<crate::packet::Packet> {
-    if via.is_empty() {
+    let mut others: Vec<PublicKey> = via
+        .iter()
+        .filter(|k| Some(**k) != own.map(|o| o.0))
+        .copied()
+        .collect();
+    if others.is_empty() {
         return None;
     }
-    let mut route: Vec<PublicKey> = via.to_vec();
-    route.shuffle(&mut rand::rngs::OsRng);
-    let hops = rand::rngs::OsRng.gen_range(1..=route.len().min(crate::names::DEFAULT_HOPS));
-    route.truncate(hops);
+    others.shuffle(&mut rand::rngs::OsRng);
+    let hops = rand::rngs::OsRng.gen_range(1..=others.len().min(crate::names::DEFAULT_HOPS));
+    others.truncate(hops);
+    let mut route: Vec<PublicKey> = own.map(|o| o.0).into_iter().collect();
+    route.extend(others);
     let mut random_tag = [0u8; 20];
     rng.fill_bytes(&mut random_tag);
     // Built exactly like a real message's route, except that the last hop drops it.
     let mut instr = instructions(&route, Tag(random_tag), pol);
     if let Some(last) = instr.last_mut() {
         last.drop = true;
+    }
+    if let (Some((_, d)), Some(first)) = (own, instr.first_mut()) {
+        first.delay_secs = d;
     }
     wrap(&route, &instr, pol.expires, rng).ok()
 }
@@ -94,8 +107,14 @@ pub async fn run(
             continue;
         }
         warned = false;
-        if let Some(p) = dummy(&mixes, pol, &mut rand::rngs::OsRng) {
-            if let Err(e) = sender.publish(vec![p], now).await {
+        let own = sender.own_mix().map(|k| {
+            (
+                k,
+                SendService::own_first_delay(cfg.tau, &mut rand::rngs::OsRng),
+            )
+        });
+        if let Some(p) = dummy(own, &mixes, pol, &mut rand::rngs::OsRng) {
+            if let Err(e) = sender.submit(vec![p], now).await {
                 tracing::warn!("could not publish a cover packet: {e}");
             }
         }
@@ -116,7 +135,7 @@ mod tests {
             expires: 2_000_000_000,
         };
         for _ in 0..20 {
-            let mut p = dummy(&pk, pol, &mut rand::rngs::OsRng).unwrap();
+            let mut p = dummy(None, &pk, pol, &mut rand::rngs::OsRng).unwrap();
             assert_eq!(p.expires, pol.expires);
             // Follow it through whichever mixes it was routed to.
             let mut hops = 0;
@@ -142,5 +161,16 @@ mod tests {
             }
             assert!((1..=3).contains(&hops));
         }
+        // Started in our own pool: our layer first, with our own delay, then others only.
+        let (own_sk, own_pk) = (sk[0], pk[0]);
+        for _ in 0..20 {
+            let p = dummy(Some((own_pk, 77)), &pk, pol, &mut rand::rngs::OsRng).unwrap();
+            assert_eq!(p.tag, mix_tag(&own_pk));
+            let u = peel(&own_sk, &p, &mut rand::rngs::OsRng).unwrap();
+            assert_eq!(u.instructions.delay_secs, 77);
+            let next = u.outgoing.expect("goes on to another mix");
+            assert_ne!(next.tag, mix_tag(&own_pk), "our mix appears once");
+        }
+        assert!(dummy(Some((own_pk, 1)), &pk[..1], pol, &mut rand::rngs::OsRng).is_none());
     }
 }

@@ -137,6 +137,7 @@ pub struct Mixer {
     /// confirmations): retried every few seconds until they expire.
     deferred: Mutex<Vec<Packet>>,
     loops: Option<Arc<LoopMonitor>>,
+    last_drop: Mutex<String>,
 }
 
 impl Mixer {
@@ -166,6 +167,7 @@ impl Mixer {
             postage: parts.postage,
             deferred: Mutex::new(Vec::new()),
             loops: parts.loops,
+            last_drop: Mutex::new(String::new()),
         }))
     }
 
@@ -199,7 +201,13 @@ impl Mixer {
         self.tag
     }
 
+    /// Why the last packet this mix dropped was dropped.
+    pub fn last_drop_reason(&self) -> String {
+        self.last_drop.locked().clone()
+    }
+
     fn count_drop(&self, reason: &str) {
+        reason.clone_into(&mut self.last_drop.locked());
         *self
             .stats
             .locked()

@@ -83,7 +83,42 @@ pub fn wrap_message(
     limit: usize,
     rng: &mut impl RngCore,
 ) -> Result<(MessageId, Vec<Packet>), WrapError> {
-    let per_part = part_capacity_with(route, pol, postage);
+    let plan = |_: usize, _: &mut dyn RngCore| PartRoute {
+        keys: route.to_vec(),
+        first_delay: None,
+    };
+    wrap_parts(data, final_tag, route.len(), plan, pol, postage, limit, rng)
+}
+
+/// The route of one part of a message.
+#[derive(Debug, Clone)]
+pub struct PartRoute {
+    pub keys: Vec<PublicKey>,
+    /// The minimum delay of the first layer, when it differs from the policy's (the sender's
+    /// own layer, which it peels itself: nobody else sees it).
+    pub first_delay: Option<u64>,
+}
+
+/// Wrap `data` for `final_tag`, each part through the route `plan(part index)` gives; every
+/// route has `hops` mixes (so all parts have the same capacity).
+#[allow(clippy::too_many_arguments)]
+pub fn wrap_parts(
+    data: &[u8],
+    final_tag: Tag,
+    hops: usize,
+    mut plan: impl FnMut(usize, &mut dyn RngCore) -> PartRoute,
+    pol: RoutePolicy,
+    postage: &[Option<[u8; 36]>],
+    limit: usize,
+    rng: &mut impl RngCore,
+) -> Result<(MessageId, Vec<Packet>), WrapError> {
+    // Capacity depends only on the number of hops and where postage is: the first part's
+    // route sizes them all.
+    let mut first = Some(plan(0, rng));
+    let per_part = first
+        .as_ref()
+        .filter(|r| r.keys.len() == hops)
+        .map_or(0, |r| part_capacity_with(&r.keys, pol, postage));
     if per_part == 0 {
         return Err(WrapError::NoRoom);
     }
@@ -111,14 +146,24 @@ pub fn wrap_message(
         }
         .encode_into(&mut body);
         body[FRAME_HEADER_LEN..FRAME_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
-        let mut instr = instructions(route, final_tag, pol);
+        let part = match first.take() {
+            Some(r) => r,
+            None => plan(index, rng),
+        };
+        if part.keys.len() != hops {
+            return Err(WrapError::NoRoom);
+        }
+        let mut instr = instructions(&part.keys, final_tag, pol);
         for (hop, p) in instr.iter_mut().zip(postage) {
             hop.postage = *p;
+        }
+        if let (Some(d), Some(first)) = (part.first_delay, instr.first_mut()) {
+            first.delay_secs = d;
         }
         if let Some(last) = instr.last_mut() {
             last.final_data = Some(body[..FRAME_HEADER_LEN + chunk.len()].to_vec());
         }
-        out.push(wrap(route, &instr, pol.expires, rng)?);
+        out.push(wrap(&part.keys, &instr, pol.expires, rng)?);
     }
     Ok((msg_id, out))
 }

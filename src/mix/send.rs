@@ -6,16 +6,19 @@
 //! loop packets take their mixes and their [`RoutePolicy`] from here too, so every packet this
 //! node makes follows the same rules.
 
+use super::gossip::MixBook;
+use super::mixer::Mixer;
 use super::postage::Postage;
-use super::route::{part_capacity_with, wrap_message, RoutePolicy};
+use super::route::{part_capacity_with, wrap_parts, PartRoute, RoutePolicy};
 use super::tau::{Tau, UnknownLevel};
 use crate::message::{MessageError, MessageId};
 use crate::names::directory::DirectoryError;
 use crate::names::NamesCtx;
-use crate::node::{quantized_expiry, Node, NodeError};
+use crate::node::{mixed_expiry, Node, NodeError};
 use crate::onion::layer::{parse_mix_key, MAX_HOPS};
 use crate::packet::Packet;
 use crate::tag::Tag;
+use rand::RngCore;
 use secp256k1::PublicKey;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -98,6 +101,12 @@ pub enum SendError {
     Wrap(#[from] super::route::WrapError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("{want} mixes asked for, this node knows {have} (from records on the bus; give --via, or wait for more)")]
+    TooFewMixes { have: usize, want: usize },
+    #[error("this node's mix did not take the packet: {0}")]
+    OwnPool(String),
+    #[error(transparent)]
+    Mix(#[from] super::mixer::MixError),
 }
 
 /// Where cover traffic and loop packets find mixes.
@@ -105,8 +114,12 @@ pub enum SendError {
 pub enum RouteSource {
     /// These mixes (`--cover-via`).
     Fixed(Vec<PublicKey>),
-    /// Valid directory mixes whose record asks no fee.
-    Directory(Arc<crate::names::Chain>),
+    /// Valid directory mixes whose record asks no fee (when the node has namecoind) and the
+    /// mixes known from records on the bus.
+    Network {
+        directory: Option<Arc<crate::names::Chain>>,
+        book: Option<Arc<MixBook>>,
+    },
 }
 
 impl RouteSource {
@@ -115,25 +128,40 @@ impl RouteSource {
     pub async fn candidates(&self) -> Vec<PublicKey> {
         match self {
             RouteSource::Fixed(v) => v.clone(),
-            RouteSource::Directory(chain) => match chain.directory.listing(false).await {
-                Ok(l) => l
-                    .mixes
-                    .iter()
-                    .filter(|e| e.record.fee == 0)
-                    .map(|e| e.record.public_key())
-                    .collect(),
-                Err(e) => {
-                    tracing::debug!("directory unavailable for cover routes: {e}");
-                    Vec::new()
+            RouteSource::Network { directory, book } => {
+                let mut v = book
+                    .as_ref()
+                    .map(|b| b.mixes(crate::unix_now()))
+                    .unwrap_or_default();
+                if let Some(chain) = directory {
+                    match chain.directory.listing(false).await {
+                        Ok(l) => v.extend(
+                            l.mixes
+                                .iter()
+                                .filter(|e| e.record.fee == 0)
+                                .map(|e| e.record.public_key()),
+                        ),
+                        Err(e) => tracing::debug!("directory unavailable for cover routes: {e}"),
+                    }
                 }
-            },
+                v.sort_by_key(|k| k.serialize());
+                v.dedup();
+                v
+            }
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             RouteSource::Fixed(v) => format!("{} given mixes", v.len()),
-            RouteSource::Directory(_) => "fee-free directory mixes".into(),
+            RouteSource::Network {
+                directory: Some(_),
+                book: Some(_),
+            } => "fee-free directory mixes and mixes known from the bus".into(),
+            RouteSource::Network {
+                directory: Some(_), ..
+            } => "fee-free directory mixes".into(),
+            RouteSource::Network { .. } => "mixes known from the bus".into(),
         }
     }
 }
@@ -143,24 +171,88 @@ pub struct SendService {
     node: Arc<Node>,
     names: Option<Arc<NamesCtx>>,
     own: Option<RouteSource>,
+    /// This node's mix, once started: every mixed send's first layer is its own, peeled here.
+    mixer: std::sync::OnceLock<Arc<Mixer>>,
+    /// Mixes known from records on the bus: routes of sends when there is no directory.
+    book: Option<Arc<MixBook>>,
+    /// Remote mixes per send when it names neither `via` nor `hops` (capped at those known
+    /// when they come from the bus).
+    default_hops: usize,
 }
 
 impl SendService {
-    /// `own_via`: mixes for the node's own traffic (cover, loops); empty = the directory's
-    /// fee-free mixes when there is a directory.
+    /// `own_via`: mixes for the node's own traffic (cover, loops); empty = the mixes known
+    /// from the bus (`book`) and the directory's fee-free mixes.
     pub fn new(
         node: Arc<Node>,
         names: Option<Arc<NamesCtx>>,
         own_via: Vec<PublicKey>,
+        book: Option<Arc<MixBook>>,
+        default_hops: usize,
     ) -> SendService {
         let own = if !own_via.is_empty() {
             Some(RouteSource::Fixed(own_via))
+        } else if book.is_some() || names.is_some() {
+            Some(RouteSource::Network {
+                directory: names.as_ref().map(|n| n.chain.clone()),
+                book: book.clone(),
+            })
         } else {
-            names
-                .as_ref()
-                .map(|n| RouteSource::Directory(n.chain.clone()))
+            None
         };
-        SendService { node, names, own }
+        SendService {
+            node,
+            names,
+            own,
+            book,
+            default_hops,
+            mixer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, mixed sends and cover start in this node's own pool (docs/protocol.md
+    /// §6.6): a part is peeled here and leaves in one of the pool's shuffled batches, so its
+    /// first announcement looks like any packet this node mixes.
+    pub fn attach_mixer(&self, mixer: Arc<Mixer>) {
+        let _ = self.mixer.set(mixer);
+    }
+
+    /// The key of this node's own mix, when attached.
+    pub fn own_mix(&self) -> Option<PublicKey> {
+        self.mixer.get().map(|m| m.public_key())
+    }
+
+    /// The minimum delay of our own first layer for one part or dummy: the level's delay plus
+    /// an exponential wait of the same mean (capped at 4 means), drawn per part so that parts
+    /// of one message leave our pool at unrelated times. Nobody else sees this layer.
+    pub fn own_first_delay(tau: Tau, rng: &mut dyn RngCore) -> u64 {
+        use rand::Rng as _;
+        let mean = tau.delay_secs as f64;
+        if mean <= 0.0 {
+            return 0;
+        }
+        let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+        tau.delay_secs + ((-u.ln()) * mean).min(4.0 * mean).round() as u64
+    }
+
+    /// Hand packets this node made to the bus: those addressed to our own mix enter its pool
+    /// (peeled here, released in its batches); the rest are solved and published.
+    pub async fn submit(&self, packets: Vec<Packet>, now: u32) -> Result<(), SendError> {
+        let (own, other): (Vec<Packet>, Vec<Packet>) = match self.mixer.get() {
+            Some(m) => packets.into_iter().partition(|p| p.tag == m.tag()),
+            None => (Vec::new(), packets),
+        };
+        if let Some(m) = self.mixer.get() {
+            for p in &own {
+                if !m.inject_own(p).await? {
+                    return Err(SendError::OwnPool(m.last_drop_reason()));
+                }
+            }
+        }
+        if !other.is_empty() {
+            self.publish(other, now).await?;
+        }
+        Ok(())
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -176,13 +268,15 @@ impl SendService {
         self.names.as_ref().ok_or(SendError::NoNamecoind)
     }
 
-    /// The one TTL and Tau check: Tau values and the quantized expiry for a send at `now`.
+    /// The one TTL and Tau check: Tau values and the expiry of every layer for a send at
+    /// `now`, on the 6-hour grid ([`mixed_expiry`]).
     pub fn policy(&self, tau: Tau, ttl: Option<u32>, now: u32) -> Result<RoutePolicy, SendError> {
-        let ttl = self.node.limits().check_ttl(ttl)?;
+        let limits = self.node.limits();
+        let ttl = limits.check_ttl(ttl)?;
         Ok(RoutePolicy {
             crowd: tau.crowd,
             delay_secs: tau.delay_secs,
-            expires: quantized_expiry(now, ttl),
+            expires: mixed_expiry(now, ttl, limits.max_ttl),
         })
     }
 
@@ -217,22 +311,45 @@ impl SendService {
             }
             return Ok(out);
         }
-        let hops = match (hops, &self.names) {
-            (Some(h), _) => h,
-            (None, Some(n)) => n.default_hops,
-            (None, None) => 0,
-        };
-        if hops == 0 {
-            return Ok(vec![]);
+        if let Some(n) = &self.names {
+            let hops = hops.unwrap_or(n.default_hops);
+            if hops == 0 {
+                return Ok(vec![]);
+            }
+            let picked = n.chain.directory.pick(hops).await?;
+            return Ok(picked
+                .into_iter()
+                .map(|e| Hop {
+                    key: e.record.public_key(),
+                    fee: e.record.fee,
+                    pay: e.record.pay.clone(),
+                })
+                .collect());
         }
-        let picked = self.names()?.chain.directory.pick(hops).await?;
-        Ok(picked
-            .into_iter()
-            .map(|e| Hop {
-                key: e.record.public_key(),
-                fee: e.record.fee,
-                pay: e.record.pay.clone(),
-            })
+        // No directory: the mixes known from records on the bus. By default as many as are
+        // known up to the node's hops; a number asked for must be there.
+        let known = self
+            .book
+            .as_ref()
+            .map(|b| b.mixes(crate::unix_now()))
+            .unwrap_or_default();
+        let want = match hops {
+            Some(h) if h > known.len() => {
+                return Err(match &self.book {
+                    Some(_) => SendError::TooFewMixes {
+                        have: known.len(),
+                        want: h,
+                    },
+                    None => SendError::NoNamecoind,
+                })
+            }
+            Some(h) => h,
+            None => self.default_hops.min(known.len()),
+        };
+        use rand::seq::SliceRandom;
+        Ok(known
+            .choose_multiple(&mut rand::rngs::OsRng, want)
+            .map(|k| Hop::bare(*k))
             .collect())
     }
 
@@ -313,17 +430,29 @@ impl SendService {
                 hops: 0,
             });
         }
-        if route.len() > MAX_HOPS {
+        // Our own mix goes first (and nowhere else on the route).
+        let own = self.own_mix();
+        let remote: Vec<Hop> = route.into_iter().filter(|h| Some(h.key) != own).collect();
+        let first: Vec<PublicKey> = own.into_iter().collect();
+        let layers = first.len() + remote.len();
+        if layers > MAX_HOPS {
             return Err(SendError::RouteLength);
         }
         let pol = self.policy(tau, req.ttl, now)?;
-        let keys: Vec<PublicKey> = route.iter().map(|h| h.key).collect();
+        // Postage given by the user is per remote hop, in route order; our layer pays none.
+        let given: Vec<String> = first
+            .iter()
+            .map(|_| String::new())
+            .chain(req.postage.iter().cloned())
+            .collect();
+        let hops_fee: Vec<Hop> = first.iter().map(|k| Hop::bare(*k)).chain(remote).collect();
+        let keys: Vec<PublicKey> = hops_fee.iter().map(|h| h.key).collect();
         // Capacity depends on which layers carry postage: reserve the field where it will be.
-        let placeholder: Vec<Option<[u8; 36]>> = route
+        let placeholder: Vec<Option<[u8; 36]>> = hops_fee
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                (Self::given_postage(&req.postage, i).is_some() || h.fee > 0).then_some([0u8; 36])
+                (Self::given_postage(&given, i).is_some() || h.fee > 0).then_some([0u8; 36])
             })
             .collect();
         let per_part = part_capacity_with(&keys, pol, &placeholder);
@@ -337,25 +466,52 @@ impl SendService {
                 size: req.data.len(),
             });
         }
-        let postage = self.postage(&route, &req.postage, parts).await?;
-        let (msgid, packets) = wrap_message(
+        let postage = self.postage(&hops_fee, &given, parts).await?;
+        // Each part its own route when the mixes were drawn at random and nobody is paid
+        // (a paid route is paid once, for all its packets); always its own first delay.
+        let fresh_routes = req.via.is_empty() && placeholder.iter().all(|p| p.is_none());
+        let mut plans = Vec::with_capacity(parts);
+        for i in 0..parts {
+            let keys = if i > 0 && fresh_routes {
+                let mut k = first.clone();
+                k.extend(
+                    self.route(&[], req.hops)
+                        .await?
+                        .into_iter()
+                        .map(|h| h.key)
+                        .filter(|k| Some(*k) != own)
+                        .take(layers - first.len()),
+                );
+                if k.len() == layers {
+                    k
+                } else {
+                    keys.clone()
+                }
+            } else {
+                keys.clone()
+            };
+            let first_delay = own.map(|_| Self::own_first_delay(tau, &mut rand::rngs::OsRng));
+            plans.push(PartRoute { keys, first_delay });
+        }
+        let (msgid, packets) = wrap_parts(
             &req.data,
             tag,
-            &keys,
+            layers,
+            |i, _| plans[i].clone(),
             pol,
             &postage,
             limit,
             &mut rand::rngs::OsRng,
         )?;
         let n = packets.len();
-        self.publish(packets, now).await?;
+        self.submit(packets, now).await?;
         Ok(Sent {
             msgid,
             tag,
             packets: n,
             bytes: req.data.len(),
             expires: pol.expires,
-            hops: route.len(),
+            hops: layers,
         })
     }
 
@@ -386,6 +542,7 @@ mod tests {
     use super::*;
     use crate::node::{Limits, NodeInfo};
     use crate::onion::layer::{mix_tag, peel, test_mixes};
+    use secp256k1::SecretKey;
     use crate::store::{Store, StoreConfig};
     use tokio_util::sync::CancellationToken;
 
@@ -400,7 +557,87 @@ mod tests {
             },
             CancellationToken::new(),
         ));
-        SendService::new(node, None, Vec::new())
+        SendService::new(node, None, Vec::new(), None, 3)
+    }
+
+    /// A service whose node runs a mix (key `[9; 32]`) and knows `mixes` from records on the
+    /// bus.
+    async fn mixing_service(dir: &std::path::Path, mixes: &[SecretKey]) -> (SendService, Arc<Mixer>) {
+        let plain = service(dir);
+        let node = plain.node().clone();
+        let own = SecretKey::from_slice(&[9; 32]).unwrap();
+        let now = crate::unix_now();
+        for m in mixes {
+            let rec = super::super::gossip::MixRecord::sign(m, now);
+            node.send_message(super::super::gossip::record_tag(), &rec, Some(3600), now)
+                .await
+                .unwrap();
+        }
+        let book = MixBook::new(node.clone(), own);
+        assert_eq!(book.refresh(now).await, mixes.len());
+        let mixer = Mixer::new(
+            node.clone(),
+            own,
+            crate::mix::pool::PoolLimits::default(),
+            Default::default(),
+        )
+        .unwrap();
+        let s = SendService::new(node, None, Vec::new(), Some(book), 2);
+        s.attach_mixer(mixer.clone());
+        (s, mixer)
+    }
+
+    #[tokio::test]
+    async fn a_mixed_send_starts_in_our_own_pool_and_each_part_takes_its_own_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, pk) = test_mixes(3);
+        let (s, mixer) = mixing_service(dir.path(), &sk).await;
+        // Held: standard level, nothing published yet, not even to a first remote mix.
+        let sent = s.send(req(4, &[7u8; 3000])).await.unwrap();
+        assert_eq!(sent.hops, 3, "our own layer and 2 mixes from the bus");
+        assert_eq!(sent.expires % crate::node::MIX_EXPIRY_GRID, 0);
+        assert_eq!(mixer.stats().held, sent.packets);
+        for k in &pk {
+            assert!(s.node().packets(mix_tag(k)).await.unwrap().is_empty());
+        }
+        // Tau none: released at once, each part towards its own first remote mix.
+        let mut r = req(5, &[8u8; 7000]);
+        r.tau = Some("none".into());
+        let sent = s.send(r).await.unwrap();
+        assert!(sent.packets >= 10, "{}", sent.packets);
+        let mut first_hops = std::collections::HashSet::new();
+        let mut total = 0;
+        for k in &pk {
+            let n = s.node().packets(mix_tag(k)).await.unwrap().len();
+            if n > 0 {
+                first_hops.insert(*k);
+            }
+            total += n;
+        }
+        assert_eq!(total, sent.packets, "every part left our pool");
+        assert!(first_hops.len() > 1, "parts share one route");
+        // Naming more mixes than the bus knows is refused with the numbers.
+        let mut r = req(6, b"x");
+        r.hops = Some(4);
+        assert!(matches!(
+            s.send(r).await,
+            Err(SendError::TooFewMixes { have: 3, want: 4 })
+        ));
+    }
+
+    #[test]
+    fn our_own_first_delay_is_drawn_per_part_above_the_level() {
+        let tau = Tau::resolve(Some("standard"), None, None).unwrap();
+        let d: Vec<u64> = (0..200)
+            .map(|_| SendService::own_first_delay(tau, &mut rand::rngs::OsRng))
+            .collect();
+        assert!(d.iter().all(|x| *x >= tau.delay_secs && *x <= 5 * tau.delay_secs));
+        let distinct: std::collections::HashSet<_> = d.iter().collect();
+        assert!(distinct.len() > 20, "{distinct:?}");
+        let mean = d.iter().sum::<u64>() as f64 / d.len() as f64;
+        assert!((45.0..75.0).contains(&mean), "{mean}");
+        let none = Tau::resolve(Some("none"), None, None).unwrap();
+        assert_eq!(SendService::own_first_delay(none, &mut rand::rngs::OsRng), 0);
     }
 
     fn req(tag: u8, data: &[u8]) -> SendRequest {
@@ -432,7 +669,11 @@ mod tests {
         r.tau = Some("low".into());
         let sent = s.send(r).await.unwrap();
         assert_eq!(sent.hops, 2);
-        assert_eq!(sent.expires % 60, 0, "quantized");
+        assert_eq!(
+            sent.expires % crate::node::MIX_EXPIRY_GRID,
+            0,
+            "on the grid"
+        );
         let held = s.node().packets(mix_tag(&pk[0])).await.unwrap();
         assert_eq!(held.len(), 1);
         let mut p = held[0].1.clone();

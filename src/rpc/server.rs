@@ -189,7 +189,14 @@ fn send_error(e: SendError) -> ErrorObjectOwned {
         SendError::Directory(d) => return dir_error(d),
         SendError::NoNamecoind => codes::NO_NAMECOIND,
         SendError::Payment { .. } => codes::NAMECOIND,
-        SendError::NoTag
+        SendError::OwnPool(ref why) if why.contains("full") => codes::STORE_FULL,
+        SendError::Mix(ref m) => {
+            tracing::error!("mix error on send: {m}");
+            codes::INTERNAL
+        }
+        SendError::TooFewMixes { .. } => codes::BAD_MIX,
+        SendError::OwnPool(_)
+        | SendError::NoTag
         | SendError::Tau(_)
         | SendError::NotAMix(_)
         | SendError::RepeatedMix

@@ -86,6 +86,9 @@ impl TestNode {
             "--rpc-bind".into(),
             "127.0.0.1:0".into(),
         ];
+        // A quiet node by default: no mix record on the bus (so sends stay unmixed unless a
+        // test routes them) and no cover; a test's own flags come after and win.
+        args.extend(["--announce-mix", "false", "--cover-rate", "0"].map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(&*BIN)
             .args(&args)

@@ -254,6 +254,9 @@ pub async fn start(
     )?;
     tracing::info!(mix_tag = %mix.tag(), "mix ready (public key: `bump mix`)");
     sender.attach_mixer(mix.clone());
+    sender.set_cover(
+        settings.cover.as_ref().is_some_and(|c| c.per_minute > 0.0) && own_route.is_some(),
+    );
     if let Some((monitor, route)) = loops {
         tokio::spawn(crate::mix::loops::run(
             mix.clone(),

@@ -492,7 +492,14 @@ mod tests {
         assert_eq!(s.rpc_bind, config::default_rpc_bind(Network::Regtest));
         assert_eq!(s.limits.max_ttl, DEFAULT_MAX_TTL);
         assert_eq!(s.store.max_packets, crate::store::DEFAULT_MAX_PACKETS);
-        assert!(s.cover.is_none() && s.chain.is_none());
+        assert!(s.chain.is_none());
+        // Every node a mix: its record on the bus, cover on, 3 hops.
+        assert!(s.announce_mix);
+        assert_eq!(s.default_hops, 3);
+        assert_eq!(
+            s.cover.as_ref().map(|c| c.per_minute),
+            Some(DEFAULT_COVER_RATE)
+        );
         assert_eq!(s.p2p.trickle, None);
         assert_eq!(
             s.p2p.peers_file,
@@ -546,6 +553,7 @@ mod tests {
             "",
             NodeArgs {
                 cover_rate: Some(2.0),
+                announce_mix: Some(false),
                 ..Default::default()
             },
         );

@@ -144,7 +144,8 @@ fn a_mix_killed_while_holding_delivers_exactly_once_after_restart() {
         Some(b"survives a crash"),
     );
     assert!(
-        wait_for(10, || mix_stats(&nodes[1])["held"] == 1),
+        // The sender's own layer waits 4 s plus a random part first (protocol.md §6.6).
+        wait_for(30, || mix_stats(&nodes[1])["held"] == 1),
         "mix never held the packet"
     );
     nodes[1].kill9();
@@ -288,7 +289,27 @@ fn loops_raise_the_n_minus_1_alarm_when_they_stop_coming_back() {
     let spoke = |d: &std::path::Path| TestNode::start(d, &["--connect", &m.p2p()]);
     let mut a = spoke(dirs[1].path());
     let mut b = spoke(dirs[2].path());
-    let s = spoke(dirs[3].path());
+    // The stranger's sends start in its own pool (protocol.md §6.6) and wait there for their
+    // crowd of 2: its cover through M provides it (with the same crowd, so that they gather
+    // in batches; crowd-0 cover would leave alone at once and never keep them company).
+    let mkey = mix_key(&m);
+    let s = TestNode::start(
+        dirs[3].path(),
+        &[
+            "--connect",
+            &m.p2p(),
+            "--cover-via",
+            &mkey,
+            "--cover-rate",
+            "120",
+            "--cover-crowd",
+            "2",
+            "--cover-delay",
+            "0s",
+            "--loops",
+            "0",
+        ],
+    );
     let loops = |n: &TestNode| mix_stats(n)["loops"].clone();
     assert!(
         wait_for(40, || loops(&m)["returned"].as_u64().unwrap_or(0) >= 6),
@@ -304,7 +325,6 @@ fn loops_raise_the_n_minus_1_alarm_when_they_stop_coming_back() {
     // A stranger's messages through M while the alarm is up: they enter uncounted, and still
     // leave (M's own loop packets fill their crowd of 2).
     let before = mix_stats(&m)["uncounted"].as_u64().unwrap();
-    let mkey = mix_key(&m);
     for i in 0..3 {
         s.ok(
             &[
@@ -345,4 +365,91 @@ fn loops_raise_the_n_minus_1_alarm_when_they_stop_coming_back() {
         loops(&m)
     );
     assert!(loops(&m)["alarms"].as_u64().unwrap() >= 1);
+}
+
+/// Every node a mix (#15): three nodes with their mix records on the bus learn each other's
+/// keys; a send that names no mixes then goes through the sender's own pool and the two
+/// others and arrives everywhere. The sender never publishes its own first layer: its mix tag
+/// holds no packet (the other nodes send no cover through it here).
+#[test]
+fn nodes_learn_mixes_from_the_bus_and_sends_start_in_their_own_pool() {
+    use base64::Engine as _;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let on = ["--announce-mix", "true", "--loops", "0"];
+    let a = TestNode::start(
+        dirs[0].path(),
+        &[
+            &on[..],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--cover-rate",
+                "60",
+                "--cover-crowd",
+                "1",
+                "--cover-delay",
+                "1s",
+            ],
+        ]
+        .concat(),
+    );
+    let b = TestNode::start(
+        dirs[1].path(),
+        &[&on[..], &["--listen", "127.0.0.1:0", "--connect", &a.p2p()]].concat(),
+    );
+    let c = TestNode::start(
+        dirs[2].path(),
+        &[&on[..], &["--connect", &b.p2p()]].concat(),
+    );
+    let nodes = [&a, &b, &c];
+    assert!(
+        wait_for(60, || nodes
+            .iter()
+            .all(|n| n.rpc("bump_mixstatus", serde_json::json!([]))
+                ["result"]["bus_mixes"]
+                == 2)),
+        "every node knows the two others: {:?}",
+        nodes
+            .iter()
+            .map(|n| n.rpc("bump_mixstatus", serde_json::json!([]))["result"]["bus_mixes"].clone())
+            .collect::<Vec<_>>()
+    );
+    let data = random_bytes(1500);
+    let v = a.rpc(
+        "bump_send",
+        serde_json::json!([{"tag": "#every-node-a-mix",
+            "data": base64::engine::general_purpose::STANDARD.encode(&data),
+            "crowd": 1, "delay": 1}]),
+    );
+    assert_eq!(v["result"]["hops"], 3, "own layer and both others: {v}");
+    assert_eq!(
+        v["result"]["expires"].as_u64().unwrap() % (6 * 3600),
+        0,
+        "on the 6 h grid"
+    );
+    for n in nodes {
+        assert!(
+            wait_for(90, || n.cli(&["get", "#every-node-a-mix"], None).stdout
+                == data),
+            "delivered at {}",
+            n.datadir.display()
+        );
+    }
+    let tag = a.rpc("bump_mixstatus", serde_json::json!([]))["result"]["mix_tag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let held = a.rpc("bump_getpackets", serde_json::json!([tag]));
+    assert_eq!(
+        held["result"],
+        serde_json::json!([]),
+        "A published its own layer: {held}"
+    );
+    assert!(
+        a.rpc("bump_mixstatus", serde_json::json!([]))["result"]["released"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "both parts left A's pool"
+    );
 }

@@ -127,6 +127,9 @@ pub async fn run(ctx: &Ctx, a: SendArgs) -> Result<()> {
     );
     let send_client = waiting_client(ctx, data.len(), a.to.len().max(1))?;
     for r in send_client.sealed_send(params).await.map_err(classify)? {
+        if let Some(n) = &r.note {
+            eprintln!("bump: {n}");
+        }
         println!("{}", r.msgid);
     }
     Ok(())
@@ -182,7 +185,11 @@ async fn send_one(
         p.abort();
         eprint!("\r\x1b[K");
     }
-    Ok(r?.msgid)
+    let r = r?;
+    if let Some(n) = &r.note {
+        eprintln!("bump: {n}");
+    }
+    Ok(r.msgid)
 }
 
 /// Parts from which `bump send` shows a progress line.

@@ -77,6 +77,7 @@ pub async fn mix(ctx: &Ctx, a: JsonFlag) -> Result<()> {
     println!("held         {} (entries so far {})", s.held, s.entries);
     println!("released     {}", s.released);
     println!("dummies      {} dropped at their hop", s.dummies_dropped);
+    println!("other mixes  {} known from records on the bus", s.bus_mixes);
     if s.uncounted > 0 {
         println!("uncounted    {} (entered during a loop alarm)", s.uncounted);
     }

@@ -150,7 +150,7 @@ impl MixBook {
         k.retain(|_, created| created.saturating_add(RECORD_LIFE) > now);
         if k.len() > MAX_MIXES {
             let mut by_age: Vec<(u32, PublicKey)> = k.iter().map(|(k, c)| (*c, *k)).collect();
-            by_age.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            by_age.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
             *k = by_age
                 .into_iter()
                 .take(MAX_MIXES)

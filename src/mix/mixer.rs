@@ -95,6 +95,9 @@ pub struct MixStats {
     /// Loop packets and the (n-1) alarm (absent when loops are off).
     #[serde(default)]
     pub loops: Option<super::loop_monitor::LoopStats>,
+    /// Other mixes this node knows from records on the bus (docs/protocol.md §6.7).
+    #[serde(default)]
+    pub bus_mixes: usize,
 }
 
 /// Where a packet the mix processes came from.
@@ -138,7 +141,12 @@ pub struct Mixer {
     deferred: Mutex<Vec<Packet>>,
     loops: Option<Arc<LoopMonitor>>,
     last_drop: Mutex<String>,
+    /// When the most recent entries entered (at most [`RECENT_ENTRIES`]).
+    recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
 }
+
+/// Entry times kept for [`Mixer::entries_within`].
+const RECENT_ENTRIES: usize = 1024;
 
 impl Mixer {
     pub fn new(
@@ -168,6 +176,7 @@ impl Mixer {
             deferred: Mutex::new(Vec::new()),
             loops: parts.loops,
             last_drop: Mutex::new(String::new()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 
@@ -199,6 +208,12 @@ impl Mixer {
 
     pub fn tag(&self) -> Tag {
         self.tag
+    }
+
+    /// How many packets entered the pool in the last `window` (up to [`RECENT_ENTRIES`]).
+    pub fn entries_within(&self, window: Duration) -> usize {
+        let r = self.recent.locked();
+        r.iter().rev().take_while(|t| t.elapsed() <= window).count()
     }
 
     /// Why the last packet this mix dropped was dropped.
@@ -343,6 +358,11 @@ impl Mixer {
         }
         drop(pool);
         self.replay.insert(&key, &packet.expires)?;
+        let mut r = self.recent.locked();
+        if r.len() >= RECENT_ENTRIES {
+            r.pop_front();
+        }
+        r.push_back(std::time::Instant::now());
         Ok(true)
     }
 

@@ -22,6 +22,7 @@ use rand::RngCore;
 use secp256k1::PublicKey;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One hop of a resolved route: the mix's key, the fee its record asks (0 for bare keys), and
 /// where that fee is paid.
@@ -69,8 +70,11 @@ pub struct Sent {
     pub packets: usize,
     pub bytes: usize,
     pub expires: u32,
-    /// Mixes the message went through (0 = published as is).
+    /// Mixes the message went through (0 = published as is), our own included.
     pub hops: usize,
+    /// Something the user should know about this send (sent unmixed for want of mixes, a
+    /// crowd that may not fill): printed by `bump send` on stderr.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +182,7 @@ pub struct SendService {
     /// Remote mixes per send when it names neither `via` nor `hops` (capped at those known
     /// when they come from the bus).
     default_hops: usize,
+    cover_on: std::sync::atomic::AtomicBool,
 }
 
 impl SendService {
@@ -207,6 +212,7 @@ impl SendService {
             book,
             default_hops,
             mixer: std::sync::OnceLock::new(),
+            cover_on: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -235,6 +241,31 @@ impl SendService {
         tau.delay_secs + ((-u.ln()) * mean).min(4.0 * mean).round() as u64
     }
 
+    /// Whether this node sends cover traffic (set by the daemon): crowds then fill on a quiet
+    /// network.
+    pub fn set_cover(&self, on: bool) {
+        self.cover_on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A word for the user when a crowd of `tau.crowd` may not fill: our pool saw fewer
+    /// entries than that in the last 10 minutes and no cover traffic makes up for it.
+    fn crowd_note(&self, tau: Tau) -> Option<String> {
+        let mixer = self.mixer.get()?;
+        if tau.crowd == 0 || self.cover_on.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let seen = mixer.entries_within(Duration::from_secs(600));
+        (seen < tau.crowd as usize).then(|| {
+            format!(
+                "held in mixes until {} other packets pass each: this node's pool saw {seen} in \
+                 the last 10 minutes and cover traffic is off, so delivery may take long \
+                 (bump node --cover-rate 2 fills crowds on a quiet network)",
+                tau.crowd
+            )
+        })
+    }
+
     /// Hand packets this node made to the bus: those addressed to our own mix enter its pool
     /// (peeled here, released in its batches); the rest are solved and published.
     pub async fn submit(&self, packets: Vec<Packet>, now: u32) -> Result<(), SendError> {
@@ -257,6 +288,14 @@ impl SendService {
 
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Mixes (other than ours) known from records on the bus now.
+    pub fn bus_mixes(&self) -> Vec<PublicKey> {
+        self.book
+            .as_ref()
+            .map(|b| b.mixes(crate::unix_now()))
+            .unwrap_or_default()
     }
 
     /// Where the node's own traffic (cover, loops) finds mixes, if anywhere.
@@ -421,6 +460,13 @@ impl SendService {
         if route.is_empty() {
             let (msgid, packets, expires) =
                 self.node.send_message(tag, &req.data, req.ttl, now).await?;
+            // Unmixed by default (not by `--hops 0`) on a node set up to mix: say why.
+            let by_default = req.via.is_empty() && req.hops.is_none();
+            let note = (by_default && (self.book.is_some() || self.names.is_some())).then(|| {
+                "sent unmixed: this node knows no mixes yet (other nodes' mix records arrive \
+                 over the bus; --hops 0 sends unmixed on purpose)"
+                    .to_string()
+            });
             return Ok(Sent {
                 msgid,
                 tag,
@@ -428,6 +474,7 @@ impl SendService {
                 bytes: req.data.len(),
                 expires,
                 hops: 0,
+                note,
             });
         }
         // Our own mix goes first (and nowhere else on the route).
@@ -512,6 +559,7 @@ impl SendService {
             bytes: req.data.len(),
             expires: pol.expires,
             hops: layers,
+            note: self.crowd_note(tau),
         })
     }
 
@@ -542,8 +590,8 @@ mod tests {
     use super::*;
     use crate::node::{Limits, NodeInfo};
     use crate::onion::layer::{mix_tag, peel, test_mixes};
-    use secp256k1::SecretKey;
     use crate::store::{Store, StoreConfig};
+    use secp256k1::SecretKey;
     use tokio_util::sync::CancellationToken;
 
     fn service(dir: &std::path::Path) -> SendService {
@@ -562,7 +610,10 @@ mod tests {
 
     /// A service whose node runs a mix (key `[9; 32]`) and knows `mixes` from records on the
     /// bus.
-    async fn mixing_service(dir: &std::path::Path, mixes: &[SecretKey]) -> (SendService, Arc<Mixer>) {
+    async fn mixing_service(
+        dir: &std::path::Path,
+        mixes: &[SecretKey],
+    ) -> (SendService, Arc<Mixer>) {
         let plain = service(dir);
         let node = plain.node().clone();
         let own = SecretKey::from_slice(&[9; 32]).unwrap();
@@ -631,13 +682,18 @@ mod tests {
         let d: Vec<u64> = (0..200)
             .map(|_| SendService::own_first_delay(tau, &mut rand::rngs::OsRng))
             .collect();
-        assert!(d.iter().all(|x| *x >= tau.delay_secs && *x <= 5 * tau.delay_secs));
+        assert!(d
+            .iter()
+            .all(|x| *x >= tau.delay_secs && *x <= 5 * tau.delay_secs));
         let distinct: std::collections::HashSet<_> = d.iter().collect();
         assert!(distinct.len() > 20, "{distinct:?}");
         let mean = d.iter().sum::<u64>() as f64 / d.len() as f64;
         assert!((45.0..75.0).contains(&mean), "{mean}");
         let none = Tau::resolve(Some("none"), None, None).unwrap();
-        assert_eq!(SendService::own_first_delay(none, &mut rand::rngs::OsRng), 0);
+        assert_eq!(
+            SendService::own_first_delay(none, &mut rand::rngs::OsRng),
+            0
+        );
     }
 
     fn req(tag: u8, data: &[u8]) -> SendRequest {

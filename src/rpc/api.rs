@@ -214,6 +214,12 @@ pub struct SendResult {
     pub packets: usize,
     pub bytes: usize,
     pub expires: u32,
+    /// Through how many mixes, the node's own first (0 = published unmixed).
+    #[serde(default)]
+    pub hops: usize,
+    /// A word for the user (sent unmixed for want of mixes, a crowd that may not fill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -169,6 +169,8 @@ impl RpcImpl {
             packets: sent.packets,
             bytes: sent.bytes,
             expires: sent.expires,
+            hops: sent.hops,
+            note: sent.note,
         })
     }
 
@@ -532,10 +534,13 @@ impl BumpApiServer for RpcImpl {
     }
 
     async fn mix_status(&self) -> RpcResult<MixStats> {
-        self.mix
+        let mut s = self
+            .mix
             .as_ref()
             .map(|m| m.stats())
-            .ok_or_else(|| rpc_error(codes::INTERNAL, "this node runs no mix"))
+            .ok_or_else(|| rpc_error(codes::INTERNAL, "this node runs no mix"))?;
+        s.bus_mixes = self.sender.bus_mixes().len();
+        Ok(s)
     }
 
     async fn mixes(&self, refresh: Option<bool>) -> RpcResult<crate::names::directory::Listing> {

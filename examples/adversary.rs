@@ -1,0 +1,467 @@
+//! A global passive adversary against a live BuMP network (issue #15):
+//!
+//!     cargo build --release && cargo run --release --example adversary -- [NODES] [MESSAGES] [LEVEL] [SEED]
+//!
+//! Starts NODES `bump node` processes (target/release/bump, regtest, loopback, defaults: every
+//! node a mix, its record on the bus, cover on) connected in a ring with chords, and a **spy**
+//! peer connected to every node that records who announces which packet id first and when.
+//! Senders (the harness, through the nodes' RPC) send MESSAGES messages at Tau LEVEL from random
+//! nodes at Poisson times, 30 % of them multi-part. At the end the harness reads every packet
+//! from a node's store and, as an omniscient judge holding every mix key (read from the
+//! datadirs), peels each relay packet to learn the truth: which announcement was a node's own
+//! insertion (no visible packet peels into it) and which a mix release.
+//!
+//! The adversary knows no key. He sees announcements (node, time, packet tag and expiry: the
+//! clear fields) and the public defaults. He is given two attacks:
+//!
+//! - **insertion or release?** For each announcement: the size of the announcing node's burst
+//!   (announcements within 50 ms) and the time since a packet addressed to that node's mix tag
+//!   was last seen. The best single threshold on either, chosen in hindsight with the truth
+//!   (an upper bound for such rules), gives a balanced accuracy (0.5 = coin flip).
+//! - **who sent it?** He knows the defaults, so the route length (own layer + min(3, others)
+//!   mixes) and the level's minimum delay per hop. From each message's final packet backwards:
+//!   a packet released by mix Z at t came from one of the packets addressed to Z seen between
+//!   15 minutes and the minimum delay before t; mass is spread uniformly over them, hop by hop,
+//!   for the route's number of remote hops; the announcers of the packets reached get it. The
+//!   top-1 node is his guess; parts of a multi-part message are combined by adding their mass.
+//!   Also: delivery times.
+//!
+//! One run is one row of the table in docs/anonymity.md; run several seeds per row.
+
+#[path = "../tests/common/raw.rs"]
+#[allow(dead_code)]
+mod raw;
+
+use bump::onion::layer::{mix_tag, peel};
+use bump::p2p::message::Message;
+use bump::packet::{Packet, PacketId, PacketJson};
+use bump::tag::Tag;
+use rand::{Rng, SeedableRng};
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Node {
+    dir: tempfile::TempDir,
+    child: Child,
+    rpc: SocketAddr,
+    p2p: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn netdir(d: &Path) -> PathBuf {
+    d.join("regtest")
+}
+
+fn wait_file(p: &Path, secs: u64) -> String {
+    let t = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if !s.trim().is_empty() {
+                return s.trim().to_string();
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(secs), "{} not written", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start(bin: &Path, connect: &[String]) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = [
+        "--datadir",
+        dir.path().to_str().unwrap(),
+        "--regtest",
+        "node",
+        "--rpc-bind",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .map(String::from)
+    .to_vec();
+    for c in connect {
+        args.push("--connect".into());
+        args.push(c.clone());
+    }
+    let child = Command::new(bin)
+        .args(&args)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bump node (cargo build --release first)");
+    let rpc = wait_file(&netdir(dir.path()).join("rpc.addr"), 20).parse().unwrap();
+    let p2p = wait_file(&netdir(dir.path()).join("p2p.addr"), 20);
+    Node { dir, child, rpc, p2p }
+}
+
+fn rpc(n: &Node, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    let cookie = std::fs::read_to_string(netdir(n.dir.path()).join(".cookie")).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
+    let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string();
+    let mut s = std::net::TcpStream::connect(n.rpc).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        n.rpc,
+        body.len()
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    serde_json::from_slice(&resp[at..]).unwrap_or(serde_json::Value::Null)
+}
+
+/// What the spy saw: the first announcement of each id (node, time in ms since start) and
+/// every node's announcements in order.
+#[derive(Default)]
+struct Seen {
+    first: HashMap<PacketId, (usize, f64)>,
+}
+
+fn spy(nodes: &[Node], t0: Instant) -> Arc<Mutex<Seen>> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    for (i, n) in nodes.iter().enumerate() {
+        let mut p = raw::RawPeer::connect(&n.p2p, [127, 0, 0, 100 + i as u8]).unwrap();
+        p.handshake().unwrap();
+        p.s.set_read_timeout(None).unwrap();
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            while let Some(m) = p.read_msg() {
+                match m {
+                    Message::Inv { ids, .. } => {
+                        let t = t0.elapsed().as_secs_f64() * 1000.0;
+                        let mut s = seen.lock().unwrap();
+                        for id in ids {
+                            s.first.entry(id).or_insert((i, t));
+                        }
+                    }
+                    Message::Ping(n) => {
+                        let _ = p.send(&Message::Pong(n));
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    seen
+}
+
+struct Sent {
+    sender: usize,
+    tag: Tag,
+    at_ms: f64,
+    parts: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n_nodes: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let n_msgs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(40);
+    let level = args.get(3).cloned().unwrap_or_else(|| "low".into());
+    let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/bump");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    // A ring with chords: node i dials i-1 and i-3.
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..n_nodes {
+        let mut c = Vec::new();
+        if i >= 1 {
+            c.push(nodes[i - 1].p2p.clone());
+        }
+        if i >= 3 {
+            c.push(nodes[i - 3].p2p.clone());
+        }
+        if i == n_nodes - 1 && n_nodes > 2 {
+            c.push(nodes[0].p2p.clone());
+        }
+        nodes.push(start(&bin, &c));
+    }
+    let t0 = Instant::now();
+    let seen = spy(&nodes, t0);
+    // Every node learns the others' mix records.
+    let keys: Vec<(secp256k1::SecretKey, Tag)> = nodes
+        .iter()
+        .map(|n| {
+            let hex = wait_file(&netdir(n.dir.path()).join("mixkey"), 10);
+            let sk = secp256k1::SecretKey::from_slice(&hex::decode(hex).unwrap()).unwrap();
+            let pk = secp256k1::PublicKey::from_secret_key(secp256k1::SECP256K1, &sk);
+            (sk, mix_tag(&pk))
+        })
+        .collect();
+    let ready = Instant::now();
+    while ready.elapsed() < Duration::from_secs(120) {
+        let ok = nodes.iter().all(|n| {
+            rpc(n, "bump_mixstatus", serde_json::json!([]))["result"]["bus_mixes"]
+                .as_u64()
+                .unwrap_or(0) as usize
+                == n_nodes - 1
+        });
+        if ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "{n_nodes} nodes up, mixes known after {:.1} s; sending {n_msgs} messages at level {level}",
+        ready.elapsed().as_secs_f64()
+    );
+
+    // Poisson sends, mean 3 s apart, from random nodes.
+    let mut sent = Vec::new();
+    for k in 0..n_msgs {
+        let wait = -(rng.gen_range(f64::EPSILON..1.0f64)).ln() * 3.0;
+        std::thread::sleep(Duration::from_secs_f64(wait));
+        let sender = rng.gen_range(0..n_nodes);
+        let multi = rng.gen_bool(0.3);
+        let size = if multi { 1800 } else { 300 };
+        let data: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
+        let tag_s = format!("#adversary-{seed}-{k}");
+        use base64::Engine as _;
+        let v = rpc(
+            &nodes[sender],
+            "bump_send",
+            serde_json::json!([{"tag": tag_s, "tau": level,
+                "data": base64::engine::general_purpose::STANDARD.encode(&data)}]),
+        );
+        let parts = v["result"]["packets"].as_u64().unwrap_or(0) as usize;
+        if parts == 0 {
+            eprintln!("send failed: {v}");
+            continue;
+        }
+        sent.push(Sent {
+            sender,
+            tag: Tag::from_human(&tag_s),
+            at_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            parts,
+        });
+    }
+    // Wait for delivery (bounded).
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let delivered = |s: &Sent| {
+        rpc(&nodes[0], "bump_getpackets", serde_json::json!([s.tag.to_hex()]))["result"]
+            .as_array()
+            .map_or(0, |a| a.len())
+            >= s.parts
+    };
+    while Instant::now() < deadline && !sent.iter().all(delivered) {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let end_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+    // The judge: every packet under every mix tag and final tag, from node 0's store.
+    let mut packets: HashMap<PacketId, Packet> = HashMap::new();
+    let tags: Vec<Tag> = keys.iter().map(|k| k.1).chain(sent.iter().map(|s| s.tag)).collect();
+    for t in &tags {
+        let v = rpc(&nodes[0], "bump_getpackets", serde_json::json!([t.to_hex()]));
+        for j in v["result"].as_array().cloned().unwrap_or_default() {
+            if let Ok(pj) = serde_json::from_value::<PacketJson>(j) {
+                if let Ok(p) = Packet::from_json(&pj) {
+                    packets.insert(p.id(), p);
+                }
+            }
+        }
+    }
+    let key_of = |p: &Packet| (p.tag, p.body[..48].to_vec());
+    let by_key: HashMap<(Tag, Vec<u8>), PacketId> =
+        packets.iter().map(|(id, p)| (key_of(p), *id)).collect();
+    // parent[child] = the visible packet that peels into it; `owner` of a packet = the mix
+    // whose tag it carries.
+    let mut parent: HashMap<PacketId, PacketId> = HashMap::new();
+    let mix_of: HashMap<Tag, usize> = keys.iter().enumerate().map(|(i, k)| (k.1, i)).collect();
+    for (id, p) in &packets {
+        let Some(&m) = mix_of.get(&p.tag) else { continue };
+        if let Ok(u) = peel(&keys[m].0, p, &mut rand::rngs::OsRng) {
+            if let Some(out) = u.outgoing {
+                if let Some(child) = by_key.get(&key_of(&out)) {
+                    parent.insert(*child, *id);
+                }
+            }
+        }
+    }
+    let seen = seen.lock().unwrap();
+    let first = &seen.first;
+
+    // ---- insertion or release?
+    let mut ann: Vec<(PacketId, usize, f64)> = first
+        .iter()
+        .filter(|(id, _)| packets.contains_key(id))
+        .map(|(id, (n, t))| (*id, *n, *t))
+        .collect();
+    ann.sort_by(|a, b| a.2.total_cmp(&b.2));
+    // Visible inputs to each node: first-seen times of packets carrying its mix tag.
+    let mut inputs: Vec<Vec<f64>> = vec![Vec::new(); n_nodes];
+    for (id, _, t) in &ann {
+        if let Some(&m) = mix_of.get(&packets[id].tag) {
+            inputs[m].push(*t);
+        }
+    }
+    let mut rows = Vec::new(); // (truth_is_insertion, burst, since_input)
+    for (id, n, t) in &ann {
+        let burst = ann
+            .iter()
+            .filter(|(_, n2, t2)| n2 == n && (t2 - t).abs() <= 50.0)
+            .count() as f64;
+        let since = inputs[*n]
+            .iter()
+            .filter(|x| **x <= *t)
+            .next_back()
+            .map_or(1e9, |x| t - x);
+        let truth = !parent.contains_key(id);
+        rows.push((truth, burst, since));
+    }
+    let ins = rows.iter().filter(|r| r.0).count();
+    let rel = rows.len() - ins;
+    let best_balanced = |f: &dyn Fn(&(bool, f64, f64)) -> f64| -> f64 {
+        let mut vals: Vec<f64> = rows.iter().map(f).collect();
+        vals.sort_by(|a, b| a.total_cmp(b));
+        vals.dedup();
+        let mut best: f64 = 0.5;
+        for th in vals {
+            for dir in [false, true] {
+                let (mut tp, mut tn) = (0usize, 0usize);
+                for r in &rows {
+                    let guess_ins = (f(r) >= th) != dir;
+                    if guess_ins && r.0 {
+                        tp += 1;
+                    }
+                    if !guess_ins && !r.0 {
+                        tn += 1;
+                    }
+                }
+                let acc = 0.5 * (tp as f64 / ins.max(1) as f64 + tn as f64 / rel.max(1) as f64);
+                best = best.max(acc);
+            }
+        }
+        best
+    };
+    let acc_burst = best_balanced(&|r| r.1);
+    let acc_since = best_balanced(&|r| r.2);
+
+    // ---- who sent it?
+    let horizon = 15.0 * 60_000.0;
+    // Packets addressed to each mix, by first-seen time.
+    let mut addressed: Vec<Vec<(f64, PacketId)>> = vec![Vec::new(); n_nodes];
+    for (id, _, t) in &ann {
+        if let Some(&m) = mix_of.get(&packets[id].tag) {
+            addressed[m].push((*t, *id));
+        }
+    }
+    // The public defaults tell him the route length: the node's own layer, then
+    // min(3, other nodes) mixes; the message's first visible packet is that many hops before
+    // its final packet, and each hop held it at least the level's delay.
+    let remote_hops = 3.min(n_nodes - 1);
+    let min_gap = bump::mix::tau::Tau::resolve(Some(&level), None, None)
+        .map(|t| t.delay_secs as f64 * 1000.0 - 500.0)
+        .unwrap_or(0.0)
+        .max(0.0);
+    let blame = |start: PacketId| -> Vec<f64> {
+        let mut out = vec![0.0; n_nodes];
+        let mut frontier: HashMap<PacketId, f64> = HashMap::from([(start, 1.0f64)]);
+        for _ in 0..remote_hops {
+            let mut next: HashMap<PacketId, f64> = HashMap::new();
+            for (id, mass) in frontier {
+                let Some(&(z, t)) = first.get(&id) else { continue };
+                let cands: Vec<PacketId> = addressed[z]
+                    .iter()
+                    .filter(|(t2, _)| t - t2 >= min_gap && t - t2 <= horizon)
+                    .map(|(_, i)| *i)
+                    .collect();
+                if cands.is_empty() {
+                    // Nothing visible went in: he blames the announcer.
+                    out[z] += mass;
+                    continue;
+                }
+                let each = mass / cands.len() as f64;
+                for c in cands {
+                    *next.entry(c).or_default() += each;
+                }
+            }
+            frontier = next;
+        }
+        for (id, mass) in frontier {
+            if let Some(&(z, _)) = first.get(&id) {
+                out[z] += mass;
+            }
+        }
+        out
+    };
+    let (mut single, mut single_ok, mut multi, mut multi_ok) = (0, 0, 0, 0);
+    let mut latencies = Vec::new();
+    let mut undelivered = 0;
+    for s in &sent {
+        let finals: Vec<PacketId> = packets
+            .iter()
+            .filter(|(_, p)| p.tag == s.tag)
+            .map(|(id, _)| *id)
+            .collect();
+        if finals.len() < s.parts {
+            undelivered += 1;
+            continue;
+        }
+        let done = finals
+            .iter()
+            .filter_map(|id| first.get(id).map(|x| x.1))
+            .fold(0.0f64, f64::max);
+        latencies.push((done - s.at_ms) / 1000.0);
+        let mut mass = vec![0.0; n_nodes];
+        for f in &finals {
+            for (i, m) in blame(*f).into_iter().enumerate() {
+                mass[i] += m;
+            }
+        }
+        let guess = (0..n_nodes)
+            .max_by(|a, b| mass[*a].total_cmp(&mass[*b]))
+            .unwrap_or(0);
+        if s.parts > 1 {
+            multi += 1;
+            multi_ok += (guess == s.sender) as usize;
+        } else {
+            single += 1;
+            single_ok += (guess == s.sender) as usize;
+        }
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let senders: HashSet<usize> = sent.iter().map(|s| s.sender).collect();
+    println!(
+        "| {level} | {n_nodes} | {seed} | {} ({} multi-part) | {:.2} | {:.2} | {:.2} ({single_ok}/{single}) | {:.2} ({multi_ok}/{multi}) | {:.2} | {:.0} / {:.0} s | {undelivered} |",
+        sent.len(),
+        sent.iter().filter(|s| s.parts > 1).count(),
+        acc_burst,
+        acc_since,
+        single_ok as f64 / single.max(1) as f64,
+        multi_ok as f64 / multi.max(1) as f64,
+        1.0 / senders.len().max(1) as f64,
+        pct(0.5),
+        pct(1.0),
+    );
+    eprintln!(
+        "{} announcements judged: {ins} insertions, {rel} releases; {} packets read; run {:.0} s",
+        rows.len(),
+        packets.len(),
+        end_ms / 1000.0
+    );
+}

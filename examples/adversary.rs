@@ -71,7 +71,11 @@ fn wait_file(p: &Path, secs: u64) -> String {
                 return s.trim().to_string();
             }
         }
-        assert!(t.elapsed() < Duration::from_secs(secs), "{} not written", p.display());
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{} not written",
+            p.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -102,16 +106,24 @@ fn start(bin: &Path, connect: &[String]) -> Node {
         .stderr(Stdio::null())
         .spawn()
         .expect("start bump node (cargo build --release first)");
-    let rpc = wait_file(&netdir(dir.path()).join("rpc.addr"), 20).parse().unwrap();
+    let rpc = wait_file(&netdir(dir.path()).join("rpc.addr"), 20)
+        .parse()
+        .unwrap();
     let p2p = wait_file(&netdir(dir.path()).join("p2p.addr"), 20);
-    Node { dir, child, rpc, p2p }
+    Node {
+        dir,
+        child,
+        rpc,
+        p2p,
+    }
 }
 
 fn rpc(n: &Node, method: &str, params: serde_json::Value) -> serde_json::Value {
     use base64::Engine as _;
     let cookie = std::fs::read_to_string(netdir(n.dir.path()).join(".cookie")).unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
-    let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string();
+    let body =
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string();
     let mut s = std::net::TcpStream::connect(n.rpc).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     write!(
@@ -123,7 +135,10 @@ fn rpc(n: &Node, method: &str, params: serde_json::Value) -> serde_json::Value {
     .unwrap();
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
-    let at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    let at = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
     serde_json::from_slice(&resp[at..]).unwrap_or(serde_json::Value::Null)
 }
 
@@ -255,7 +270,11 @@ fn main() {
     // Wait for delivery (bounded).
     let deadline = Instant::now() + Duration::from_secs(900);
     let delivered = |s: &Sent| {
-        rpc(&nodes[0], "bump_getpackets", serde_json::json!([s.tag.to_hex()]))["result"]
+        rpc(
+            &nodes[0],
+            "bump_getpackets",
+            serde_json::json!([s.tag.to_hex()]),
+        )["result"]
             .as_array()
             .map_or(0, |a| a.len())
             >= s.parts
@@ -268,9 +287,17 @@ fn main() {
 
     // The judge: every packet under every mix tag and final tag, from node 0's store.
     let mut packets: HashMap<PacketId, Packet> = HashMap::new();
-    let tags: Vec<Tag> = keys.iter().map(|k| k.1).chain(sent.iter().map(|s| s.tag)).collect();
+    let tags: Vec<Tag> = keys
+        .iter()
+        .map(|k| k.1)
+        .chain(sent.iter().map(|s| s.tag))
+        .collect();
     for t in &tags {
-        let v = rpc(&nodes[0], "bump_getpackets", serde_json::json!([t.to_hex()]));
+        let v = rpc(
+            &nodes[0],
+            "bump_getpackets",
+            serde_json::json!([t.to_hex()]),
+        );
         for j in v["result"].as_array().cloned().unwrap_or_default() {
             if let Ok(pj) = serde_json::from_value::<PacketJson>(j) {
                 if let Ok(p) = Packet::from_json(&pj) {
@@ -287,7 +314,9 @@ fn main() {
     let mut parent: HashMap<PacketId, PacketId> = HashMap::new();
     let mix_of: HashMap<Tag, usize> = keys.iter().enumerate().map(|(i, k)| (k.1, i)).collect();
     for (id, p) in &packets {
-        let Some(&m) = mix_of.get(&p.tag) else { continue };
+        let Some(&m) = mix_of.get(&p.tag) else {
+            continue;
+        };
         if let Ok(u) = peel(&keys[m].0, p, &mut rand::rngs::OsRng) {
             if let Some(out) = u.outgoing {
                 if let Some(child) = by_key.get(&key_of(&out)) {
@@ -378,7 +407,9 @@ fn main() {
         for _ in 0..remote_hops {
             let mut next: HashMap<PacketId, f64> = HashMap::new();
             for (id, mass) in frontier {
-                let Some(&(z, t)) = first.get(&id) else { continue };
+                let Some(&(z, t)) = first.get(&id) else {
+                    continue;
+                };
                 let cands: Vec<PacketId> = addressed[z]
                     .iter()
                     .filter(|(t2, _)| t - t2 >= min_gap && t - t2 <= horizon)

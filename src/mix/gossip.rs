@@ -126,6 +126,12 @@ impl MixBook {
         v
     }
 
+    /// When our own newest stored record was made, if one is stored.
+    pub fn own_created(&self) -> Option<u32> {
+        use crate::sync::Locked;
+        self.known.locked().get(&self.own).copied()
+    }
+
     /// Read every record stored under the tag; returns how many mixes are known.
     pub async fn refresh(&self, now: u32) -> usize {
         use crate::sync::Locked;
@@ -181,10 +187,17 @@ impl MixBook {
     /// `every` and whenever one arrives.
     pub async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
         let mut rx = self.node.subscribe();
-        if let Err(e) = self.publish_own(crate::unix_now()).await {
-            tracing::warn!("could not publish this node's mix record: {e}");
-        }
+        // A restart does not publish again while our last record is young.
         self.refresh(crate::unix_now()).await;
+        let young = self
+            .own_created()
+            .is_some_and(|c| c.saturating_add(REPUBLISH.as_secs() as u32) > crate::unix_now());
+        if !young {
+            if let Err(e) = self.publish_own(crate::unix_now()).await {
+                tracing::warn!("could not publish this node's mix record: {e}");
+            }
+            self.refresh(crate::unix_now()).await;
+        }
         let mut republish = tokio::time::interval(REPUBLISH);
         republish.tick().await;
         let mut reread = tokio::time::interval(every);

@@ -262,6 +262,45 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_restart_does_not_publish_a_young_record_again() {
+        use crate::node::{Limits, NodeInfo};
+        use crate::store::{Store, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let node = Arc::new(Node::new(
+            store,
+            Limits::default(),
+            NodeInfo {
+                network: namecoin::Network::Regtest,
+                netdir: dir.path().to_path_buf(),
+            },
+            CancellationToken::new(),
+        ));
+        let sk = SecretKey::from_slice(&[5; 32]).unwrap();
+        let records = || async { node.messages(record_tag()).await.unwrap().done.len() };
+        for round in 0..2 {
+            let book = MixBook::new(node.clone(), sk);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(book.clone().run(Duration::from_millis(50), stop.clone()));
+            for _ in 0..100 {
+                if book.own_created().is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+            task.await.unwrap();
+            assert!(book.own_created().is_some(), "round {round}");
+            assert_eq!(
+                records().await,
+                1,
+                "round {round}: one record, not one per start"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn garbage_never_verifies_nor_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -132,19 +132,40 @@ pub struct Running {
 impl Running {
     /// Stop everything started by [`start`] and flush the store.
     pub async fn finish(self) -> Result<(), DaemonError> {
-        self.shutdown.cancel();
-        let _ = self.handle.stop();
-        self.handle.stopped().await;
-        let _ = self.sweeper.await;
-        self.overlay.save_peers();
-        let netdir = &self.netdir;
+        let Running {
+            node,
+            overlay,
+            mix,
+            handle,
+            sweeper,
+            netdir,
+            shutdown,
+            ..
+        } = self;
+        shutdown.cancel();
+        let _ = handle.stop();
+        handle.stopped().await;
+        let _ = sweeper.await;
+        overlay.save_peers();
         let _ = std::fs::remove_file(netdir.join(P2P_ADDR_FILE));
         let _ = std::fs::remove_file(netdir.join(RPC_ADDR_FILE));
         let _ = std::fs::remove_file(netdir.join(COOKIE_FILE));
-        let store = self.node.store();
+        let store = node.store().clone();
         store.durable().await.map_err(DaemonError::Flush)?;
         store.flush_blocking().map_err(DaemonError::Flush)?;
         tracing::info!(packets = store.len(), "store flushed; bye");
+        // The store (and its lock on the datadir) is closed when the last task holding it
+        // has seen the shutdown and ended: wait for that (bounded), so that a node started
+        // right after in the same process can open the datadir.
+        let weak = Arc::downgrade(&store);
+        drop((store, node, overlay, mix));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while weak.strong_count() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if weak.strong_count() > 0 {
+            tracing::warn!("tasks still hold the store 10 s after shutdown");
+        }
         Ok(())
     }
 }

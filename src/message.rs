@@ -59,11 +59,25 @@ pub enum MessageError {
     TooLarge { size: usize, limit: usize },
     #[error("not a message frame: {0}")]
     BadFrame(&'static str),
+    #[error("a part has no room for data")]
+    NoRoom,
+    #[error("sealing a part failed")]
+    Seal,
 }
 
 impl PartHeader {
     /// Read the frame at the start of a body; the data is `body[23..23+len]`.
     pub fn decode(body: &[u8; BODY_LEN]) -> Result<PartHeader, MessageError> {
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        h.copy_from_slice(&body[..FRAME_HEADER_LEN]);
+        PartHeader::from_bytes(&h, PART_DATA_LEN)
+    }
+
+    /// Read a frame header whose data may be at most `max_len` bytes.
+    pub fn from_bytes(
+        body: &[u8; FRAME_HEADER_LEN],
+        max_len: usize,
+    ) -> Result<PartHeader, MessageError> {
         if body[0] != FRAME_VERSION {
             return Err(MessageError::BadFrame("unknown frame version"));
         }
@@ -77,7 +91,7 @@ impl PartHeader {
         if index >= count {
             return Err(MessageError::BadFrame("part index not below part count"));
         }
-        if len as usize > PART_DATA_LEN {
+        if len as usize > max_len {
             return Err(MessageError::BadFrame("data length exceeds the body"));
         }
         Ok(PartHeader {
@@ -90,11 +104,18 @@ impl PartHeader {
 
     /// Write the frame header into the start of a body.
     pub fn encode_into(&self, body: &mut [u8; BODY_LEN]) {
-        body[0] = FRAME_VERSION;
-        body[1..17].copy_from_slice(&self.msg_id.0);
-        body[17..19].copy_from_slice(&self.index.to_le_bytes());
-        body[19..21].copy_from_slice(&self.count.to_le_bytes());
-        body[21..23].copy_from_slice(&self.len.to_le_bytes());
+        body[..FRAME_HEADER_LEN].copy_from_slice(&self.to_bytes());
+    }
+
+    /// The 23 header bytes.
+    pub fn to_bytes(&self) -> [u8; FRAME_HEADER_LEN] {
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        h[0] = FRAME_VERSION;
+        h[1..17].copy_from_slice(&self.msg_id.0);
+        h[17..19].copy_from_slice(&self.index.to_le_bytes());
+        h[19..21].copy_from_slice(&self.count.to_le_bytes());
+        h[21..23].copy_from_slice(&self.len.to_le_bytes());
+        h
     }
 
     /// The data slice of a body carrying this frame.
@@ -108,6 +129,102 @@ pub fn parts_needed(size: usize) -> usize {
     size.div_ceil(PART_DATA_LEN).max(1)
 }
 
+/// How a part's frame and data become the bytes its packet's body starts with: in the clear
+/// ([`ClearFramer`], §3) or sealed inside the ciphertext (`crate::sealed::parts`, §8.4).
+/// The rest of a body is random padding.
+pub trait Framer: Send + Sync + std::fmt::Debug {
+    /// Bytes part `index` needs beside its data.
+    fn overhead(&self, index: usize) -> usize;
+    /// The framed bytes of one part: exactly `overhead(header.index) + data.len()` bytes.
+    fn frame(
+        &self,
+        header: &PartHeader,
+        data: &[u8],
+        rng: &mut dyn RngCore,
+    ) -> Result<Vec<u8>, MessageError>;
+}
+
+/// The clear frame of §3: the 23-byte header, then the data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClearFramer;
+
+impl Framer for ClearFramer {
+    fn overhead(&self, _: usize) -> usize {
+        FRAME_HEADER_LEN
+    }
+
+    fn frame(
+        &self,
+        header: &PartHeader,
+        data: &[u8],
+        _: &mut dyn RngCore,
+    ) -> Result<Vec<u8>, MessageError> {
+        let mut v = header.to_bytes().to_vec();
+        v.extend_from_slice(data);
+        Ok(v)
+    }
+}
+
+/// The data bytes of each part when framed bytes may take `cap` bytes per part: the first
+/// part always, more while data remains. `None` when a part has no room for data.
+fn part_sizes(size: usize, framer: &dyn Framer, cap: usize) -> Option<Vec<usize>> {
+    let mut sizes = Vec::new();
+    let mut left = size;
+    loop {
+        let room = cap.checked_sub(framer.overhead(sizes.len()))?;
+        if room == 0 && left > 0 {
+            return None;
+        }
+        let n = room.min(left);
+        sizes.push(n);
+        left -= n;
+        if left == 0 || sizes.len() > MAX_PARTS {
+            return Some(sizes);
+        }
+    }
+}
+
+/// How many parts `size` bytes take (`None`: no room for data).
+pub fn count_parts(size: usize, framer: &dyn Framer, cap: usize) -> Option<usize> {
+    part_sizes(size, framer, cap).map(|s| s.len())
+}
+
+/// Split `data` into framed parts of at most `cap` bytes each under a fresh message id.
+/// `limit` is the caller's size limit. An empty message is one part with no data.
+pub fn frame_parts(
+    data: &[u8],
+    framer: &dyn Framer,
+    cap: usize,
+    limit: usize,
+    rng: &mut dyn RngCore,
+) -> Result<(MessageId, Vec<Vec<u8>>), MessageError> {
+    let sizes = part_sizes(data.len(), framer, cap).ok_or(MessageError::NoRoom)?;
+    let limit = limit.min(MAX_PARTS * cap.saturating_sub(framer.overhead(1)).max(1));
+    if data.len() > limit || sizes.len() > MAX_PARTS {
+        return Err(MessageError::TooLarge {
+            size: data.len(),
+            limit,
+        });
+    }
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let msg_id = MessageId(id);
+    let count = sizes.len() as u16;
+    let mut at = 0;
+    let mut out = Vec::with_capacity(sizes.len());
+    for (index, n) in sizes.into_iter().enumerate() {
+        let header = PartHeader {
+            msg_id,
+            index: index as u16,
+            count,
+            len: n as u16,
+        };
+        out.push(framer.frame(&header, &data[at..at + n], rng)?);
+        at += n;
+    }
+    Ok((msg_id, out))
+}
+
 /// Split `data` into framed packets under `tag` expiring at `expires`. `limit` is the caller's
 /// size limit (never above [`MAX_FRAMEABLE`]). An empty message is one packet with no data.
 pub fn split(
@@ -117,38 +234,33 @@ pub fn split(
     limit: usize,
     rng: &mut impl RngCore,
 ) -> Result<(MessageId, Vec<Packet>), MessageError> {
-    let limit = limit.min(MAX_FRAMEABLE);
-    if data.len() > limit {
-        return Err(MessageError::TooLarge {
-            size: data.len(),
-            limit,
-        });
-    }
-    let mut id = [0u8; 16];
-    rng.fill_bytes(&mut id);
-    let msg_id = MessageId(id);
-    let count = parts_needed(data.len());
-    let mut packets = Vec::with_capacity(count);
-    for index in 0..count {
-        let chunk = data.chunks(PART_DATA_LEN).nth(index).unwrap_or(&[]);
-        let mut body = Box::new([0u8; BODY_LEN]);
-        // Padding first, then overwrite header and data: the tail stays random.
-        rng.fill_bytes(&mut body[..]);
-        let frame = PartHeader {
-            msg_id,
-            index: index as u16,
-            count: count as u16,
-            len: chunk.len() as u16,
-        };
-        frame.encode_into(&mut body);
-        body[FRAME_HEADER_LEN..FRAME_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
-        packets.push(Packet {
-            tag,
-            expires,
-            nonce: 0,
-            body,
-        });
-    }
+    split_framed(data, &ClearFramer, tag, expires, limit, rng)
+}
+
+/// [`split`] with any framing: each body is the framed part, then random padding.
+pub fn split_framed(
+    data: &[u8],
+    framer: &dyn Framer,
+    tag: Tag,
+    expires: u32,
+    limit: usize,
+    rng: &mut impl RngCore,
+) -> Result<(MessageId, Vec<Packet>), MessageError> {
+    let (msg_id, parts) = frame_parts(data, framer, BODY_LEN, limit.min(MAX_FRAMEABLE), rng)?;
+    let packets = parts
+        .into_iter()
+        .map(|framed| {
+            let mut body = Box::new([0u8; BODY_LEN]);
+            rng.fill_bytes(&mut body[..]);
+            body[..framed.len()].copy_from_slice(&framed);
+            Packet {
+                tag,
+                expires,
+                nonce: 0,
+                body,
+            }
+        })
+        .collect();
     Ok((msg_id, packets))
 }
 
@@ -203,6 +315,16 @@ impl Assembler {
                 return None;
             }
         };
+        self.push_part(seq, frame, frame.data(&packet.body))
+    }
+
+    /// Feed one part already taken out of its frame (a sealed part, §8.4).
+    pub fn push_part(
+        &mut self,
+        seq: u64,
+        frame: PartHeader,
+        data: &[u8],
+    ) -> Option<&CompleteMessage> {
         if self.done.contains_key(&frame.msg_id) {
             return None;
         }
@@ -219,7 +341,7 @@ impl Assembler {
         if slot.is_some() {
             return None;
         }
-        *slot = Some(frame.data(&packet.body).to_vec());
+        *slot = Some(data.to_vec());
         p.have += 1;
         if p.have < p.count {
             return None;

@@ -486,10 +486,24 @@ impl Node {
         ttl: Option<u32>,
         now: u32,
     ) -> Result<(MessageId, usize, u32), NodeError> {
+        self.send_framed(tag, data, &message::ClearFramer, ttl, now)
+            .await
+    }
+
+    /// [`Node::send_message`] with the parts framed by `framer`.
+    pub async fn send_framed(
+        &self,
+        tag: Tag,
+        data: &[u8],
+        framer: &dyn message::Framer,
+        ttl: Option<u32>,
+        now: u32,
+    ) -> Result<(MessageId, usize, u32), NodeError> {
         let ttl = self.limits.check_ttl(ttl)?;
         let expires = quantized_expiry(now, ttl);
-        let (id, packets) = message::split(
+        let (id, packets) = message::split_framed(
             data,
+            framer,
             tag,
             expires,
             self.limits.max_message,

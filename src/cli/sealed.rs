@@ -157,7 +157,7 @@ fn print(r: SealedResult, json: bool) -> Result<()> {
     if !r.skipped.is_empty() {
         let why: Vec<String> = r.skipped.iter().map(|(e, n)| format!("{n} {e}")).collect();
         eprintln!(
-            "bump: skipped {} envelope(s) that did not open: {}",
+            "bump: skipped {} envelope(s) or sealed packet(s) that did not open: {}",
             r.skipped.values().sum::<usize>(),
             why.join("; ")
         );
@@ -197,11 +197,13 @@ pub async fn inbox(ctx: &Ctx, a: InboxArgs) -> Result<()> {
     print(r, a.json)
 }
 
-/// `bump watch --group NAME`: subscribe to the group's tag of today and of tomorrow (a
-/// sender's clock may be past midnight), moving on as days pass; open each new message with
-/// the keyring here and print it as a JSON line.
+/// `bump watch --group NAME`: subscribe to the packets of the group's tag of today and of
+/// tomorrow (a sender's clock may be past midnight), moving on as days pass; reassemble the
+/// sealed parts (§8.4), open each new message with the keyring here and print it as a JSON
+/// line. Messages complete before the watch began are not printed.
 pub async fn watch_group(ctx: &Ctx, name: &str, count: Option<usize>) -> Result<()> {
     use bump::sealed::envelope::{self, Opener};
+    use bump::sealed::parts::PartReader;
     use bump::sealed::tags;
     use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
     let k = keyring(&ctx.base)?;
@@ -211,6 +213,7 @@ pub async fn watch_group(ctx: &Ctx, name: &str, count: Option<usize>) -> Result<
     let ws = ctx.target()?.ws(super::ctx::CLIENT_MAX_BODY).await?;
     let mut subs: std::collections::BTreeMap<u32, Subscription<serde_json::Value>> =
         Default::default();
+    let mut reader = PartReader::group(&key);
     let mut seen = std::collections::HashSet::new();
     let mut printed = 0usize;
     loop {
@@ -220,9 +223,9 @@ pub async fn watch_group(ctx: &Ctx, name: &str, count: Option<usize>) -> Result<
             if let std::collections::btree_map::Entry::Vacant(e) = subs.entry(slot) {
                 let sub = ws
                     .subscribe(
-                        "bump_subscribe",
+                        "bump_subscribepackets",
                         jsonrpsee::rpc_params![tags::group_tag(&key, slot).to_hex()],
-                        "bump_unsubscribe",
+                        "bump_unsubscribepackets",
                     )
                     .await
                     .map_err(classify)?;
@@ -241,33 +244,46 @@ pub async fn watch_group(ctx: &Ctx, name: &str, count: Option<usize>) -> Result<
             Ok((Some(Err(e)), _, _)) => bail!("subscription error: {e}"),
             Ok((None, _, _)) => bail!("the node closed the subscription"),
         };
-        let Some(data) = v["data"].as_str().and_then(|d| B64.decode(d).ok()) else {
-            continue;
-        };
-        let h = bitcoin::hashes::sha256::Hash::hash(&data).to_byte_array();
-        if !seen.insert(h) {
-            continue;
-        }
-        match envelope::open(&data, &Opener::Group(&key)) {
-            Ok(o) => {
-                let line = serde_json::json!({
-                    "sender": o.signer.map(|s| s.to_string_id()),
-                    "signature": match &o.signer {
-                        None => "unsigned",
-                        Some(s) if known.contains(s) => "valid",
-                        Some(_) => "valid, unverified key",
-                    },
-                    "time": o.plain.timestamp,
-                    "data": B64.encode(&o.plain.body),
-                });
-                println!("{line}");
-                std::io::Write::flush(&mut std::io::stdout())?;
-                printed += 1;
-                if count.is_some_and(|c| printed >= c) {
-                    return Ok(());
-                }
+        let stored = v["stored"].as_bool().unwrap_or(false);
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        let packet = match serde_json::from_value::<bump::packet::PacketJson>(serde_json::json!({
+            "tag": v["tag"], "chunk": v["chunk"], "expires": v["expires"], "nonce": v["nonce"],
+        }))
+        .map_err(|e| e.to_string())
+        .and_then(|j| bump::packet::Packet::from_json(&j).map_err(|e| e.to_string()))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("bump: the node sent a packet that does not parse: {e}");
+                continue;
             }
-            Err(e) => eprintln!("bump: skipped an envelope that did not open: {e}"),
+        };
+        for data in reader.push(seq, &packet) {
+            let h = bitcoin::hashes::sha256::Hash::hash(&data).to_byte_array();
+            if !seen.insert(h) || stored {
+                continue;
+            }
+            match envelope::open(&data, &Opener::Group(&key)) {
+                Ok(o) => {
+                    let line = serde_json::json!({
+                        "sender": o.signer.map(|s| s.to_string_id()),
+                        "signature": match &o.signer {
+                            None => "unsigned",
+                            Some(s) if known.contains(s) => "valid",
+                            Some(_) => "valid, unverified key",
+                        },
+                        "time": o.plain.timestamp,
+                        "data": B64.encode(&o.plain.body),
+                    });
+                    println!("{line}");
+                    std::io::Write::flush(&mut std::io::stdout())?;
+                    printed += 1;
+                    if count.is_some_and(|c| printed >= c) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => eprintln!("bump: skipped an envelope that did not open: {e}"),
+            }
         }
     }
 }

@@ -3,9 +3,9 @@
 //! onion with a fresh session key, so parts are unlinkable until they meet at the recipient's
 //! tag. Every layer gets the same quantized expiry, so expiries relate nothing to the path.
 
-use crate::message::{MessageError, MessageId, PartHeader, FRAME_HEADER_LEN, MAX_PARTS};
+use crate::message::{frame_parts, ClearFramer, Framer, MessageError, MessageId, FRAME_HEADER_LEN};
 use crate::onion::layer::{capacity, mix_tag, wrap, BumpOnionError, HopInstructions};
-use crate::packet::{Packet, BODY_LEN};
+use crate::packet::Packet;
 use crate::tag::Tag;
 use rand::RngCore;
 use secp256k1::PublicKey;
@@ -57,8 +57,19 @@ pub fn part_capacity(route: &[PublicKey], pol: RoutePolicy) -> usize {
     part_capacity_with(route, pol, &[])
 }
 
-/// Data bytes one part can carry over `route` with postage in the given hops' layers.
+/// Data bytes one clear-framed part can carry over `route` with postage in the given hops'
+/// layers.
 pub fn part_capacity_with(
+    route: &[PublicKey],
+    pol: RoutePolicy,
+    postage: &[Option<[u8; 36]>],
+) -> usize {
+    final_capacity_with(route, pol, postage).saturating_sub(FRAME_HEADER_LEN)
+}
+
+/// Bytes of final data (a framed part) one onion over `route` can carry, with postage in the
+/// given hops' layers.
+pub fn final_capacity_with(
     route: &[PublicKey],
     pol: RoutePolicy,
     postage: &[Option<[u8; 36]>],
@@ -68,7 +79,7 @@ pub fn part_capacity_with(
         hop.postage = *p;
     }
     let Some(last) = instr.pop() else { return 0 };
-    capacity(&instr, &last).saturating_sub(FRAME_HEADER_LEN)
+    capacity(&instr, &last)
 }
 
 /// Wrap `data` for `final_tag` through `route`; returns the relay packets to publish.
@@ -87,7 +98,17 @@ pub fn wrap_message(
         keys: route.to_vec(),
         first_delay: None,
     };
-    wrap_parts(data, final_tag, route.len(), plan, pol, postage, limit, rng)
+    wrap_parts(
+        data,
+        &ClearFramer,
+        final_tag,
+        route.len(),
+        plan,
+        pol,
+        postage,
+        limit,
+        rng,
+    )
 }
 
 /// The route of one part of a message.
@@ -99,11 +120,13 @@ pub struct PartRoute {
     pub first_delay: Option<u64>,
 }
 
-/// Wrap `data` for `final_tag`, each part through the route `plan(part index)` gives; every
-/// route has `hops` mixes (so all parts have the same capacity).
+/// Wrap `data`, framed by `framer`, for `final_tag`, each part through the route
+/// `plan(part index)` gives; every route has `hops` mixes (so all parts have the same
+/// capacity).
 #[allow(clippy::too_many_arguments)]
 pub fn wrap_parts(
     data: &[u8],
+    framer: &dyn Framer,
     final_tag: Tag,
     hops: usize,
     mut plan: impl FnMut(usize, &mut dyn RngCore) -> PartRoute,
@@ -115,37 +138,19 @@ pub fn wrap_parts(
     // Capacity depends only on the number of hops and where postage is: the first part's
     // route sizes them all.
     let mut first = Some(plan(0, rng));
-    let per_part = first
+    let cap = first
         .as_ref()
         .filter(|r| r.keys.len() == hops)
-        .map_or(0, |r| part_capacity_with(&r.keys, pol, postage));
-    if per_part == 0 {
+        .map_or(0, |r| final_capacity_with(&r.keys, pol, postage));
+    if cap == 0 {
         return Err(WrapError::NoRoom);
     }
-    let limit = limit.min(MAX_PARTS * per_part);
-    if data.len() > limit {
-        return Err(MessageError::TooLarge {
-            size: data.len(),
-            limit,
-        }
-        .into());
-    }
-    let mut id = [0u8; 16];
-    rng.fill_bytes(&mut id);
-    let msg_id = MessageId(id);
-    let count = data.len().div_ceil(per_part).max(1);
-    let mut out = Vec::with_capacity(count);
-    for index in 0..count {
-        let chunk = data.chunks(per_part).nth(index).unwrap_or(&[]);
-        let mut body = [0u8; BODY_LEN];
-        PartHeader {
-            msg_id,
-            index: index as u16,
-            count: count as u16,
-            len: chunk.len() as u16,
-        }
-        .encode_into(&mut body);
-        body[FRAME_HEADER_LEN..FRAME_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
+    let (msg_id, parts) = match frame_parts(data, framer, cap, limit, rng) {
+        Err(MessageError::NoRoom) => return Err(WrapError::NoRoom),
+        r => r?,
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for (index, framed) in parts.into_iter().enumerate() {
         let part = match first.take() {
             Some(r) => r,
             None => plan(index, rng),
@@ -161,7 +166,7 @@ pub fn wrap_parts(
             first.delay_secs = d;
         }
         if let Some(last) = instr.last_mut() {
-            last.final_data = Some(body[..FRAME_HEADER_LEN + chunk.len()].to_vec());
+            last.final_data = Some(framed);
         }
         out.push(wrap(&part.keys, &instr, pol.expires, rng)?);
     }

@@ -9,9 +9,9 @@
 use super::gossip::MixBook;
 use super::mixer::Mixer;
 use super::postage::Postage;
-use super::route::{part_capacity_with, wrap_parts, PartRoute, RoutePolicy};
+use super::route::{final_capacity_with, wrap_parts, PartRoute, RoutePolicy};
 use super::tau::{Tau, UnknownLevel};
-use crate::message::{MessageError, MessageId};
+use crate::message::{count_parts, ClearFramer, Framer, MessageError, MessageId};
 use crate::names::directory::DirectoryError;
 use crate::names::NamesCtx;
 use crate::node::{mixed_expiry, Node, NodeError};
@@ -60,6 +60,9 @@ pub struct SendRequest {
     pub delay_secs: Option<u64>,
     /// Postage per hop, `TXID:VOUT`, empty or `-` for none.
     pub postage: Vec<String>,
+    /// How parts are framed; `None` = in the clear (§3). Sealed messages frame inside the
+    /// ciphertext (§8.4).
+    pub framer: Option<std::sync::Arc<dyn Framer>>,
 }
 
 /// What a send produced.
@@ -456,10 +459,13 @@ impl SendService {
         let tag = req.tag.ok_or(SendError::NoTag)?;
         let tau = Tau::resolve(req.tau.as_deref(), req.crowd, req.delay_secs)?;
         let now = crate::unix_now();
+        let framer: &dyn Framer = req.framer.as_deref().unwrap_or(&ClearFramer);
         let route = self.route(&req.via, req.hops).await?;
         if route.is_empty() {
-            let (msgid, packets, expires) =
-                self.node.send_message(tag, &req.data, req.ttl, now).await?;
+            let (msgid, packets, expires) = self
+                .node
+                .send_framed(tag, &req.data, framer, req.ttl, now)
+                .await?;
             // Unmixed by default (not by `--hops 0`) on a node set up to mix: say why.
             let by_default = req.via.is_empty() && req.hops.is_none();
             let note = (by_default && (self.book.is_some() || self.names.is_some())).then(|| {
@@ -502,11 +508,8 @@ impl SendService {
                 (Self::given_postage(&given, i).is_some() || h.fee > 0).then_some([0u8; 36])
             })
             .collect();
-        let per_part = part_capacity_with(&keys, pol, &placeholder);
-        if per_part == 0 {
-            return Err(SendError::NoRoom);
-        }
-        let parts = req.data.len().div_ceil(per_part).max(1);
+        let cap = final_capacity_with(&keys, pol, &placeholder);
+        let parts = count_parts(req.data.len(), framer, cap).ok_or(SendError::NoRoom)?;
         let limit = self.node.limits().max_message;
         if req.data.len() > limit || parts > crate::message::MAX_PARTS {
             return Err(SendError::TooLargeForRoute {
@@ -542,6 +545,7 @@ impl SendService {
         }
         let (msgid, packets) = wrap_parts(
             &req.data,
+            framer,
             tag,
             layers,
             |i, _| plans[i].clone(),
@@ -674,6 +678,65 @@ mod tests {
             s.send(r).await,
             Err(SendError::TooFewMixes { have: 3, want: 4 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_send_through_mixes_arrives_with_its_frames_inside_the_ciphertext() {
+        use crate::sealed::envelope::{open, seal, Opener, Plain, Seal};
+        use crate::sealed::keys::GroupKey;
+        use crate::sealed::parts::{PartReader, SealedSend};
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, pk) = test_mixes(3);
+        let (s, _mixer) = mixing_service(dir.path(), &sk).await;
+        let g = GroupKey([21; 32]);
+        let plain = Plain {
+            timestamp: 1,
+            content_type: 0,
+            body: vec![0x5a; 4000],
+        };
+        let env = seal(&Seal::Group(&g), &plain, None).unwrap();
+        let tag = Tag([33; 20]);
+        let ss = SealedSend::group(&g, tag, env);
+        let mut r = req(33, &ss.carried);
+        r.tau = Some("none".into());
+        r.framer = Some(Arc::new(ss.framer.clone()));
+        let sent = s.send(r).await.unwrap();
+        assert!(sent.packets >= 5, "{}", sent.packets);
+        // Peel every part through its route, as the mixes would.
+        let mut finals = Vec::new();
+        let mut rng = rand::rngs::OsRng;
+        for k in &pk {
+            for (_, p) in s.node().packets(mix_tag(k)).await.unwrap() {
+                let mut p = p;
+                loop {
+                    let key = sk.iter().find(|s| {
+                        mix_tag(&PublicKey::from_secret_key(&secp256k1::Secp256k1::new(), s))
+                            == p.tag
+                    });
+                    match key {
+                        Some(key) => p = peel(key, &p, &mut rng).unwrap().outgoing.unwrap(),
+                        None => break,
+                    }
+                }
+                finals.push(p);
+            }
+        }
+        assert_eq!(finals.len(), sent.packets);
+        assert!(finals.iter().all(|p| p.tag == tag));
+        // No clear frame: nothing parses as one, no shared message id.
+        assert!(finals
+            .iter()
+            .all(|p| crate::message::PartHeader::decode(&p.body).is_err()
+                || p.body[1..17] != finals[0].body[1..17]
+                || std::ptr::eq(p, &finals[0])));
+        let mut reader = PartReader::group(&g);
+        let envs: Vec<Vec<u8>> = finals
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| reader.push(i as u64, p))
+            .collect();
+        assert_eq!(envs.len(), 1);
+        assert_eq!(open(&envs[0], &Opener::Group(&g)).unwrap().plain, plain);
     }
 
     #[test]

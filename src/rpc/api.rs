@@ -278,6 +278,17 @@ pub struct MessagesResult {
     pub more: bool,
 }
 
+/// One packet of a `subscribepackets` stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PacketEvent {
+    /// The node's arrival sequence number.
+    pub seq: u64,
+    /// True for packets the node held when the subscription began (sent first).
+    pub stored: bool,
+    #[serde(flatten)]
+    pub packet: PacketJson,
+}
+
 /// One page of a tag's raw packets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PacketPage {
@@ -453,4 +464,9 @@ pub trait BumpApi {
     /// Push every message of a tag as soon as it is complete (WebSocket only).
     #[subscription(name = "subscribe" => "message", unsubscribe = "unsubscribe", item = MessageJson)]
     async fn subscribe_messages(&self, tag: String) -> SubscriptionResult;
+
+    /// Push every packet of a tag: those stored first (`stored: true`), then each new one as
+    /// it arrives (WebSocket only). Sealed messages are read this way (§8.4).
+    #[subscription(name = "subscribepackets" => "packet", unsubscribe = "unsubscribepackets", item = PacketEvent)]
+    async fn subscribe_packets(&self, tag: String) -> SubscriptionResult;
 }

@@ -3,8 +3,9 @@
 
 use super::api::{
     codes, rpc_error, BumpApiServer, GetOptions, GroupJoinParams, GroupJson, IdentityJson,
-    ImportResult, MessageJson, MessagesResult, PacketPage, PartialJson, SealedGetParams,
-    SealedMessageJson, SealedResult, SealedSendParams, SendParams, SendResult, StatusResult,
+    ImportResult, MessageJson, MessagesResult, PacketEvent, PacketPage, PartialJson,
+    SealedGetParams, SealedMessageJson, SealedResult, SealedSendParams, SendParams, SendResult,
+    StatusResult,
 };
 use super::auth::Credentials;
 use crate::message::{Assembler, CompleteMessage, MessageError, MessageId};
@@ -35,7 +36,9 @@ fn node_error(e: NodeError) -> ErrorObjectOwned {
     let code = match &e {
         NodeError::InvalidPacket { .. } => codes::INVALID_PACKET,
         NodeError::Message(MessageError::TooLarge { .. }) => codes::MESSAGE_TOO_LARGE,
-        NodeError::Message(MessageError::BadFrame(_)) => codes::INVALID_PARAMS,
+        NodeError::Message(
+            MessageError::BadFrame(_) | MessageError::NoRoom | MessageError::Seal,
+        ) => codes::INVALID_PARAMS,
         NodeError::TtlTooLong { .. } | NodeError::TtlTooShort => codes::BAD_TTL,
         NodeError::Store(StoreError::Full { .. }) | NodeError::BelowFloor { .. } => {
             codes::STORE_FULL
@@ -111,6 +114,7 @@ fn send_request(p: SendParams, tag: Tag, data: Vec<u8>) -> SendRequest {
         crowd: p.crowd,
         delay_secs: p.delay,
         postage: p.postage.unwrap_or_default(),
+        framer: None,
     }
 }
 
@@ -240,9 +244,11 @@ impl BumpApiServer for RpcImpl {
             crate::sealed::book::seal_for(&self.keyring().await?, &how, data, crate::unix_now())
                 .map_err(keyring_error)?;
         let mut out = Vec::new();
-        for (tag, env) in envelopes {
-            let route = params.envelope(tag.to_hex(), String::new());
-            out.push(self.send_one(send_request(route, tag, env)).await?);
+        for s in envelopes {
+            let route = params.envelope(s.tag.to_hex(), String::new());
+            let mut req = send_request(route, s.tag, s.carried);
+            req.framer = Some(Arc::new(s.framer));
+            out.push(self.send_one(req).await?);
         }
         Ok(out)
     }
@@ -317,21 +323,29 @@ impl BumpApiServer for RpcImpl {
     async fn sealed_get(&self, params: SealedGetParams) -> RpcResult<SealedResult> {
         use crate::sealed::book::{group_tags, inbox_tags, Reading};
         use crate::sealed::envelope::Opener;
+        use crate::sealed::parts::PartReader;
         let k = self.keyring().await?;
         let now = crate::unix_now();
         let max_ttl = self.node.limits().max_ttl;
         let mut r = Reading::default();
-        let bytes_of = |tag| async move {
-            let m = self.node.messages(tag).await.map_err(node_error)?;
-            Ok::<_, ErrorObjectOwned>(m.done.into_iter().map(|c| c.data).collect::<Vec<_>>())
+        // Every packet of the tags, through a reader of sealed parts (§8.4).
+        let envelopes_of = |tags: Vec<Tag>, mut parts: PartReader| async move {
+            let mut envs = Vec::new();
+            for tag in tags {
+                for (seq, p) in self.node.packets(tag).await.map_err(node_error)? {
+                    envs.extend(parts.push(seq, &p));
+                }
+            }
+            Ok::<_, ErrorObjectOwned>((envs, parts.unopened()))
         };
         let ids = if let Some(g) = &params.group {
             let key = k.group(g).map_err(keyring_error)?;
-            for tag in group_tags(&key, now, max_ttl) {
-                for m in bytes_of(tag).await? {
-                    r.take(&m, &Opener::Group(&key), None);
-                }
+            let (envs, unopened) =
+                envelopes_of(group_tags(&key, now, max_ttl), PartReader::group(&key)).await?;
+            for m in envs {
+                r.take(&m, &Opener::Group(&key), None);
             }
+            r.unopened(unopened);
             Vec::new()
         } else {
             match &params.identity {
@@ -340,11 +354,12 @@ impl BumpApiServer for RpcImpl {
             }
         };
         for (name, id) in &ids {
-            for tag in inbox_tags(id, now, max_ttl) {
-                for m in bytes_of(tag).await? {
-                    r.take(&m, &Opener::Identity(id), Some(name));
-                }
+            let (envs, unopened) =
+                envelopes_of(inbox_tags(id, now, max_ttl), PartReader::identity(id)).await?;
+            for m in envs {
+                r.take(&m, &Opener::Identity(id), Some(name));
             }
+            r.unopened(unopened);
             r.next_identity();
         }
         let known: std::collections::HashSet<_> =
@@ -587,6 +602,48 @@ impl BumpApiServer for RpcImpl {
         pending: PendingSubscriptionSink,
         tag: String,
     ) -> SubscriptionResult {
+        let mut asm = Assembler::new();
+        self.stream_tag(pending, tag, move |tag, seq, p, stored| {
+            // Messages the node held complete before are not sent; parts stored before
+            // count toward the messages new parts complete.
+            let m = asm.push(seq, p)?;
+            (!stored).then(|| serde_json::value::to_raw_value(&message_json(tag, m, true)))
+        })
+        .await
+    }
+
+    async fn subscribe_packets(
+        &self,
+        pending: PendingSubscriptionSink,
+        tag: String,
+    ) -> SubscriptionResult {
+        self.stream_tag(pending, tag, |_, seq, p, stored| {
+            Some(serde_json::value::to_raw_value(&PacketEvent {
+                seq,
+                stored,
+                packet: p.to_json(),
+            }))
+        })
+        .await
+    }
+}
+
+impl RpcImpl {
+    /// Feed a subscriber the packets of `tag`, those stored (`stored` = true) then each new
+    /// one; `emit` turns a packet into an item to send, or nothing.
+    async fn stream_tag(
+        &self,
+        pending: PendingSubscriptionSink,
+        tag: String,
+        mut emit: impl FnMut(
+                &Tag,
+                u64,
+                &Packet,
+                bool,
+            )
+                -> Option<Result<Box<serde_json::value::RawValue>, serde_json::Error>>
+            + Send,
+    ) -> SubscriptionResult {
         let tag = match parse_tag(&tag) {
             Ok(t) => t,
             Err(e) => {
@@ -596,13 +653,17 @@ impl BumpApiServer for RpcImpl {
         };
         // Listen before reading the store so nothing falls between the two.
         let mut rx = self.node.subscribe();
-        let mut asm = Assembler::new();
-        let mut last_seq = 0;
-        for (seq, p) in self.node.packets(tag).await.map_err(node_error)? {
-            asm.push(seq, &p);
-            last_seq = last_seq.max(seq);
-        }
+        let stored = self.node.packets(tag).await.map_err(node_error)?;
         let sink = pending.accept().await?;
+        let mut last_seq = 0;
+        for (seq, p) in stored {
+            last_seq = last_seq.max(seq);
+            if let Some(item) = emit(&tag, seq, &p, true) {
+                if sink.send(item?).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
         loop {
             let batch: Vec<(u64, Arc<Packet>)> = tokio::select! {
                 _ = sink.closed() => return Ok(()),
@@ -625,10 +686,12 @@ impl BumpApiServer for RpcImpl {
                 },
             };
             for (seq, p) in batch {
-                last_seq = last_seq.max(seq);
-                if let Some(m) = asm.push(seq, &p) {
-                    let item = serde_json::value::to_raw_value(&message_json(&tag, m, true))?;
-                    if sink.send(item).await.is_err() {
+                if seq <= last_seq {
+                    continue;
+                }
+                last_seq = seq;
+                if let Some(item) = emit(&tag, seq, &p, false) {
+                    if sink.send(item?).await.is_err() {
                         return Ok(());
                     }
                 }

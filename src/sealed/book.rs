@@ -5,6 +5,7 @@
 use super::envelope::{self, OpenError, Opened, Opener, Plain, Seal, SealError};
 use super::keyring::{Keyring, KeyringError};
 use super::keys::{GroupKey, Identity, KeyError, PublicId};
+use super::parts::SealedSend;
 use super::tags;
 use crate::tag::Tag;
 use bitcoin::hashes::Hash as _;
@@ -30,14 +31,15 @@ pub struct SealTo {
     pub from: Option<String>,
 }
 
-/// The (tag, envelope) pairs that carry `data` as asked: one for a group; for direct
-/// messages one per inbox bucket of the recipients (8 recipients per envelope).
+/// The envelopes that carry `data` as asked, each with its tag and sealed framing (§8.4):
+/// one for a group; for direct messages one per inbox bucket of the recipients (8 recipients
+/// per envelope).
 pub fn seal_for(
     k: &Keyring,
     how: &SealTo,
     data: Vec<u8>,
     now: u32,
-) -> Result<Vec<(Tag, Vec<u8>)>, BookError> {
+) -> Result<Vec<SealedSend>, BookError> {
     let signer = how.from.as_deref().map(|n| k.identity(n)).transpose()?;
     let plain = Plain {
         timestamp: now as u64,
@@ -48,7 +50,11 @@ pub fn seal_for(
     if let Some(g) = &how.group {
         let key = k.group(g)?;
         let env = envelope::seal(&Seal::Group(&key), &plain, signer.as_ref())?;
-        return Ok(vec![(tags::group_tag(&key, slot), env)]);
+        return Ok(vec![SealedSend::group(
+            &key,
+            tags::group_tag(&key, slot),
+            env,
+        )]);
     }
     if how.to.is_empty() {
         return Err(BookError::NoAddress);
@@ -64,8 +70,12 @@ pub fn seal_for(
     let mut out = Vec::new();
     for (bucket, ids) in by_bucket {
         for chunk in ids.chunks(envelope::SLOTS) {
-            let env = envelope::seal(&Seal::Direct(chunk), &plain, signer.as_ref())?;
-            out.push((tags::inbox_tag(bucket, slot), env));
+            let r = envelope::SealRandom::fresh();
+            let env = envelope::seal_with(&Seal::Direct(chunk), &plain, signer.as_ref(), &r)?;
+            out.push(
+                SealedSend::direct(&r.content_key, tags::inbox_tag(bucket, slot), &env)
+                    .map_err(|_| SealError::TooLarge)?,
+            );
         }
     }
     Ok(out)
@@ -118,6 +128,14 @@ impl Reading {
         }
     }
 
+    /// Packets of the tags read that did not open as parts of a sealed message (§8.4):
+    /// not for this key, or tampered; they look alike.
+    pub fn unopened(&mut self, n: usize) {
+        if n > 0 {
+            *self.skipped.entry(OpenError::NotForUs).or_default() += n;
+        }
+    }
+
     /// The next identity's inbox: envelopes of the bucket that were for the previous one
     /// are not skipped "for a reason", merely not ours.
     pub fn next_identity(&mut self) {
@@ -152,10 +170,10 @@ mod tests {
         let sends: Vec<(u32, Tag, Vec<u8>)> = [t0 - 5, t0 + 5, t0 + day + 100]
             .into_iter()
             .map(|t| {
-                let (tag, env) = seal_for(&k, &how, format!("at {t}").into_bytes(), t)
+                let s = seal_for(&k, &how, format!("at {t}").into_bytes(), t)
                     .unwrap()
                     .remove(0);
-                (t, tag, env)
+                (t, s.tag, s.carried)
             })
             .collect();
         assert_ne!(sends[0].1, sends[1].1, "the tag rotates at midnight");

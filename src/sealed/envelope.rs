@@ -161,6 +161,24 @@ fn open_slot(kek: &[u8; 32], slots: &[u8]) -> Option<[u8; 32]> {
     None
 }
 
+/// Where a direct envelope's ephemeral key and slots start, and how long they are.
+pub const HEAD_AT: usize = 2 + NONCE_LEN;
+pub const HEAD_LEN: usize = 32 + SLOTS * SLOT_LEN;
+
+/// The content key of a direct envelope for `me`, from its `head` (ephemeral x-only key ‖
+/// slots, [`HEAD_LEN`] bytes): `None` when no slot is for `me` (or the key is not a point).
+pub fn content_key(head: &[u8], me: &Identity) -> Option<[u8; 32]> {
+    let eph_bytes: [u8; 32] = head.get(..32)?.try_into().ok()?;
+    let slots = head.get(32..HEAD_LEN)?;
+    // One point decompression: the x-only key lifted to even y directly.
+    let mut compressed = [0x02u8; 33];
+    compressed[1..].copy_from_slice(&eph_bytes);
+    let eph = PublicKey::from_slice(&compressed).ok()?;
+    let shared = SharedSecret::new(&eph, &me.keypair().secret_key());
+    let kek = slot_key(&shared, &eph_bytes, &me.public().to_bytes());
+    open_slot(&kek, slots)
+}
+
 fn sig_digest(kind: u8, context: &[u8], p: &Plain) -> Message {
     let mut e = sha256::Hash::engine();
     e.input(b"bump/sig/1");
@@ -267,17 +285,10 @@ pub fn open(bytes: &[u8], with: &Opener) -> Result<Opened, OpenError> {
             if bytes.len() < header_len + TAG_LEN {
                 return Err(OpenError::Truncated);
             }
-            let eph_bytes: [u8; 32] = bytes[2 + NONCE_LEN..2 + NONCE_LEN + 32]
+            let eph_bytes: [u8; 32] = bytes[HEAD_AT..HEAD_AT + 32]
                 .try_into()
                 .map_err(|_| OpenError::Truncated)?;
-            // One point decompression: the x-only key lifted to even y directly.
-            let mut compressed = [0x02u8; 33];
-            compressed[1..].copy_from_slice(&eph_bytes);
-            let eph = PublicKey::from_slice(&compressed).map_err(|_| OpenError::NotForUs)?;
-            let shared = SharedSecret::new(&eph, &me.keypair().secret_key());
-            let kek = slot_key(&shared, &eph_bytes, &me.public().to_bytes());
-            let slots = &bytes[2 + NONCE_LEN + 32..header_len];
-            let key = open_slot(&kek, slots).ok_or(OpenError::NotForUs)?;
+            let key = content_key(&bytes[HEAD_AT..header_len], me).ok_or(OpenError::NotForUs)?;
             (key, eph_bytes.to_vec(), header_len)
         }
         (KIND_GROUP | KIND_DIRECT, _) => return Err(OpenError::Kind),

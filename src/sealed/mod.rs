@@ -5,6 +5,7 @@
 //!
 //! - [`keys`]: identities, group keys, printable strings, HKDF;
 //! - [`envelope`]: the byte format, seal and open;
+//! - [`parts`]: the packets of a sealed message, their frames inside the ciphertext;
 //! - [`tags`]: day-slot group tags and inbox buckets;
 //! - [`keyring`]: the identities and groups kept in the datadir;
 //! - [`poly1305`]: the one-shot MAC of the key-slot checks.
@@ -13,5 +14,6 @@ pub mod book;
 pub mod envelope;
 pub mod keyring;
 pub mod keys;
+pub mod parts;
 pub mod poly1305;
 pub mod tags;

@@ -21,12 +21,19 @@
 //! - **who sent it?** He knows the defaults, so the route length (own layer + min(3, others)
 //!   mixes) and the level's minimum delay per hop. From each message's final packet backwards:
 //!   a packet released by mix Z at t came from one of the packets addressed to Z seen between
-//!   15 minutes and the minimum delay before t; mass is spread uniformly over them, hop by hop,
-//!   for the route's number of remote hops; the announcers of the packets reached get it. The
-//!   top-1 node is his guess; parts of a multi-part message are combined by adding their mass.
-//!   Also: delivery times.
+//!   a horizon H (1.5, 4 or 15 minutes) and the minimum delay before t; mass is spread
+//!   uniformly over them, hop by hop, for the route's number of remote hops; the announcers of
+//!   the packets reached get it. The top-1 node is his guess, by raw mass or by mass divided
+//!   by the node's average share over all finals (so a busy node is not everyone's suspect).
+//!   Parts of a message are combined
+//!   by adding their mass: in plain mode he groups them exactly (they share a tag); in sealed
+//!   mode (5th argument `sealed`: every message sealed to one group all nodes are in, §8.4)
+//!   all finals share the group's tag, so he groups the finals seen within a window W (0, 5,
+//!   20, 60, 180 s) of the message's first. The best (H, W, rule) in hindsight is reported, separately
+//!   for single- and multi-part messages. Also: delivery times.
 //!
-//! One run is one row of the table in docs/anonymity.md; run several seeds per row.
+//! One run is one row of the table in docs/anonymity.md; run several seeds per row:
+//! `... -- 10 40 standard SEED sealed`.
 
 #[path = "../tests/common/raw.rs"]
 #[allow(dead_code)]
@@ -180,6 +187,8 @@ fn spy(nodes: &[Node], t0: Instant) -> Arc<Mutex<Seen>> {
 struct Sent {
     sender: usize,
     tag: Tag,
+    /// Sealed mode: the message id inside the sealed frames (the judge opens them).
+    msgid: Option<bump::message::MessageId>,
     at_ms: f64,
     parts: usize,
 }
@@ -190,6 +199,12 @@ fn main() {
     let n_msgs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(40);
     let level = args.get(3).cloned().unwrap_or_else(|| "low".into());
     let seed: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
+    // "plain": one plain tag per message; "sealed": every message sealed to one group all
+    // nodes are in (§8.4), so all final packets share the group's tag of the day.
+    let sealed = args.get(5).is_some_and(|m| m == "sealed");
+    let group = bump::sealed::keys::GroupKey::from_passphrase(&format!("adversary-{seed}"))
+        .expect("argon2id");
+    let frame_key = bump::sealed::parts::group_frame_key(&group);
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/bump");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
@@ -233,9 +248,20 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    if sealed {
+        for n in &nodes {
+            let v = rpc(
+                n,
+                "bump_groupjoin",
+                serde_json::json!([{"name": "adv", "passphrase": format!("adversary-{seed}")}]),
+            );
+            assert!(v["result"].is_object(), "group join failed: {v}");
+        }
+    }
     eprintln!(
-        "{n_nodes} nodes up, mixes known after {:.1} s; sending {n_msgs} messages at level {level}",
-        ready.elapsed().as_secs_f64()
+        "{n_nodes} nodes up, mixes known after {:.1} s; sending {n_msgs} {} messages at level {level}",
+        ready.elapsed().as_secs_f64(),
+        if sealed { "sealed" } else { "plain" }
     );
 
     // Poisson sends, mean 3 s apart, from random nodes.
@@ -245,49 +271,93 @@ fn main() {
         std::thread::sleep(Duration::from_secs_f64(wait));
         let sender = rng.gen_range(0..n_nodes);
         let multi = rng.gen_bool(0.3);
-        let size = if multi { 1800 } else { 300 };
+        // Sealed: the envelope adds 57 bytes and pads to 256, so 150 bytes stay one part.
+        let size = match (multi, sealed) {
+            (true, _) => 1800,
+            (false, false) => 300,
+            (false, true) => 150,
+        };
         let data: Vec<u8> = (0..size).map(|_| rng.gen()).collect();
         let tag_s = format!("#adversary-{seed}-{k}");
         use base64::Engine as _;
-        let v = rpc(
-            &nodes[sender],
-            "bump_send",
-            serde_json::json!([{"tag": tag_s, "tau": level,
-                "data": base64::engine::general_purpose::STANDARD.encode(&data)}]),
-        );
-        let parts = v["result"]["packets"].as_u64().unwrap_or(0) as usize;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+        let (v, result) = if sealed {
+            let v = rpc(
+                &nodes[sender],
+                "bump_sealedsend",
+                serde_json::json!([{"group": "adv", "tau": level, "data": b64}]),
+            );
+            let r = v["result"][0].clone();
+            (v, r)
+        } else {
+            let v = rpc(
+                &nodes[sender],
+                "bump_send",
+                serde_json::json!([{"tag": tag_s, "tau": level, "data": b64}]),
+            );
+            let r = v["result"].clone();
+            (v, r)
+        };
+        let parts = result["packets"].as_u64().unwrap_or(0) as usize;
         if parts == 0 {
             eprintln!("send failed: {v}");
             continue;
         }
+        let tag = match result["tag"].as_str().and_then(|t| Tag::from_arg(t).ok()) {
+            Some(t) => t,
+            None => Tag::from_human(&tag_s),
+        };
         sent.push(Sent {
             sender,
-            tag: Tag::from_human(&tag_s),
+            tag,
+            msgid: result["msgid"]
+                .as_str()
+                .and_then(bump::message::MessageId::from_hex)
+                .filter(|_| sealed),
             at_ms: t0.elapsed().as_secs_f64() * 1000.0,
             parts,
         });
     }
     // Wait for delivery (bounded).
     let deadline = Instant::now() + Duration::from_secs(900);
-    let delivered = |s: &Sent| {
-        rpc(
-            &nodes[0],
-            "bump_getpackets",
-            serde_json::json!([s.tag.to_hex()]),
-        )["result"]
-            .as_array()
-            .map_or(0, |a| a.len())
-            >= s.parts
+    // A final packet's message: its tag (plain), or the id inside its sealed frame.
+    let final_of = |p: &Packet| -> (Tag, Option<bump::message::MessageId>) {
+        let id = sealed
+            .then(|| bump::sealed::parts::open_unit(&frame_key, &p.tag, &p.body[..]))
+            .flatten()
+            .map(|(h, _)| h.msg_id);
+        (p.tag, id)
     };
-    while Instant::now() < deadline && !sent.iter().all(delivered) {
-        std::thread::sleep(Duration::from_secs(2));
+    let all_delivered = || {
+        let tags: HashSet<Tag> = sent.iter().map(|s| s.tag).collect();
+        let mut have: HashMap<(Tag, Option<bump::message::MessageId>), usize> = HashMap::new();
+        for t in tags {
+            let v = rpc(
+                &nodes[0],
+                "bump_getpackets",
+                serde_json::json!([t.to_hex()]),
+            );
+            for j in v["result"].as_array().cloned().unwrap_or_default() {
+                if let Some(p) = serde_json::from_value::<PacketJson>(j)
+                    .ok()
+                    .and_then(|pj| Packet::from_json(&pj).ok())
+                {
+                    *have.entry(final_of(&p)).or_default() += 1;
+                }
+            }
+        }
+        sent.iter()
+            .all(|s| have.get(&(s.tag, s.msgid)).copied().unwrap_or(0) >= s.parts)
+    };
+    while Instant::now() < deadline && !all_delivered() {
+        std::thread::sleep(Duration::from_secs(3));
     }
     std::thread::sleep(Duration::from_secs(3));
     let end_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
     // The judge: every packet under every mix tag and final tag, from node 0's store.
     let mut packets: HashMap<PacketId, Packet> = HashMap::new();
-    let tags: Vec<Tag> = keys
+    let tags: HashSet<Tag> = keys
         .iter()
         .map(|k| k.1)
         .chain(sent.iter().map(|s| s.tag))
@@ -350,42 +420,71 @@ fn main() {
             .count() as f64;
         let since = inputs[*n]
             .iter()
-            .filter(|x| **x <= *t)
-            .next_back()
+            .rfind(|x| **x <= *t)
             .map_or(1e9, |x| t - x);
         let truth = !parent.contains_key(id);
         rows.push((truth, burst, since));
     }
     let ins = rows.iter().filter(|r| r.0).count();
     let rel = rows.len() - ins;
-    let best_balanced = |f: &dyn Fn(&(bool, f64, f64)) -> f64| -> f64 {
-        let mut vals: Vec<f64> = rows.iter().map(f).collect();
+    type Row = (bool, f64, f64);
+    // Balanced accuracy of the rule "insertion iff (feature >= th) != dir" on `rs`.
+    let score = |rs: &[&Row], f: &dyn Fn(&Row) -> f64, th: f64, dir: bool| -> f64 {
+        let (mut tp, mut tn, mut p, mut n) = (0usize, 0usize, 0usize, 0usize);
+        for r in rs {
+            let guess_ins = (f(r) >= th) != dir;
+            if r.0 {
+                p += 1;
+                tp += (guess_ins) as usize;
+            } else {
+                n += 1;
+                tn += (!guess_ins) as usize;
+            }
+        }
+        0.5 * (tp as f64 / p.max(1) as f64 + tn as f64 / n.max(1) as f64)
+    };
+    // The best rule on `rs` (threshold, direction, its accuracy there).
+    let fit = |rs: &[&Row], f: &dyn Fn(&Row) -> f64| -> (f64, bool, f64) {
+        let mut vals: Vec<f64> = rs.iter().map(|r| f(r)).collect();
         vals.sort_by(|a, b| a.total_cmp(b));
         vals.dedup();
-        let mut best: f64 = 0.5;
+        let mut best = (f64::INFINITY, false, 0.5);
         for th in vals {
             for dir in [false, true] {
-                let (mut tp, mut tn) = (0usize, 0usize);
-                for r in &rows {
-                    let guess_ins = (f(r) >= th) != dir;
-                    if guess_ins && r.0 {
-                        tp += 1;
-                    }
-                    if !guess_ins && !r.0 {
-                        tn += 1;
-                    }
+                let acc = score(rs, f, th, dir);
+                if acc > best.2 {
+                    best = (th, dir, acc);
                 }
-                let acc = 0.5 * (tp as f64 / ins.max(1) as f64 + tn as f64 / rel.max(1) as f64);
-                best = best.max(acc);
             }
         }
         best
     };
+    let all: Vec<&Row> = rows.iter().collect();
+    let best_balanced = |f: &dyn Fn(&Row) -> f64| -> f64 { fit(&all, f).2 };
+    // Two-fold cross-validation (announcements alternately in time order): the rule is chosen
+    // on one half and scored on the other, so a threshold picked to fit noise does not count.
+    let halves: [Vec<&Row>; 2] = [
+        rows.iter().step_by(2).collect(),
+        rows.iter().skip(1).step_by(2).collect(),
+    ];
+    let cross = |f: &dyn Fn(&Row) -> f64| -> f64 {
+        let (a, b) = (&halves[0], &halves[1]);
+        let (ta, da, _) = fit(a, f);
+        let (tb, db, _) = fit(b, f);
+        0.5 * (score(b, f, ta, da) + score(a, f, tb, db))
+    };
     let acc_burst = best_balanced(&|r| r.1);
     let acc_since = best_balanced(&|r| r.2);
+    let cv_burst = cross(&|r| r.1);
+    let cv_since = cross(&|r| r.2);
+    eprintln!(
+        "insertion vs release: in hindsight {acc_burst:.2} (burst) / {acc_since:.2} (since input); cross-validated {cv_burst:.2} / {cv_since:.2}"
+    );
 
     // ---- who sent it?
-    let horizon = 15.0 * 60_000.0;
+    // How far back a mix's input may lie: the adversary's choice; he gets the best of
+    // these in hindsight.
+    let horizons = [90_000.0, 240_000.0, 900_000.0];
     // Packets addressed to each mix, by first-seen time.
     let mut addressed: Vec<Vec<(f64, PacketId)>> = vec![Vec::new(); n_nodes];
     for (id, _, t) in &ann {
@@ -401,7 +500,7 @@ fn main() {
         .map(|t| t.delay_secs as f64 * 1000.0 - 500.0)
         .unwrap_or(0.0)
         .max(0.0);
-    let blame = |start: PacketId| -> Vec<f64> {
+    let blame = |start: PacketId, horizon: f64| -> Vec<f64> {
         let mut out = vec![0.0; n_nodes];
         let mut frontier: HashMap<PacketId, f64> = HashMap::from([(start, 1.0f64)]);
         for _ in 0..remote_hops {
@@ -434,41 +533,129 @@ fn main() {
         }
         out
     };
-    let (mut single, mut single_ok, mut multi, mut multi_ok) = (0, 0, 0, 0);
+    // Each message's final packets (the judge knows them) and when each was first seen.
     let mut latencies = Vec::new();
     let mut undelivered = 0;
+    let mut judged: Vec<(&Sent, Vec<(f64, PacketId)>)> = Vec::new();
     for s in &sent {
-        let finals: Vec<PacketId> = packets
+        let mut finals: Vec<(f64, PacketId)> = packets
             .iter()
-            .filter(|(_, p)| p.tag == s.tag)
-            .map(|(id, _)| *id)
+            .filter(|(_, p)| final_of(p) == (s.tag, s.msgid))
+            .filter_map(|(id, _)| first.get(id).map(|x| (x.1, *id)))
             .collect();
+        finals.sort_by(|a, b| a.0.total_cmp(&b.0));
         if finals.len() < s.parts {
             undelivered += 1;
             continue;
         }
-        let done = finals
-            .iter()
-            .filter_map(|id| first.get(id).map(|x| x.1))
-            .fold(0.0f64, f64::max);
+        let done = finals.iter().map(|f| f.0).fold(0.0f64, f64::max);
         latencies.push((done - s.at_ms) / 1000.0);
-        let mut mass = vec![0.0; n_nodes];
-        for f in &finals {
-            for (i, m) in blame(*f).into_iter().enumerate() {
-                mass[i] += m;
+        judged.push((s, finals));
+    }
+    // Every final packet on each tag, by first-seen time: what the adversary can group by.
+    let mut on_tag: HashMap<Tag, Vec<(f64, PacketId)>> = HashMap::new();
+    for (s, finals) in &judged {
+        on_tag
+            .entry(s.tag)
+            .or_default()
+            .extend(finals.iter().copied());
+    }
+    // Plain: the parts of a message are grouped exactly by their tag. Sealed: they share the
+    // group's tag with every other message, so he groups by time: the finals on the tag seen
+    // within `w` ms of the message's first final; the best `w` in hindsight is reported (w = 0:
+    // the first final alone).
+    let windows: &[f64] = if sealed {
+        &[0.0, 5_000.0, 20_000.0, 60_000.0, 180_000.0]
+    } else {
+        &[f64::INFINITY]
+    };
+    let (mut single_best, mut multi_best) = ((0usize, 0usize, 0.0), (0usize, 0usize, 0.0));
+    let all_finals: Vec<PacketId> = on_tag.values().flatten().map(|f| f.1).collect();
+    for &horizon in &horizons {
+        // Each final's blame once per horizon, and the average over all finals: the share of
+        // blame a node gets from any message, which a careful adversary divides out (a busy
+        // node is otherwise everyone's top suspect).
+        let bl: HashMap<PacketId, Vec<f64>> = all_finals
+            .iter()
+            .map(|f| (*f, blame(*f, horizon)))
+            .collect();
+        let mut base = vec![0.0; n_nodes];
+        for v in bl.values() {
+            for (i, m) in v.iter().enumerate() {
+                base[i] += m / bl.len().max(1) as f64;
             }
         }
-        let guess = (0..n_nodes)
-            .max_by(|a, b| mass[*a].total_cmp(&mass[*b]))
-            .unwrap_or(0);
-        if s.parts > 1 {
-            multi += 1;
-            multi_ok += (guess == s.sender) as usize;
-        } else {
-            single += 1;
-            single_ok += (guess == s.sender) as usize;
+        for &w in windows {
+            for normalized in [false, true] {
+                let (mut single, mut single_ok, mut multi, mut multi_ok) = (0, 0, 0, 0);
+                let mut grouped = 0usize;
+                for (s, finals) in &judged {
+                    let t0f = finals[0].0;
+                    let group: Vec<PacketId> = on_tag[&s.tag]
+                        .iter()
+                        .filter(|(t, id)| {
+                            if w.is_infinite() {
+                                !sealed || finals.iter().any(|f| f.1 == *id)
+                            } else {
+                                (t - t0f).abs() <= w || *id == finals[0].1
+                            }
+                        })
+                        .map(|f| f.1)
+                        .collect();
+                    grouped += group.len();
+                    let mut mass = vec![0.0; n_nodes];
+                    for f in &group {
+                        for (i, m) in bl[f].iter().enumerate() {
+                            mass[i] += if normalized {
+                                m / base[i].max(1e-9)
+                            } else {
+                                *m
+                            };
+                        }
+                    }
+                    let guess = (0..n_nodes)
+                        .max_by(|a, b| mass[*a].total_cmp(&mass[*b]))
+                        .unwrap_or(0);
+                    if s.parts > 1 {
+                        multi += 1;
+                        multi_ok += (guess == s.sender) as usize;
+                    } else {
+                        single += 1;
+                        single_ok += (guess == s.sender) as usize;
+                    }
+                }
+                let rate = |ok: usize, n: usize| ok as f64 / n.max(1) as f64;
+                if rate(single_ok, single) >= single_best.2 {
+                    single_best = (single_ok, single, rate(single_ok, single));
+                }
+                if rate(multi_ok, multi) >= multi_best.2 {
+                    multi_best = (multi_ok, multi, rate(multi_ok, multi));
+                }
+                eprintln!(
+                    "horizon {horizon} ms, grouping window {w} ms, {}: {:.1} finals per group; single-part {single_ok}/{single}, multi-part {multi_ok}/{multi}",
+                    if normalized { "normalized by base share" } else { "raw mass" },
+                    grouped as f64 / judged.len().max(1) as f64
+                );
+            }
         }
     }
+    let ((single_ok, single, _), (multi_ok, multi, _)) = (single_best, multi_best);
+    // What hindsight alone gives: always naming the node that sent the most of them (the
+    // reference for a rule picked among many after the fact).
+    let blind = |multi_part: bool| -> f64 {
+        let mut by = vec![0usize; n_nodes];
+        let mut n = 0usize;
+        for (s, _) in judged.iter().filter(|(s, _)| (s.parts > 1) == multi_part) {
+            by[s.sender] += 1;
+            n += 1;
+        }
+        by.into_iter().max().unwrap_or(0) as f64 / n.max(1) as f64
+    };
+    eprintln!(
+        "blind guess of the busiest sender: single-part {:.2}, multi-part {:.2}",
+        blind(false),
+        blind(true)
+    );
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |q: f64| {
         latencies
@@ -478,14 +665,19 @@ fn main() {
     };
     let senders: HashSet<usize> = sent.iter().map(|s| s.sender).collect();
     println!(
-        "| {level} | {n_nodes} | {seed} | {} ({} multi-part) | {:.2} | {:.2} | {:.2} ({single_ok}/{single}) | {:.2} ({multi_ok}/{multi}) | {:.2} | {:.0} / {:.0} s | {undelivered} |",
+        "| {level}{} | {n_nodes} | {seed} | {} ({} multi-part) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} ({single_ok}/{single}) | {:.2} ({multi_ok}/{multi}) | {:.2} | {:.2} / {:.2} | {:.0} / {:.0} s | {undelivered} |",
+        if sealed { ", sealed" } else { "" },
         sent.len(),
         sent.iter().filter(|s| s.parts > 1).count(),
         acc_burst,
         acc_since,
+        cv_burst,
+        cv_since,
         single_ok as f64 / single.max(1) as f64,
         multi_ok as f64 / multi.max(1) as f64,
         1.0 / senders.len().max(1) as f64,
+        blind(false),
+        blind(true),
         pct(0.5),
         pct(1.0),
     );

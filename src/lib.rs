@@ -23,6 +23,7 @@ pub mod pow;
 pub mod rpc;
 pub mod sealed;
 pub mod settings;
+pub mod speakeasy;
 pub mod store;
 pub mod sync;
 pub mod tag;

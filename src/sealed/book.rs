@@ -21,6 +21,8 @@ pub enum BookError {
     Seal(#[from] SealError),
     #[error("give a group or at least one recipient")]
     NoAddress,
+    #[error("framing the sealed parts: {0}")]
+    Parts(#[from] crate::message::MessageError),
 }
 
 /// Who a sealed send goes to.
@@ -72,10 +74,11 @@ pub fn seal_for(
         for chunk in ids.chunks(envelope::SLOTS) {
             let r = envelope::SealRandom::fresh();
             let env = envelope::seal_with(&Seal::Direct(chunk), &plain, signer.as_ref(), &r)?;
-            out.push(
-                SealedSend::direct(&r.content_key, tags::inbox_tag(bucket, slot), &env)
-                    .map_err(|_| SealError::TooLarge)?,
-            );
+            out.push(SealedSend::direct(
+                &r.content_key,
+                tags::inbox_tag(bucket, slot),
+                &env,
+            )?);
         }
     }
     Ok(out)

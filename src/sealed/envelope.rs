@@ -165,15 +165,19 @@ fn open_slot(kek: &[u8; 32], slots: &[u8]) -> Option<[u8; 32]> {
 pub const HEAD_AT: usize = 2 + NONCE_LEN;
 pub const HEAD_LEN: usize = 32 + SLOTS * SLOT_LEN;
 
+/// The point with x coordinate `x` and even y (one decompression), if `x` is on the curve.
+pub fn lift_x(x: &[u8; 32]) -> Option<PublicKey> {
+    let mut compressed = [0x02u8; 33];
+    compressed[1..].copy_from_slice(x);
+    PublicKey::from_slice(&compressed).ok()
+}
+
 /// The content key of a direct envelope for `me`, from its `head` (ephemeral x-only key ‖
 /// slots, [`HEAD_LEN`] bytes): `None` when no slot is for `me` (or the key is not a point).
 pub fn content_key(head: &[u8], me: &Identity) -> Option<[u8; 32]> {
     let eph_bytes: [u8; 32] = head.get(..32)?.try_into().ok()?;
     let slots = head.get(32..HEAD_LEN)?;
-    // One point decompression: the x-only key lifted to even y directly.
-    let mut compressed = [0x02u8; 33];
-    compressed[1..].copy_from_slice(&eph_bytes);
-    let eph = PublicKey::from_slice(&compressed).ok()?;
+    let eph = lift_x(&eph_bytes)?;
     let shared = SharedSecret::new(&eph, &me.keypair().secret_key());
     let kek = slot_key(&shared, &eph_bytes, &me.public().to_bytes());
     open_slot(&kek, slots)

@@ -26,7 +26,7 @@ use crate::tag::Tag;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
 use rand::RngCore;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 pub const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -111,9 +111,10 @@ impl SealedSend {
 }
 
 fn is_x_coordinate(b: &[u8]) -> bool {
-    let mut c = [0x02u8; 33];
-    c[1..].copy_from_slice(&b[..32]);
-    secp256k1::PublicKey::from_slice(&c).is_ok()
+    b.get(..32)
+        .and_then(|x| <&[u8; 32]>::try_from(x).ok())
+        .and_then(envelope::lift_x)
+        .is_some()
 }
 
 fn seal_unit(
@@ -214,7 +215,7 @@ pub struct PartReader {
     /// Direct messages: the head each first part carried.
     heads: HashMap<([u8; 32], MessageId), Vec<u8>>,
     /// Direct parts that opened with no key known yet (their first part may come later).
-    pending: Vec<(u64, Packet)>,
+    pending: VecDeque<(u64, Packet)>,
     /// Packets that did not open, and pending ones dropped for room.
     unopened: usize,
 }
@@ -227,7 +228,7 @@ impl PartReader {
             mode: Mode::Group,
             asm: HashMap::from([(k, Assembler::new())]),
             heads: HashMap::new(),
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             unopened: 0,
         }
     }
@@ -238,7 +239,7 @@ impl PartReader {
             mode: Mode::Direct(Box::new(me.clone())),
             asm: HashMap::new(),
             heads: HashMap::new(),
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             unopened: 0,
         }
     }
@@ -275,7 +276,7 @@ impl PartReader {
         // Parts that came before their first part.
         for (s, p) in std::mem::take(&mut self.pending) {
             if !self.try_known(s, &p, &mut out) {
-                self.pending.push((s, p));
+                self.pending.push_back((s, p));
             }
         }
         out
@@ -286,10 +287,10 @@ impl PartReader {
             Mode::Group => self.unopened += 1,
             Mode::Direct(_) => {
                 if self.pending.len() >= MAX_PENDING {
-                    self.pending.remove(0);
+                    self.pending.pop_front();
                     self.unopened += 1;
                 }
-                self.pending.push((seq, packet.clone()));
+                self.pending.push_back((seq, packet.clone()));
             }
         }
     }

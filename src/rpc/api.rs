@@ -360,6 +360,18 @@ pub trait BumpApi {
     #[method(name = "sealedsend")]
     async fn sealed_send(&self, params: SealedSendParams) -> RpcResult<Vec<SendResult>>;
 
+    /// Send an envelope sealed elsewhere (e.g. by `bump speakeasy`) in sealed parts
+    /// (protocol.md §8.4): `send.data` is the carried bytes, `frame_key` (64 hex) the key of
+    /// the parts' frames, `head` (base64, 416 bytes) a direct envelope's head. The node learns
+    /// the frame headers, never the envelope's contents.
+    #[method(name = "sendframed")]
+    async fn send_framed(
+        &self,
+        send: SendParams,
+        frame_key: String,
+        head: Option<String>,
+    ) -> RpcResult<SendResult>;
+
     /// Open the sealed messages of a group, or of inboxes, with the node's keyring.
     #[method(name = "sealedget")]
     async fn sealed_get(&self, params: SealedGetParams) -> RpcResult<SealedResult>;

@@ -228,6 +228,44 @@ impl BumpApiServer for RpcImpl {
         self.send_one(send_request(params, tag, data)).await
     }
 
+    async fn send_framed(
+        &self,
+        send: SendParams,
+        frame_key: String,
+        head: Option<String>,
+    ) -> RpcResult<SendResult> {
+        let tag = parse_tag(&send.tag)?;
+        let data = B64.decode(send.data.trim()).map_err(|e| {
+            rpc_error(
+                codes::INVALID_PARAMS,
+                format!("data is not valid base64: {e}"),
+            )
+        })?;
+        let key: [u8; 32] = hex::decode(frame_key.trim())
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| rpc_error(codes::INVALID_PARAMS, "frame_key is not 64 hex digits"))?;
+        let head = head
+            .map(|h| B64.decode(h.trim()))
+            .transpose()
+            .map_err(|e| {
+                rpc_error(
+                    codes::INVALID_PARAMS,
+                    format!("head is not valid base64: {e}"),
+                )
+            })?;
+        let framer =
+            crate::sealed::parts::SealedFramer::from_parts(key, tag, head).map_err(|_| {
+                rpc_error(
+                    codes::INVALID_PARAMS,
+                    format!("head is not {} bytes", crate::sealed::envelope::HEAD_LEN),
+                )
+            })?;
+        let mut req = send_request(send, tag, data);
+        req.framer = Some(Arc::new(framer));
+        self.send_one(req).await
+    }
+
     async fn sealed_send(&self, params: SealedSendParams) -> RpcResult<Vec<SendResult>> {
         let data = B64.decode(params.data.trim()).map_err(|e| {
             rpc_error(

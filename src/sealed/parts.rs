@@ -110,6 +110,27 @@ impl SealedSend {
     }
 }
 
+impl SealedFramer {
+    /// A framer from its wire form (`bump_sendframed`): the frame key, the tag, and for a
+    /// direct envelope its head. The frame key opens frame headers only; the envelope inside
+    /// stays sealed under its own key.
+    pub fn from_parts(
+        key: [u8; 32],
+        tag: Tag,
+        head: Option<Vec<u8>>,
+    ) -> Result<SealedFramer, MessageError> {
+        if head.as_ref().is_some_and(|h| h.len() != HEAD_LEN) {
+            return Err(MessageError::Seal);
+        }
+        Ok(SealedFramer { key, tag, head })
+    }
+
+    /// The frame key and the head, for handing the framing to the local node.
+    pub fn key_and_head(&self) -> (&[u8; 32], Option<&[u8]>) {
+        (&self.key, self.head.as_deref())
+    }
+}
+
 fn is_x_coordinate(b: &[u8]) -> bool {
     b.get(..32)
         .and_then(|x| <&[u8; 32]>::try_from(x).ok())

@@ -8,6 +8,8 @@
 //! The browser front end (`bump speakeasy`), membership messages (invites, re-keys), private
 //! messages and the local cache are still to come.
 
+pub mod forum;
+pub mod grant;
 pub mod post;
 pub mod seal;
 pub mod tree;

@@ -9,6 +9,12 @@
 //! kind 1, post: board (u8 length ‖ UTF-8, 1..=64) ‖ root id (16) ‖ parent id (16)
 //!        ‖ title (u16 BE length ‖ UTF-8, ≤ 200) ‖ text (u32 BE length ‖ UTF-8, ≤ 65,536)
 //!        root = parent = 16 zero bytes for the first post of a thread
+//! kind 2, compartment (sealed to the parent's key; the place is the parent):
+//!        id (16) ‖ epoch (u32 BE) ‖ name (u8 length ‖ name, 1..=64, [A-Za-z0-9_-])
+//! kind 3, member (a member introduces itself in the compartment it is cleared at):
+//!        display name (u8 length ‖ UTF-8, 1..=64)
+//! kind 4, re-key (sealed to the parent's key of the compartment re-keyed):
+//!        compartment id (16) ‖ new epoch (u32 BE) ‖ n (u8, ≤ 64) ‖ n × removed member (32, x-only key)
 //! ```
 
 use super::tree::CompartmentId;
@@ -17,6 +23,11 @@ use super::tree::CompartmentId;
 pub const CONTENT_TYPE: u8 = 0x53;
 pub const VERSION: u8 = 1;
 pub const KIND_POST: u8 = 1;
+pub const KIND_COMPARTMENT: u8 = 2;
+pub const KIND_MEMBER: u8 = 3;
+pub const KIND_REKEY: u8 = 4;
+pub const MAX_DISPLAY: usize = 64;
+pub const MAX_REMOVED: usize = 64;
 pub const MAX_BOARD: usize = 64;
 pub const MAX_TITLE: usize = 200;
 pub const MAX_TEXT: usize = 65_536;
@@ -72,9 +83,29 @@ pub struct Post {
     pub text: String,
 }
 
+/// A compartment created under the item's compartment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCompartment {
+    pub id: CompartmentId,
+    pub epoch: u32,
+    pub name: String,
+}
+
+/// A compartment moved to a new epoch, and the members removed by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekey {
+    pub compartment: CompartmentId,
+    pub epoch: u32,
+    pub removed: Vec<[u8; 32]>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Post(Post),
+    Compartment(NewCompartment),
+    /// The author's display name, in the compartment it is cleared at.
+    Member(String),
+    Rekey(Rekey),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,9 +154,12 @@ impl Item {
     /// The bytes of the item; refused when a field is out of its bounds.
     pub fn encode(&self) -> Result<Vec<u8>, ItemError> {
         let mut v = vec![VERSION];
-        match &self.body {
-            Body::Post(_) => v.push(KIND_POST),
-        }
+        v.push(match &self.body {
+            Body::Post(_) => KIND_POST,
+            Body::Compartment(_) => KIND_COMPARTMENT,
+            Body::Member(_) => KIND_MEMBER,
+            Body::Rekey(_) => KIND_REKEY,
+        });
         v.extend_from_slice(&self.place.network);
         v.extend_from_slice(&self.place.compartment.0);
         v.extend_from_slice(&self.place.epoch.to_be_bytes());
@@ -143,6 +177,31 @@ impl Item {
                 v.extend_from_slice(p.title.as_bytes());
                 v.extend_from_slice(&(p.text.len() as u32).to_be_bytes());
                 v.extend_from_slice(p.text.as_bytes());
+            }
+            Body::Compartment(c) => {
+                if !super::tree::valid_name(&c.name) {
+                    return Err(ItemError::Field("compartment name"));
+                }
+                v.extend_from_slice(&c.id.0);
+                v.extend_from_slice(&c.epoch.to_be_bytes());
+                v.push(c.name.len() as u8);
+                v.extend_from_slice(c.name.as_bytes());
+            }
+            Body::Member(name) => {
+                check(name, 1, MAX_DISPLAY, "display name")?;
+                v.push(name.len() as u8);
+                v.extend_from_slice(name.as_bytes());
+            }
+            Body::Rekey(r) => {
+                if r.removed.len() > MAX_REMOVED {
+                    return Err(ItemError::Field("removed members"));
+                }
+                v.extend_from_slice(&r.compartment.0);
+                v.extend_from_slice(&r.epoch.to_be_bytes());
+                v.push(r.removed.len() as u8);
+                for m in &r.removed {
+                    v.extend_from_slice(m);
+                }
             }
         }
         Ok(v)
@@ -179,6 +238,41 @@ impl Item {
                     parent,
                     title,
                     text,
+                })
+            }
+            KIND_COMPARTMENT => {
+                let id = CompartmentId(r.array()?);
+                let epoch = u32::from_be_bytes(r.array()?);
+                let [n] = r.array::<1>()?;
+                let name = r.text(n as usize, super::tree::MAX_NAME, "compartment name")?;
+                if !super::tree::valid_name(&name) {
+                    return Err(ItemError::Field("compartment name"));
+                }
+                Body::Compartment(NewCompartment { id, epoch, name })
+            }
+            KIND_MEMBER => {
+                let [n] = r.array::<1>()?;
+                let name = r.text(n as usize, MAX_DISPLAY, "display name")?;
+                if name.is_empty() {
+                    return Err(ItemError::Field("display name"));
+                }
+                Body::Member(name)
+            }
+            KIND_REKEY => {
+                let compartment = CompartmentId(r.array()?);
+                let epoch = u32::from_be_bytes(r.array()?);
+                let [n] = r.array::<1>()?;
+                if n as usize > MAX_REMOVED {
+                    return Err(ItemError::Field("removed members"));
+                }
+                let mut removed = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    removed.push(r.array()?);
+                }
+                Body::Rekey(Rekey {
+                    compartment,
+                    epoch,
+                    removed,
                 })
             }
             k => return Err(ItemError::Kind(k)),
@@ -225,6 +319,45 @@ mod tests {
         fn any_bytes_decode_or_fail_cleanly(b in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Item::decode(&b);
         }
+    }
+
+    #[test]
+    fn membership_items_round_trip() {
+        let place = Place {
+            network: [1; 16],
+            compartment: CompartmentId([2; 16]),
+            epoch: 0,
+        };
+        for body in [
+            Body::Compartment(NewCompartment {
+                id: CompartmentId([3; 16]),
+                epoch: 2,
+                name: "cell-a".into(),
+            }),
+            Body::Member("Bob <b>".into()),
+            Body::Rekey(Rekey {
+                compartment: CompartmentId([3; 16]),
+                epoch: 3,
+                removed: vec![[9; 32], [8; 32]],
+            }),
+        ] {
+            let it = Item {
+                place,
+                id: ItemId([4; 16]),
+                body,
+            };
+            assert_eq!(Item::decode(&it.encode().unwrap()).unwrap(), it);
+        }
+        let bad = Item {
+            place,
+            id: ItemId([4; 16]),
+            body: Body::Compartment(NewCompartment {
+                id: CompartmentId([3; 16]),
+                epoch: 0,
+                name: "a b".into(),
+            }),
+        };
+        assert_eq!(bad.encode(), Err(ItemError::Field("compartment name")));
     }
 
     #[test]

@@ -133,7 +133,7 @@ mod tests {
             for (i, p) in sent.iter().flatten().filter(|p| p.tag == tag).enumerate() {
                 for env in r.push(i as u64, p) {
                     if let Ok(o) = open_item(&key, &env) {
-                        let Body::Post(p) = o.item.body;
+                        let Body::Post(p) = o.item.body else { continue };
                         out.push(p.text);
                     }
                 }

@@ -69,7 +69,7 @@ pub struct Tree {
     nodes: BTreeMap<CompartmentId, Compartment>,
 }
 
-fn valid_name(n: &str) -> bool {
+pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= MAX_NAME
         && n.bytes()
@@ -204,6 +204,76 @@ impl Tree {
             .ok_or_else(|| TreeError::Unknown(c.to_hex()))?;
         n.epoch += 1;
         Ok(n.epoch)
+    }
+
+    /// Every compartment, each parent before its children (the root first).
+    pub fn in_order(&self) -> Vec<&Compartment> {
+        let mut out = vec![];
+        let mut queue = std::collections::VecDeque::from([self.root]);
+        while let Some(id) = queue.pop_front() {
+            if let Some(c) = self.nodes.get(&id) {
+                out.push(c);
+                queue.extend(self.children(&id));
+            }
+        }
+        out
+    }
+
+    /// A tree from compartments listed parents first, the root first (a grant's).
+    pub fn from_nodes(nodes: &[Compartment]) -> Result<Tree, TreeError> {
+        let Some((root, rest)) = nodes.split_first() else {
+            return Err(TreeError::Unknown("root".into()));
+        };
+        if root.parent.is_some() {
+            return Err(TreeError::Unknown("root".into()));
+        }
+        let mut t = Tree::new(root.id, &root.name)?;
+        t.set_epoch(&root.id, root.epoch)?;
+        for c in rest {
+            let parent = c
+                .parent
+                .ok_or_else(|| TreeError::Duplicate(c.name.clone()))?;
+            t.add(parent, c.id, &c.name)?;
+            t.set_epoch(&c.id, c.epoch)?;
+        }
+        Ok(t)
+    }
+
+    /// What a member cleared at `c` may know: the path from the root to `c` and `c`'s
+    /// subtree, nothing beside.
+    pub fn visible_from(&self, c: &CompartmentId) -> Result<Tree, TreeError> {
+        let path = self.path(c)?;
+        let keep: Vec<Compartment> = self
+            .in_order()
+            .into_iter()
+            .filter(|x| path.contains(&x.id) || self.within(&x.id, c))
+            .cloned()
+            .collect();
+        Tree::from_nodes(&keep)
+    }
+
+    /// Add what a grant or an item says about the tree: compartments not yet known (their
+    /// parent known), epochs that moved forward. Returns whether anything changed.
+    pub fn merge(&mut self, other: &Tree) -> bool {
+        let mut changed = false;
+        for c in other.in_order() {
+            match self.nodes.get(&c.id) {
+                Some(have) => {
+                    if c.epoch > have.epoch {
+                        changed |= self.set_epoch(&c.id, c.epoch).is_ok();
+                    }
+                }
+                None => {
+                    if let Some(p) = c.parent {
+                        if self.add(p, c.id, &c.name).is_ok() {
+                            let _ = self.set_epoch(&c.id, c.epoch);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        changed
     }
 
     /// Set a compartment's epoch as learned from a re-key (never backwards).

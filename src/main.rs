@@ -107,6 +107,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<()> {
         Cmd::Mix(a) => cli::status::mix(ctx, a).await,
         Cmd::Peers(a) => cli::status::peers(ctx, a).await,
         Cmd::Stop => cli::status::stop(ctx).await,
+        Cmd::Speakeasy(a) => cli::speakeasy::run(ctx, a).await,
         Cmd::Mixes(a) => cli::mix::mixes(ctx, a).await,
         Cmd::Name(c) => cli::name::run(ctx, c).await,
         Cmd::Node(_) | Cmd::Tag { .. } | Cmd::Keygen | Cmd::Id(_) | Cmd::Group(_) => {

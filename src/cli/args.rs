@@ -1,7 +1,7 @@
 //! The command line's shape: global options and the list of commands. Each command's own
 //! arguments live beside its code (`cli/<command>.rs`), as in mini-redis's `cmd/`.
 
-use super::{get, mix, name, packets, sealed, send, status};
+use super::{get, mix, name, packets, sealed, send, speakeasy, status};
 use bump::settings::NodeArgs;
 use clap::{Parser, Subcommand};
 use namecoin::Network;
@@ -117,6 +117,10 @@ pub enum Cmd {
     Peers(status::JsonFlag),
     /// Stop the running node cleanly
     Stop,
+    /// Serve the Speak Easy forum on 127.0.0.1 for the local node (prints a login URL): boards
+    /// and threads in compartments of a clearance tree, every post sealed and mixed
+    #[command(visible_alias = "se")]
+    Speakeasy(speakeasy::SpeakEasyArgs),
     /// Run a self-contained demo in a temporary datadir and exit (0 on success)
     #[cfg(feature = "demo")]
     Demo,

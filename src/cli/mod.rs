@@ -14,4 +14,5 @@ pub mod name;
 pub mod packets;
 pub mod sealed;
 pub mod send;
+pub mod speakeasy;
 pub mod status;

@@ -8,8 +8,11 @@
 //! The browser front end (`bump speakeasy`), membership messages (invites, re-keys), private
 //! messages and the local cache are still to come.
 
+pub mod app;
 pub mod forum;
 pub mod grant;
 pub mod post;
 pub mod seal;
+pub mod state;
 pub mod tree;
+pub mod web;

@@ -1,0 +1,846 @@
+//! The pages of Speak Easy: dashboard, network (compartments by clearance), compartment
+//! (boards and threads), thread, members and invites, join, search — and the form handlers.
+//! Every value shown is escaped by maud (`(expr)` escapes); nothing user-given is ever
+//! `PreEscaped`. A POST handler checks the CSRF token first, then acts, then answers with a
+//! redirect (303) to the page that shows the result, or with an error page saying why.
+
+use super::{check_csrf, id16, Session, Web};
+use crate::sealed::keys::PublicId;
+use crate::speakeasy::app::{App, Inner};
+use crate::speakeasy::forum::{short_id, Forum, Keys, Line};
+use crate::speakeasy::post::ItemId;
+use crate::speakeasy::tree::CompartmentId;
+use axum::extract::{Extension, Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use std::sync::Arc;
+
+type Sess = Extension<Arc<Session>>;
+
+fn layout(app: &App, title: &str, body: Markup) -> Markup {
+    let g = app.lock();
+    let health = match (&g.node_error, &g.node_status) {
+        (Some(e), _) => html! { span.badge.warn { "node: " (e) } },
+        (None, Some(s)) => html! {
+            "node " (s.network) " · " (s.packets) " packets · "
+            (s.p2p.as_ref().map(|p| p.peers).unwrap_or(0)) " peers · "
+            (g.subscribed) " tags read"
+        },
+        (None, None) => html! { "connecting to the node…" },
+    };
+    drop(g);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Speak Easy" }
+                link rel="stylesheet" href="/static/se.css";
+                script src="/static/se.js" defer {}
+            }
+            body {
+                header {
+                    a.brand href="/" { "Speak Easy" }
+                    a href="/" { "Networks" }
+                    a href="/join" { "Join" }
+                    span.health { (health) }
+                }
+                main { (body) }
+                div #live .notice { "New activity: reload the page to see it." }
+            }
+        }
+    }
+}
+
+fn page(app: &App, title: &str, body: Markup) -> Response {
+    layout(app, title, body).into_response()
+}
+
+fn error_page(app: &App, code: StatusCode, msg: &str) -> Response {
+    (
+        code,
+        layout(
+            app,
+            "Error",
+            html! {
+                h1 { "That did not work" }
+                div.notice { (msg) }
+                p { a href="/" { "Back to the networks" } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+fn bad(app: &App, msg: impl std::fmt::Display) -> Response {
+    error_page(app, StatusCode::BAD_REQUEST, &msg.to_string())
+}
+
+fn csrf_field(s: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(s.csrf); }
+}
+
+/// The network of a path, or an error page.
+fn with_net<T>(
+    w: &Web,
+    net: &str,
+    f: impl FnOnce(&Inner, &Keys, &Forum) -> T,
+) -> Result<T, Response> {
+    let id = id16(net).ok_or_else(|| bad(&w.app, "not a network id"))?;
+    let g = w.app.lock();
+    match g.network(&id) {
+        Some((_, k, fo)) => Ok(f(&g, k, fo)),
+        None => Err(error_page(
+            &w.app,
+            StatusCode::NOT_FOUND,
+            "no such network here",
+        )),
+    }
+}
+
+fn net_id(w: &Web, net: &str) -> Result<[u8; 16], Response> {
+    id16(net).ok_or_else(|| bad(&w.app, "not a network id"))
+}
+
+fn comp_id(w: &Web, c: &str) -> Result<CompartmentId, Response> {
+    id16(c)
+        .map(CompartmentId)
+        .ok_or_else(|| bad(&w.app, "not a compartment id"))
+}
+
+fn path_names(k: &Keys, c: &CompartmentId) -> String {
+    k.tree
+        .path(c)
+        .map(|p| {
+            p.iter()
+                .filter_map(|x| k.tree.get(x).ok().map(|n| n.name.clone()))
+                .collect::<Vec<_>>()
+                .join(" › ")
+        })
+        .unwrap_or_default()
+}
+
+fn net_nav(k: &Keys) -> Markup {
+    let n = hex::encode(k.network);
+    html! {
+        p.muted {
+            a href={"/n/" (n)} { (k.name) } " · "
+            a href={"/n/" (n) "/members"} { "Members and invites" } " · "
+            "you are " strong { (k.my_name) } " (" (short_id(&k.me.public())) "), cleared at "
+            strong { (path_names(k, &k.clearance.at)) }
+            " (epoch " (k.clearance.epoch) ")"
+        }
+    }
+}
+
+fn mixing_notice(app: &App) -> Markup {
+    let g = app.lock();
+    let unmixed = g.last_hops == Some(0);
+    drop(g);
+    html! {
+        @if unmixed {
+            div.notice { "Posts from here go out without mixing: the node has no mixes to route through. Anyone watching the network can see that this node sent them (never what they say)." }
+        }
+    }
+}
+
+// ----- dashboard -----
+
+pub async fn dashboard(State(w): State<Web>, Extension(s): Sess) -> Response {
+    let g = w.app.lock();
+    let nets: Vec<(String, String, String, usize, u32)> = g
+        .state
+        .networks
+        .iter()
+        .zip(&g.forums)
+        .map(|(k, f)| {
+            let unread = k
+                .tree
+                .subtree(&k.clearance.at)
+                .iter()
+                .map(|c| f.unread_in(c))
+                .sum();
+            (
+                hex::encode(k.network),
+                k.name.clone(),
+                path_names(k, &k.clearance.at),
+                unread,
+                k.clearance.epoch,
+            )
+        })
+        .collect();
+    let pending = g.state.pending.len();
+    drop(g);
+    let body = html! {
+        h1 { "Your networks" }
+        @if nets.is_empty() {
+            p { "You are in no network yet. Start one below, or " a href="/join" { "join one" } " with an invite." }
+        }
+        @for (id, name, at, unread, epoch) in &nets {
+            section {
+                a href={"/n/" (id)} { strong { (name) } }
+                " " span.badge.unread[*unread > 0] { (unread) " unread" }
+                div.muted { "cleared at " (at) " · epoch " (epoch) }
+            }
+        }
+        @if pending > 0 {
+            p.muted { (pending) " join request(s) waiting for an invite: see " a href="/join" { "Join" } "." }
+        }
+        h2 { "Start a network" }
+        form.stack method="post" action="/network" {
+            (csrf_field(&s))
+            label { "Network name" input type="text" name="name" required maxlength="64"; }
+            label { "Top compartment" input type="text" name="root" value="all" required maxlength="64"; }
+            label { "Your name in it" input type="text" name="my_name" required maxlength="64"; }
+            button type="submit" { "Create network" }
+        }
+    };
+    page(&w.app, "Networks", body)
+}
+
+#[derive(Deserialize)]
+pub struct NewNetwork {
+    csrf: String,
+    name: String,
+    root: String,
+    my_name: String,
+}
+
+pub async fn create_network(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Form(f): Form<NewNetwork>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    match w
+        .app
+        .create_network(f.name.trim(), f.root.trim(), f.my_name.trim())
+        .await
+    {
+        Ok(id) => Redirect::to(&format!("/n/{}", hex::encode(id))).into_response(),
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+// ----- joining -----
+
+pub async fn join_page(State(w): State<Web>, Extension(s): Sess) -> Response {
+    let pending: Vec<(String, String)> = w
+        .app
+        .lock()
+        .state
+        .pending
+        .iter()
+        .map(|p| (p.my_name.clone(), p.me.public().to_string_id()))
+        .collect();
+    let body = html! {
+        h1 { "Join a network" }
+        p { "Joining takes two steps: make a pseudonym for the network here, give its string to a member who can invite you, then take their invite. An invite sent over the bus arrives by itself; one given to you by other means can be pasted below." }
+        section {
+            h2 { "1. A pseudonym for the new network" }
+            form.stack method="post" action="/join/start" {
+                (csrf_field(&s))
+                label { "Your name in the network" input type="text" name="my_name" required maxlength="64"; }
+                button type="submit" { "Make a pseudonym" }
+            }
+            @for (name, id) in &pending {
+                p { "Waiting for an invite for " strong { (name) } ": give this string to whoever invites you:" }
+                code.id { (id) }
+            }
+        }
+        section {
+            h2 { "2. Take an invite" }
+            form.stack method="post" action="/join" {
+                (csrf_field(&s))
+                label { "Invite string (bumpse1:…)" textarea name="invite" required {} }
+                button type="submit" { "Join" }
+            }
+        }
+    };
+    page(&w.app, "Join", body)
+}
+
+#[derive(Deserialize)]
+pub struct StartJoin {
+    csrf: String,
+    my_name: String,
+}
+
+pub async fn start_join(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Form(f): Form<StartJoin>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    match w.app.start_join(f.my_name.trim()) {
+        Ok(_) => Redirect::to("/join").into_response(),
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Join {
+    csrf: String,
+    invite: String,
+}
+
+pub async fn join(State(w): State<Web>, Extension(s): Sess, Form(f): Form<Join>) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    match w.app.join(&f.invite).await {
+        Ok(id) => Redirect::to(&format!("/n/{}", hex::encode(id))).into_response(),
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+// ----- network: the tree -----
+
+fn tree_markup(k: &Keys, f: &Forum, at: &CompartmentId) -> Markup {
+    let n = hex::encode(k.network);
+    let node = k.tree.get(at).ok();
+    let readable = k.cleared_for(at);
+    let mut kids = k.tree.children(at);
+    kids.sort_by_key(|c| k.tree.get(c).map(|x| x.name.clone()).unwrap_or_default());
+    html! {
+        li {
+            @if let Some(c) = node {
+                @if readable {
+                    a href={"/n/" (n) "/c/" (c.id.to_hex())} { (c.name) }
+                    " " span.badge.unread[f.unread_in(at) > 0] { (f.unread_in(at)) }
+                    " " span.muted { "epoch " (c.epoch) }
+                } @else {
+                    span.locked { (c.name) " (above your clearance)" }
+                }
+            }
+            @if !kids.is_empty() {
+                ul.tree { @for c in &kids { (tree_markup(k, f, c)) } }
+            }
+        }
+    }
+}
+
+pub async fn network(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+) -> Response {
+    let r = with_net(&w, &net, |_, k, f| {
+        let mut readable: Vec<(String, String)> = k
+            .tree
+            .subtree(&k.clearance.at)
+            .iter()
+            .map(|c| (c.to_hex(), path_names(k, c)))
+            .collect();
+        readable.sort_by(|a, b| a.1.cmp(&b.1));
+        html! {
+            h1 { (k.name) }
+            (net_nav(k))
+            section {
+                h2 { "Compartments" }
+                ul.tree { (tree_markup(k, f, &k.tree.root())) }
+                p.muted { "You read and write the compartments you are cleared at and below; those above are shown only as the path to yours." }
+            }
+            section {
+                h2 { "Search your compartments" }
+                form.stack method="get" action={"/n/" (net) "/search"} {
+                    input type="text" name="q" required;
+                    button type="submit" { "Search" }
+                }
+            }
+            section {
+                h2 { "New compartment" }
+                form.stack method="post" action={"/n/" (net) "/compartment"} {
+                    (csrf_field(&s))
+                    label { "Under" select name="parent" { @for (id, name) in &readable { option value=(id) { (name) } } } }
+                    label { "Name (letters, digits, - and _)" input type="text" name="name" required maxlength="64"; }
+                    button type="submit" { "Create" }
+                }
+            }
+        }
+    });
+    match r {
+        Ok(body) => page(&w.app, "Network", body),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewCompartment {
+    csrf: String,
+    parent: String,
+    name: String,
+}
+
+pub async fn add_compartment(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+    Form(f): Form<NewCompartment>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    let (id, parent) = match (net_id(&w, &net), comp_id(&w, &f.parent)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match w.app.add_compartment(&id, parent, f.name.trim()).await {
+        Ok(c) => Redirect::to(&format!("/n/{net}/c/{}", c.to_hex())).into_response(),
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+// ----- compartment: boards and threads -----
+
+#[derive(Deserialize)]
+pub struct BoardQuery {
+    board: Option<String>,
+}
+
+pub async fn compartment(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path((net, c)): Path<(String, String)>,
+    Query(q): Query<BoardQuery>,
+) -> Response {
+    let c = match comp_id(&w, &c) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r = with_net(&w, &net, |g, k, f| {
+        if !k.cleared_for(&c) {
+            return None;
+        }
+        let boards = f.boards(&c);
+        let board = q
+            .board
+            .clone()
+            .or_else(|| boards.keys().next().cloned())
+            .unwrap_or_else(|| "general".to_string());
+        let threads = f.threads(&c, &board);
+        let waiting: Vec<&str> = g
+            .sent
+            .values()
+            .filter_map(|s| s.preview.as_ref().filter(|_| !s.published))
+            .filter(|(n, pc, t, _)| *n == k.network && *pc == c && f.post(t).is_none())
+            .map(|(_, _, _, text)| text.as_str())
+            .collect();
+        let mut kids = k.tree.children(&c);
+        kids.sort();
+        let name = k.tree.get(&c).map(|x| x.name.clone()).unwrap_or_default();
+        Some(html! {
+            h1 { (path_names(k, &c)) }
+            (net_nav(k))
+            (mixing_notice(&w.app))
+            @if !kids.is_empty() {
+                p { "Below: " @for x in &kids {
+                    @if let Ok(n) = k.tree.get(x) { a href={"/n/" (net) "/c/" (x.to_hex())} { (n.name) } " " }
+                } }
+            }
+            section {
+                h2 { "Boards" }
+                @if boards.is_empty() { p.muted { "No posts here yet." } }
+                @for (b, unread) in &boards {
+                    a href={"/n/" (net) "/c/" (c.to_hex()) "?board=" (urlencode(b))} { (b) }
+                    " " span.badge.unread[*unread > 0] { (unread) } " "
+                }
+            }
+            section {
+                h2 { "Board " (board) " in " (name) }
+                @if threads.is_empty() && waiting.is_empty() { p.muted { "No threads yet." } }
+                table {
+                    @for t in &threads {
+                        tr {
+                            td {
+                                a href={"/n/" (net) "/t/" (t.root.to_hex())} {
+                                    @match t.first {
+                                        Some(p) if !p.title.is_empty() => { (p.title) }
+                                        Some(_) => { "(no title)" }
+                                        None => { "(first post not arrived yet)" }
+                                    }
+                                }
+                            }
+                            td { (t.posts) " posts" }
+                            td { span.badge.unread[t.unread > 0] { (t.unread) " unread" } }
+                            td.muted { @if let Some(p) = t.first { (f.name_of(&p.author)) } }
+                        }
+                    }
+                }
+                @for text in &waiting {
+                    p.muted { "Waiting in mixes: " (excerpt(text)) }
+                }
+            }
+            section {
+                h2 { "New thread" }
+                form.stack method="post" action={"/n/" (net) "/post"} {
+                    (csrf_field(&s))
+                    input type="hidden" name="compartment" value=(c.to_hex());
+                    label { "Board" input type="text" name="board" value=(board) required maxlength="64"; }
+                    label { "Title" input type="text" name="title" maxlength="200"; }
+                    label { "Text" textarea name="text" required {} }
+                    button type="submit" { "Post to " (name) }
+                }
+            }
+        })
+    });
+    match r {
+        Ok(Some(body)) => page(&w.app, "Compartment", body),
+        Ok(None) => error_page(
+            &w.app,
+            StatusCode::FORBIDDEN,
+            "not cleared for that compartment",
+        ),
+        Err(r) => r,
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn excerpt(s: &str) -> String {
+    let mut e: String = s.chars().take(80).collect();
+    if e.len() < s.len() {
+        e.push('…');
+    }
+    e
+}
+
+fn time(t: u64) -> String {
+    let secs = t % 86_400;
+    let days = t / 86_400;
+    format!(
+        "day {} {:02}:{:02} UTC",
+        days,
+        secs / 3600,
+        (secs / 60) % 60
+    )
+}
+
+// ----- thread -----
+
+pub async fn thread(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path((net, root)): Path<(String, String)>,
+) -> Response {
+    let Some(root) = id16(&root).map(ItemId) else {
+        return bad(&w.app, "not a thread id");
+    };
+    let Ok(id) = net_id(&w, &net) else {
+        return bad(&w.app, "not a network id");
+    };
+    {
+        let mut g = w.app.lock();
+        if let Some(i) = g.state.networks.iter().position(|k| k.network == id) {
+            g.forums[i].mark_read(&root);
+        }
+    }
+    let r = with_net(&w, &net, |g, k, f| {
+        let lines = f.thread(&root);
+        let first = f.post(&root);
+        let c = first.map(|p| p.compartment);
+        let board = first.map(|p| p.board.clone()).unwrap_or_default();
+        let me = k.me.public();
+        let waiting: Vec<&str> = g
+            .sent
+            .values()
+            .filter(|s| !s.published)
+            .filter_map(|s| s.preview.as_ref())
+            .filter(|(n, _, t, _)| *n == k.network && *t == root)
+            .map(|(_, _, _, text)| text.as_str())
+            .collect();
+        let status = |id: &ItemId| -> Option<String> {
+            g.sent.get(id).map(|s| match (s.published, s.hops) {
+                (true, 0) => "published (without mixing)".to_string(),
+                (true, h) => format!("published through {h} mixes"),
+                (false, _) => "waiting in mixes".to_string(),
+            })
+        };
+        html! {
+            h1 { @match first { Some(p) if !p.title.is_empty() => { (p.title) }, _ => { "Thread" } } }
+            (net_nav(k))
+            @if let Some(c) = c {
+                p.muted { "in " a href={"/n/" (net) "/c/" (c.to_hex()) "?board=" (urlencode(&board))} { (path_names(k, &c)) " › " (board) } }
+            }
+            (mixing_notice(&w.app))
+            @for l in &lines {
+                @match l {
+                    Line::Post { post, depth } => {
+                        div class={"post d" ((*depth).min(8)) @if post.author == me { " mine" }} id={"p" (post.id.to_hex())} {
+                            div.muted {
+                                strong { (f.name_of(&post.author)) } " · " (time(post.time))
+                                " · epoch " (post.epoch)
+                                @if let Some(st) = status(&post.id) { " · " (st) }
+                            }
+                            div.body { (post.text) }
+                            details {
+                                summary { "Reply" }
+                                form.stack method="post" action={"/n/" (net) "/post"} {
+                                    (csrf_field(&s))
+                                    input type="hidden" name="compartment" value=(post.compartment.to_hex());
+                                    input type="hidden" name="board" value=(post.board);
+                                    input type="hidden" name="parent" value=(post.id.to_hex());
+                                    textarea name="text" required {}
+                                    button type="submit" { "Reply" }
+                                }
+                            }
+                        }
+                    }
+                    Line::Missing { depth, .. } => {
+                        div class={"post missing d" ((*depth).min(8))} { "A post not yet arrived (replies to it are below)." }
+                    }
+                }
+            }
+            @for text in &waiting {
+                div.post.mine.d1 { div.muted { "Yours, waiting in mixes" } div.body { (text) } }
+            }
+        }
+    });
+    match r {
+        Ok(body) => page(&w.app, "Thread", body),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewPost {
+    csrf: String,
+    compartment: String,
+    board: String,
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    title: String,
+    text: String,
+}
+
+pub async fn post(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+    Form(f): Form<NewPost>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    let (id, c) = match (net_id(&w, &net), comp_id(&w, &f.compartment)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let parent = match f.parent.as_deref().filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => match id16(p) {
+            Some(b) => Some(ItemId(b)),
+            None => return bad(&w.app, "not a post id"),
+        },
+    };
+    // Browsers send CR LF in text areas; keep the text as typed, with LF.
+    let text = f.text.replace("\r\n", "\n");
+    match w
+        .app
+        .post(&id, c, f.board.trim(), parent, f.title.trim(), &text)
+        .await
+    {
+        Ok(pid) => {
+            let thread = parent
+                .and_then(|p| {
+                    let g = w.app.lock();
+                    g.network(&id)
+                        .and_then(|(_, _, fo)| fo.post(&p).map(|x| x.thread()))
+                })
+                .unwrap_or(pid);
+            Redirect::to(&format!("/n/{net}/t/{}", thread.to_hex())).into_response()
+        }
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+// ----- members -----
+
+pub async fn members(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+) -> Response {
+    members_page(&w, &s, &net, None)
+}
+
+fn members_page(w: &Web, s: &Session, net: &str, invite: Option<String>) -> Response {
+    let r = with_net(w, net, |_, k, f| {
+        let mut rows: Vec<(PublicId, String, String, bool, bool)> = f
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let removable = !m.removed
+                    && *id != k.me.public()
+                    && m.at != k.clearance.at
+                    && k.cleared_for(&m.at);
+                (
+                    *id,
+                    m.name.clone(),
+                    path_names(k, &m.at),
+                    m.removed,
+                    removable,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.2.cmp(&b.2).then(a.1.cmp(&b.1)));
+        let mut readable: Vec<(String, String)> = k
+            .tree
+            .subtree(&k.clearance.at)
+            .iter()
+            .map(|c| (c.to_hex(), path_names(k, c)))
+            .collect();
+        readable.sort_by(|a, b| a.1.cmp(&b.1));
+        html! {
+            h1 { "Members of " (k.name) }
+            (net_nav(k))
+            @if let Some(inv) = &invite {
+                div.ok {
+                    p { "Invite made. It was sent to the member's inbox over the bus; you can also give them this string yourself (it opens only with their pseudonym):" }
+                    code.invite { (inv) }
+                }
+            }
+            section {
+                h2 { "Members you can see" }
+                p.muted { "Members introduce themselves in the compartment they are cleared at; you see those at your clearance and below." }
+                table {
+                    tr { th { "Name" } th { "Pseudonym" } th { "Cleared at" } th {} }
+                    @for (id, name, at, removed, removable) in &rows {
+                        tr {
+                            td { (if name.is_empty() { "?" } else { name }) }
+                            td { code { (short_id(id)) } }
+                            td { (at) }
+                            td {
+                                @if *removed { span.badge.warn { "removed" } }
+                                @else if *removable {
+                                    form.inline method="post" action={"/n/" (net) "/remove"} {
+                                        (csrf_field(s))
+                                        input type="hidden" name="member" value=(hex::encode(id.to_bytes()));
+                                        button.danger type="submit" { "Remove and re-key" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "Invite a member" }
+                form.stack method="post" action={"/n/" (net) "/invite"} {
+                    (csrf_field(s))
+                    label { "Their pseudonym string (bumpid1…, from their Join page)" input type="text" name="to" required; }
+                    label { "Their name" input type="text" name="name" required maxlength="64"; }
+                    label { "Cleared at" select name="at" { @for (id, name) in &readable { option value=(id) { (name) } } } }
+                    button type="submit" { "Make invite" }
+                }
+            }
+        }
+    });
+    match r {
+        Ok(body) => page(&w.app, "Members", body),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Invite {
+    csrf: String,
+    to: String,
+    name: String,
+    at: String,
+}
+
+pub async fn invite(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+    Form(f): Form<Invite>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    let (id, at) = match (net_id(&w, &net), comp_id(&w, &f.at)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match w.app.invite(&id, &f.to, f.name.trim(), at).await {
+        Ok(inv) => members_page(&w, &s, &net, Some(inv)),
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Remove {
+    csrf: String,
+    member: String,
+}
+
+pub async fn remove(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+    Form(f): Form<Remove>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    let id = match net_id(&w, &net) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let who = match hex::decode(f.member.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| PublicId::from_bytes(&b).ok())
+    {
+        Some(p) => p,
+        None => return bad(&w.app, "not a member key"),
+    };
+    match w.app.remove(&id, &who).await {
+        Ok(_) => Redirect::to(&format!("/n/{net}/members")).into_response(),
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+// ----- search -----
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: String,
+}
+
+pub async fn search(
+    State(w): State<Web>,
+    Extension(_s): Sess,
+    Path(net): Path<String>,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    let r = with_net(&w, &net, |_, k, f| {
+        let hits = f.search(q.q.trim(), 100);
+        html! {
+            h1 { "Search: " (q.q) }
+            (net_nav(k))
+            @if hits.is_empty() { p.muted { "Nothing found in the posts you can read." } }
+            @for p in &hits {
+                div.post {
+                    div.muted { (f.name_of(&p.author)) " in " (path_names(k, &p.compartment)) " › " (p.board) }
+                    a href={"/n/" (net) "/t/" (p.thread().to_hex())} { (excerpt(&p.text)) }
+                }
+            }
+        }
+    });
+    match r {
+        Ok(body) => page(&w.app, "Search", body),
+        Err(r) => r,
+    }
+}

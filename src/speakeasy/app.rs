@@ -422,6 +422,19 @@ impl App {
                 }
             }
             let Some((i, gr)) = found else {
+                // Already taken (an invite also arrives over the bus by itself)?
+                for k in &g.state.networks {
+                    if let Ok((gr, _)) = Grant::open(&env, &k.me) {
+                        if gr.network == k.network {
+                            return Ok(k.network);
+                        }
+                    }
+                }
+                if g.state.pending.is_empty() {
+                    return Err(AppError::Refused(
+                        "no pseudonym is waiting for an invite here: make one on the Join page and give its string to whoever invites you".into(),
+                    ));
+                }
                 return Err(last.into());
             };
             let net = gr.network;

@@ -46,10 +46,10 @@ fn layout(app: &App, title: &str, body: Markup) -> Markup {
                     a.brand href="/" { "Speak Easy" }
                     a href="/" { "Networks" }
                     a href="/join" { "Join" }
-                    span.health { (health) }
+                    span.health.live #health { (health) }
                 }
                 main { (body) }
-                div #live .notice { "New activity: reload the page to see it." }
+                div #live .notice { "New activity: reload the page to see all of it." }
             }
         }
     }
@@ -136,6 +136,7 @@ fn net_nav(k: &Keys) -> Markup {
     }
 }
 
+/// Locks the app: call before [`with_net`], never inside it.
 fn mixing_notice(app: &App) -> Markup {
     let g = app.lock();
     let unmixed = g.last_hops == Some(0);
@@ -179,13 +180,13 @@ pub async fn dashboard(State(w): State<Web>, Extension(s): Sess) -> Response {
         @if nets.is_empty() {
             p { "You are in no network yet. Start one below, or " a href="/join" { "join one" } " with an invite." }
         }
-        @for (id, name, at, unread, epoch) in &nets {
+        div.live #nets { @for (id, name, at, unread, epoch) in &nets {
             section {
                 a href={"/n/" (id)} { strong { (name) } }
                 " " span.badge.unread[*unread > 0] { (unread) " unread" }
                 div.muted { "cleared at " (at) " · epoch " (epoch) }
             }
-        }
+        } }
         @if pending > 0 {
             p.muted { (pending) " join request(s) waiting for an invite: see " a href="/join" { "Join" } "." }
         }
@@ -248,10 +249,10 @@ pub async fn join_page(State(w): State<Web>, Extension(s): Sess) -> Response {
                 label { "Your name in the network" input type="text" name="my_name" required maxlength="64"; }
                 button type="submit" { "Make a pseudonym" }
             }
-            @for (name, id) in &pending {
+            div.live #pending { @for (name, id) in &pending {
                 p { "Waiting for an invite for " strong { (name) } ": give this string to whoever invites you:" }
                 code.id { (id) }
-            }
+            } }
         }
         section {
             h2 { "2. Take an invite" }
@@ -345,7 +346,7 @@ pub async fn network(
             (net_nav(k))
             section {
                 h2 { "Compartments" }
-                ul.tree { (tree_markup(k, f, &k.tree.root())) }
+                ul.tree.live #tree { (tree_markup(k, f, &k.tree.root())) }
                 p.muted { "You read and write the compartments you are cleared at and below; those above are shown only as the path to yours." }
             }
             section {
@@ -415,6 +416,7 @@ pub async fn compartment(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let notice = mixing_notice(&w.app);
     let r = with_net(&w, &net, |g, k, f| {
         if !k.cleared_for(&c) {
             return None;
@@ -439,13 +441,13 @@ pub async fn compartment(
         Some(html! {
             h1 { (path_names(k, &c)) }
             (net_nav(k))
-            (mixing_notice(&w.app))
+            (notice)
             @if !kids.is_empty() {
                 p { "Below: " @for x in &kids {
                     @if let Ok(n) = k.tree.get(x) { a href={"/n/" (net) "/c/" (x.to_hex())} { (n.name) } " " }
                 } }
             }
-            section {
+            section.live #boards {
                 h2 { "Boards" }
                 @if boards.is_empty() { p.muted { "No posts here yet." } }
                 @for (b, unread) in &boards {
@@ -453,7 +455,7 @@ pub async fn compartment(
                     " " span.badge.unread[*unread > 0] { (unread) } " "
                 }
             }
-            section {
+            section.live #threads {
                 h2 { "Board " (board) " in " (name) }
                 @if threads.is_empty() && waiting.is_empty() { p.muted { "No threads yet." } }
                 table {
@@ -544,6 +546,7 @@ pub async fn thread(
             g.forums[i].mark_read(&root);
         }
     }
+    let notice = mixing_notice(&w.app);
     let r = with_net(&w, &net, |g, k, f| {
         let lines = f.thread(&root);
         let first = f.post(&root);
@@ -571,7 +574,8 @@ pub async fn thread(
             @if let Some(c) = c {
                 p.muted { "in " a href={"/n/" (net) "/c/" (c.to_hex()) "?board=" (urlencode(&board))} { (path_names(k, &c)) " › " (board) } }
             }
-            (mixing_notice(&w.app))
+            (notice)
+            div.live #posts {
             @for l in &lines {
                 @match l {
                     Line::Post { post, depth } => {
@@ -602,6 +606,7 @@ pub async fn thread(
             }
             @for text in &waiting {
                 div.post.mine.d1 { div.muted { "Yours, waiting in mixes" } div.body { (text) } }
+            }
             }
         }
     });
@@ -713,7 +718,7 @@ fn members_page(w: &Web, s: &Session, net: &str, invite: Option<String>) -> Resp
             section {
                 h2 { "Members you can see" }
                 p.muted { "Members introduce themselves in the compartment they are cleared at; you see those at your clearance and below." }
-                table {
+                table.live #members {
                     tr { th { "Name" } th { "Pseudonym" } th { "Cleared at" } th {} }
                     @for (id, name, at, removed, removable) in &rows {
                         tr {

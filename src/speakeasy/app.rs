@@ -97,6 +97,8 @@ pub struct Inner {
     pub subscribed: usize,
     /// Mixes the last send went through (0: it went out unmixed).
     pub last_hops: Option<usize>,
+    /// Compartments below our clearance where we have said our name (this run, or seen).
+    introduced: HashSet<([u8; 16], CompartmentId)>,
 }
 
 impl Inner {
@@ -138,6 +140,7 @@ impl App {
                 node_error: None,
                 subscribed: 0,
                 last_hops: None,
+                introduced: HashSet::new(),
             }),
             changed,
         }))
@@ -248,6 +251,16 @@ impl App {
         forum::item(&self.keys_of(net)?, c, body.clone())?
             .encode()
             .map_err(|e| AppError::Refused(e.to_string()))?;
+        // Readers of `c` who are cleared below us know our name only if we say it there.
+        let introduce = {
+            let mut g = self.lock();
+            let me_at = g.network(net).map(|(_, k, _)| k.clearance.at);
+            me_at != Some(c) && g.introduced.insert((*net, c))
+        };
+        if introduce {
+            let name = self.keys_of(net)?.my_name;
+            self.send_item(net, c, Body::Member(name)).await?;
+        }
         let id = self.send_item(net, c, body).await?;
         let thread = if root == ItemId::NONE { id } else { root };
         if let Some(s) = self.lock().sent.get_mut(&id) {
@@ -607,6 +620,9 @@ impl App {
                             continue;
                         };
                         let (id, mine) = (o.item.id, o.author == g.state.networks[i].me.public());
+                        if mine && matches!(o.item.body, Body::Member(_)) {
+                            g.introduced.insert((*net, o.item.place.compartment));
+                        }
                         let before = g.state.networks[i].tree.clone();
                         let r = g.forums[i].ingest(&mut g.state.networks[i], o);
                         if r == Ingested::New {

@@ -230,14 +230,27 @@ impl Forum {
                 Err(_) => Ingested::Ignored,
             },
             Body::Member(name) => {
-                let m = MemberView {
+                // Members introduce themselves where they are cleared and again in each
+                // compartment below where they post (so readers there know their name): the
+                // highest compartment seen is where they are cleared, as far as we know.
+                let mut m = MemberView {
                     name: name.clone(),
                     at: place.compartment,
                     removed: false,
                 };
                 match self.members.get(&o.author) {
                     Some(have) if have.removed || *have == m => Ingested::Duplicate,
-                    _ => {
+                    Some(have) => {
+                        if keys.tree.within(&place.compartment, &have.at) {
+                            m.at = have.at;
+                        }
+                        if *have == m {
+                            return Ingested::Duplicate;
+                        }
+                        self.members.insert(o.author, m);
+                        Ingested::New
+                    }
+                    None => {
                         self.members.insert(o.author, m);
                         Ingested::New
                     }

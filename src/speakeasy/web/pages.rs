@@ -516,15 +516,34 @@ fn excerpt(s: &str) -> String {
     e
 }
 
+/// A sealed timestamp as a UTC date and time (civil-from-days, proleptic Gregorian).
 fn time(t: u64) -> String {
+    let days = (t / 86_400) as i64;
     let secs = t % 86_400;
-    let days = t / 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
     format!(
-        "day {} {:02}:{:02} UTC",
-        days,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
         secs / 3600,
         (secs / 60) % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_read_as_dates() {
+        assert_eq!(super::time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::time(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::time(1_796_310_000), "2026-12-03 15:00 UTC");
+    }
 }
 
 // ----- thread -----

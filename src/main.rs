@@ -36,11 +36,14 @@ fn run(cli: Cli) -> Result<()> {
     let cmd = match cli.cmd {
         Cmd::Tag { tag } => return cli::mix::tag(&tag),
         #[cfg(feature = "demo")]
-        Cmd::Demo => {
+        Cmd::Demo { speakeasy } => {
             init_logging("warn");
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            if speakeasy {
+                return rt.block_on(cli::demo::run_speakeasy());
+            }
             return rt.block_on(cli::demo::run());
         }
         cmd => cmd,
@@ -75,7 +78,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn is_demo(_cmd: &Cmd) -> bool {
     #[cfg(feature = "demo")]
-    if matches!(_cmd, Cmd::Demo) {
+    if matches!(_cmd, Cmd::Demo { .. }) {
         return true;
     }
     false
@@ -114,7 +117,7 @@ async fn client_command(ctx: &Ctx, cmd: Cmd) -> Result<()> {
             anyhow::bail!("internal: offline command reached the client path")
         }
         #[cfg(feature = "demo")]
-        Cmd::Demo => anyhow::bail!("internal: offline command reached the client path"),
+        Cmd::Demo { .. } => anyhow::bail!("internal: offline command reached the client path"),
     }
 }
 

@@ -121,7 +121,12 @@ pub enum Cmd {
     /// and threads in compartments of a clearance tree, every post sealed and mixed
     #[command(visible_alias = "se")]
     Speakeasy(speakeasy::SpeakEasyArgs),
-    /// Run a self-contained demo in a temporary datadir and exit (0 on success)
+    /// Run a self-contained demo in a temporary datadir and exit (0 on success); with
+    /// --speakeasy, a two-node, three-member Speak Easy forum served until Ctrl-C
     #[cfg(feature = "demo")]
-    Demo,
+    Demo {
+        /// Serve a ready Speak Easy network (admin, Bob, Carol) and print their login URLs
+        #[arg(long)]
+        speakeasy: bool,
+    },
 }

@@ -316,3 +316,59 @@ pub async fn run() -> Result<()> {
     println!("[demo]   echo hi | bump --regtest send --hops 0 '#mytag' -  &&  bump --regtest get '#mytag'");
     Ok(())
 }
+
+/// `bump demo --speakeasy`: two nodes (A, B) in-process, three Speak Easy members served on
+/// loopback — the admin and Bob on node A, Carol on node B — with the network `demo` already
+/// set up (`all > ops > cell-a`, Bob cleared at ops, Carol at cell-a, a first post in each).
+/// Prints the three login URLs and serves until Ctrl-C; the temporary data is then removed.
+pub async fn run_speakeasy() -> Result<()> {
+    use bump::speakeasy::app::{run_reader, App, SendOpts};
+    let root = tempfile::tempdir()?;
+    println!("[demo] starting two nodes on loopback (A and B, linked)");
+    let (a, ta) = start_node(&root.path().join("a"), vec![], None).await?;
+    let a_addr = a.overlay.listen_addr().context("not listening")?;
+    let (b, tb) = start_node(&root.path().join("b"), vec![a_addr.to_string()], None).await?;
+    wait_until("the nodes connecting", 20, || async {
+        Ok(a.overlay.sync_status().bump_peers >= 1)
+    })
+    .await?;
+    let open = |name: &str, t: &Target| {
+        App::open(root.path().join("se").join(name), t.clone(), SendOpts::default())
+    };
+    let (admin, bob, carol) = (open("admin", &ta)?, open("bob", &ta)?, open("carol", &tb)?);
+    for app in [&admin, &bob, &carol] {
+        tokio::spawn(run_reader(app.clone()));
+    }
+    println!("[demo] the admin creates the network `demo`: all > ops > cell-a");
+    let net = admin.create_network("demo", "all", "Admin").await?;
+    let all = admin.lock().network(&net).context("network")?.1.clearance.at;
+    let ops = admin.add_compartment(&net, all, "ops").await?;
+    let cell = admin.add_compartment(&net, ops, "cell-a").await?;
+    for (who, app, name, at) in [("Bob", &bob, "Bob", ops), ("Carol", &carol, "Carol", cell)] {
+        let id = app.start_join(name)?;
+        let invite = admin.invite(&net, &id.to_string_id(), name, at).await?;
+        app.join(&invite).await?;
+        println!("[demo] {who} joined (invite sealed to a fresh pseudonym)");
+    }
+    bob.post(&net, ops, "general", None, "Welcome to ops", "Only ops and the admin read this.")
+        .await?;
+    carol
+        .post(&net, cell, "field", None, "Cell report", "Everyone cleared at cell-a or above reads this.")
+        .await?;
+    let mut urls = vec![];
+    for (who, app) in [("admin (node A)", &admin), ("Bob (node A)", &bob), ("Carol (node B)", &carol)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let (url, serve) = bump::speakeasy::web::serve(app.clone(), listener).await?;
+        tokio::spawn(serve);
+        urls.push((who, url));
+    }
+    println!("[demo] Speak Easy is up; open each URL in a browser on this machine (each works once):");
+    for (who, url) in &urls {
+        println!("  {who:<16} {url}");
+    }
+    println!("[demo] posts go out unmixed here (two nodes, no mix directory) and the pages say so.");
+    println!("[demo] Ctrl-C stops and removes the temporary data.");
+    tokio::signal::ctrl_c().await?;
+    drop((a, b));
+    Ok(())
+}

@@ -208,7 +208,10 @@ fn the_speak_easy_demo_serves_three_members_of_one_network() {
     let mut urls = vec![];
     for line in out.lines() {
         let line = line.unwrap();
-        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")) {
+        if let Some(u) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+        {
             urls.push(u.to_string());
         }
         if urls.len() == 3 {
@@ -216,20 +219,39 @@ fn the_speak_easy_demo_serves_three_members_of_one_network() {
         }
     }
     assert_eq!(urls.len(), 3, "three login URLs printed");
-    for (u, at) in urls.iter().zip(["cleared at all", "cleared at all › ops", "cleared at all › ops › cell-a"]) {
+    for (u, at) in urls.iter().zip([
+        "cleared at all",
+        "cleared at all › ops",
+        "cleared at all › ops › cell-a",
+    ]) {
         let rest = u.strip_prefix("http://").unwrap();
         let (hostport, path) = rest.split_once('/').unwrap();
         let addr: SocketAddr = hostport.parse().unwrap();
         let r = http(addr, hostport, &format!("GET /{path}"), &[], "");
-        let sid = r.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+        let sid = r
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         let r = http(addr, hostport, "GET /", &[format!("Cookie: {sid}")], "");
-        assert!(r.body.contains("demo") && r.body.contains(&format!("{at} ·")), "{}", r.body);
+        assert!(
+            r.body.contains("demo") && r.body.contains(&format!("{at} ·")),
+            "{}",
+            r.body
+        );
     }
     // SIGINT: the demo stops and cleans up.
-    let _ = Command::new("kill").args(["-INT", &se.0.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &se.0.id().to_string()])
+        .status();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while se.0.try_wait().unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "the demo did not stop on SIGINT");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop on SIGINT"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -333,7 +333,11 @@ pub async fn run_speakeasy() -> Result<()> {
     })
     .await?;
     let open = |name: &str, t: &Target| {
-        App::open(root.path().join("se").join(name), t.clone(), SendOpts::default())
+        App::open(
+            root.path().join("se").join(name),
+            t.clone(),
+            SendOpts::default(),
+        )
     };
     let (admin, bob, carol) = (open("admin", &ta)?, open("bob", &ta)?, open("carol", &tb)?);
     for app in [&admin, &bob, &carol] {
@@ -341,7 +345,13 @@ pub async fn run_speakeasy() -> Result<()> {
     }
     println!("[demo] the admin creates the network `demo`: all > ops > cell-a");
     let net = admin.create_network("demo", "all", "Admin").await?;
-    let all = admin.lock().network(&net).context("network")?.1.clearance.at;
+    let all = admin
+        .lock()
+        .network(&net)
+        .context("network")?
+        .1
+        .clearance
+        .at;
     let ops = admin.add_compartment(&net, all, "ops").await?;
     let cell = admin.add_compartment(&net, ops, "cell-a").await?;
     for (who, app, name, at) in [("Bob", &bob, "Bob", ops), ("Carol", &carol, "Carol", cell)] {
@@ -350,23 +360,45 @@ pub async fn run_speakeasy() -> Result<()> {
         app.join(&invite).await?;
         println!("[demo] {who} joined (invite sealed to a fresh pseudonym)");
     }
-    bob.post(&net, ops, "general", None, "Welcome to ops", "Only ops and the admin read this.")
-        .await?;
+    bob.post(
+        &net,
+        ops,
+        "general",
+        None,
+        "Welcome to ops",
+        "Only ops and the admin read this.",
+    )
+    .await?;
     carol
-        .post(&net, cell, "field", None, "Cell report", "Everyone cleared at cell-a or above reads this.")
+        .post(
+            &net,
+            cell,
+            "field",
+            None,
+            "Cell report",
+            "Everyone cleared at cell-a or above reads this.",
+        )
         .await?;
     let mut urls = vec![];
-    for (who, app) in [("admin (node A)", &admin), ("Bob (node A)", &bob), ("Carol (node B)", &carol)] {
+    for (who, app) in [
+        ("admin (node A)", &admin),
+        ("Bob (node A)", &bob),
+        ("Carol (node B)", &carol),
+    ] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (url, serve) = bump::speakeasy::web::serve(app.clone(), listener).await?;
         tokio::spawn(serve);
         urls.push((who, url));
     }
-    println!("[demo] Speak Easy is up; open each URL in a browser on this machine (each works once):");
+    println!(
+        "[demo] Speak Easy is up; open each URL in a browser on this machine (each works once):"
+    );
     for (who, url) in &urls {
         println!("  {who:<16} {url}");
     }
-    println!("[demo] posts go out unmixed here (two nodes, no mix directory) and the pages say so.");
+    println!(
+        "[demo] posts go out unmixed here (two nodes, no mix directory) and the pages say so."
+    );
     println!("[demo] Ctrl-C stops and removes the temporary data.");
     tokio::signal::ctrl_c().await?;
     drop((a, b));

@@ -147,6 +147,8 @@ fn speak_easy_in_a_browser_two_nodes_three_members() {
         "REPLY-BOB-4",
         "AFTER-REMOVAL-MARKER-5",
         "AFTER-KILL-MARKER-6",
+        "DM-MARKER-7",
+        "DM-REPLY-8",
         "Ops plan",
     ] {
         let mut hits = vec![];

@@ -10,12 +10,13 @@
 use super::forum::{self, Forum, Ingested, Keys};
 use super::grant::{self, Grant};
 use super::post::{Body, ItemId, NewCompartment, Rekey};
-use super::seal::{open_item, seal_item};
+use super::seal::{open_item, opened_item, seal_direct, seal_item};
 use super::state::{Pending, State};
 use super::tree::{Clearance, CompartmentId, Tree};
 use crate::packet::{Packet, DEFAULT_MAX_TTL};
 use crate::rpc::api::{BumpApiClient, PacketEvent, SendParams, SendResult, StatusResult};
 use crate::rpc::client::Target;
+use crate::sealed::envelope;
 use crate::sealed::keys::{GroupKey, Identity, PublicId};
 use crate::sealed::parts::{PartReader, SealedSend};
 use crate::sealed::tags;
@@ -274,6 +275,42 @@ impl App {
         g.network(net)
             .map(|(_, k, _)| k.clone())
             .ok_or(AppError::NoNetwork)
+    }
+
+    /// A private message to member `to`, sealed to it and to us.
+    pub async fn send_dm(
+        &self,
+        net: &[u8; 16],
+        to: &PublicId,
+        text: &str,
+    ) -> Result<ItemId, AppError> {
+        let (env, ck, me, id) = {
+            let g = self.lock();
+            let (_, keys, _) = g.network(net).ok_or(AppError::NoNetwork)?;
+            let item = super::post::Item {
+                place: super::post::Place {
+                    network: keys.network,
+                    compartment: CompartmentId([0; 16]),
+                    epoch: 0,
+                },
+                id: ItemId::random(),
+                body: Body::Direct {
+                    to: to.to_bytes(),
+                    text: text.to_string(),
+                },
+            };
+            item.encode()
+                .map_err(|e| AppError::Refused(e.to_string()))?;
+            let (env, ck) = seal_direct(&item, to, &keys.me, now())?;
+            (env, ck, keys.me.public(), item.id)
+        };
+        // One envelope, under the recipient's inbox tag and under ours if that differs.
+        self.send_direct(to, &env, &ck).await?;
+        if tags::bucket(&me) != tags::bucket(to) {
+            self.send_direct(&me, &env, &ck).await?;
+        }
+        self.bump();
+        Ok(id)
     }
 
     // ----- networks and membership -----
@@ -640,26 +677,52 @@ impl App {
                     }
                     Err(e) => *g.skipped.entry(e.to_string()).or_default() += 1,
                 },
-                Reading::Inbox(me) => match Grant::open(&env, me) {
-                    Ok((gr, _by)) => {
-                        let me = me.public();
-                        if let Some(i) = g.state.networks.iter().position(|k| k.me.public() == me) {
-                            if g.state.networks[i].apply_grant(&gr) {
-                                let _ = g.state.save(&self.dir);
-                                changed = true;
+                Reading::Inbox(me) => {
+                    let opened = match envelope::open(&env, &envelope::Opener::Identity(me)) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            *g.skipped.entry(e.to_string()).or_default() += 1;
+                            continue;
+                        }
+                    };
+                    let mine = me.public();
+                    if opened.plain.content_type == super::post::CONTENT_TYPE {
+                        // A private message.
+                        match opened_item(opened) {
+                            Ok(o) => {
+                                if let Some(i) =
+                                    g.state.networks.iter().position(|k| k.me.public() == mine)
+                                {
+                                    let (keys, forum) = (&g.state.networks[i], &mut g.forums[i]);
+                                    changed |= forum.ingest_direct(keys, o) == Ingested::New;
+                                }
                             }
-                        } else if let Some(i) =
-                            g.state.pending.iter().position(|p| p.me.public() == me)
-                        {
-                            let net = gr.network;
-                            if self.accept_grant(g, i, gr).is_ok() {
-                                joined.push(net);
-                                changed = true;
-                            }
+                            Err(e) => *g.skipped.entry(e.to_string()).or_default() += 1,
+                        }
+                        continue;
+                    }
+                    let gr = match grant::opened_grant(opened) {
+                        Ok((gr, _by)) => gr,
+                        Err(e) => {
+                            *g.skipped.entry(e.to_string()).or_default() += 1;
+                            continue;
+                        }
+                    };
+                    if let Some(i) = g.state.networks.iter().position(|k| k.me.public() == mine) {
+                        if g.state.networks[i].apply_grant(&gr) {
+                            let _ = g.state.save(&self.dir);
+                            changed = true;
+                        }
+                    } else if let Some(i) =
+                        g.state.pending.iter().position(|p| p.me.public() == mine)
+                    {
+                        let net = gr.network;
+                        if self.accept_grant(g, i, gr).is_ok() {
+                            joined.push(net);
+                            changed = true;
                         }
                     }
-                    Err(e) => *g.skipped.entry(e.to_string()).or_default() += 1,
-                },
+                }
             }
         }
         if changed {

@@ -121,6 +121,16 @@ pub struct MemberView {
     pub removed: bool,
 }
 
+/// A private message as shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmView {
+    pub id: ItemId,
+    pub from: PublicId,
+    pub to: PublicId,
+    pub text: String,
+    pub time: u64,
+}
+
 /// One line of a thread as shown: a post, or a placeholder for a parent not yet arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line<'a> {
@@ -156,6 +166,10 @@ pub struct Forum {
     unread: HashSet<ItemId>,
     orphans: Vec<Opened>,
     arrivals: u64,
+    /// Private messages by the other member of the conversation, oldest first.
+    pub dms: BTreeMap<PublicId, Vec<DmView>>,
+    dm_ids: HashSet<ItemId>,
+    pub dm_unread: HashSet<ItemId>,
     /// Bumped on every change (the pages' live updates wait for it).
     pub version: u64,
 }
@@ -184,6 +198,52 @@ impl Forum {
         r
     }
 
+    /// Take in an item that arrived in one of our inboxes: a private message to or from us.
+    pub fn ingest_direct(&mut self, keys: &Keys, o: Opened) -> Ingested {
+        let Body::Direct { to, text } = &o.item.body else {
+            return Ingested::Ignored;
+        };
+        if o.item.place.network != keys.network {
+            return Ingested::Ignored;
+        }
+        let Ok(to) = PublicId::from_bytes(to) else {
+            return Ingested::Ignored;
+        };
+        let me = keys.me.public();
+        let other = if o.author == me {
+            to
+        } else if to == me {
+            o.author
+        } else {
+            return Ingested::Ignored;
+        };
+        if !self.dm_ids.insert(o.item.id) {
+            return Ingested::Duplicate;
+        }
+        if o.author != me {
+            self.dm_unread.insert(o.item.id);
+        }
+        let v = self.dms.entry(other).or_default();
+        v.push(DmView {
+            id: o.item.id,
+            from: o.author,
+            to,
+            text: text.clone(),
+            time: o.time,
+        });
+        // Stable: messages of one second stay in arrival order.
+        v.sort_by_key(|m| m.time);
+        self.version += 1;
+        Ingested::New
+    }
+
+    /// Mark a conversation read.
+    pub fn mark_dms_read(&mut self, other: &PublicId) {
+        for m in self.dms.get(other).into_iter().flatten() {
+            self.dm_unread.remove(&m.id);
+        }
+    }
+
     fn ingest_one(&mut self, keys: &mut Keys, o: Opened) -> Ingested {
         if o.item.place.network != keys.network {
             return Ingested::Ignored;
@@ -196,6 +256,8 @@ impl Forum {
             return Ingested::Ignored;
         }
         match &o.item.body {
+            // Private messages come through the inbox only (`ingest_direct`).
+            Body::Direct { .. } => Ingested::Ignored,
             Body::Post(p) => {
                 if self.posts.contains_key(&o.item.id) || self.posts.len() >= MAX_POSTS {
                     return Ingested::Duplicate;
@@ -377,7 +439,7 @@ impl Forum {
             children.entry(parent).or_default().push(p);
         }
         for v in children.values_mut() {
-            v.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+            v.sort_by(|a, b| a.time.cmp(&b.time).then(a.arrival.cmp(&b.arrival)));
         }
         let mut out = vec![];
         match self.posts.get(root) {

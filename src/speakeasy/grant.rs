@@ -225,13 +225,17 @@ impl Grant {
 
     /// Open a direct envelope as a grant for `me`: the grant and who signed it.
     pub fn open(env: &[u8], me: &Identity) -> Result<(Grant, PublicId), GrantError> {
-        let o = envelope::open(env, &Opener::Identity(me))?;
-        if o.plain.content_type != CONTENT_TYPE {
-            return Err(GrantError::ContentType(o.plain.content_type));
-        }
-        let by = o.signer.ok_or(GrantError::Unsigned)?;
-        Ok((Grant::decode(&o.plain.body)?, by))
+        opened_grant(envelope::open(env, &Opener::Identity(me))?)
     }
+}
+
+/// An opened envelope as a grant, and who signed it.
+pub fn opened_grant(o: envelope::Opened) -> Result<(Grant, PublicId), GrantError> {
+    if o.plain.content_type != CONTENT_TYPE {
+        return Err(GrantError::ContentType(o.plain.content_type));
+    }
+    let by = o.signer.ok_or(GrantError::Unsigned)?;
+    Ok((Grant::decode(&o.plain.body)?, by))
 }
 
 /// An envelope as an invite string.

@@ -15,6 +15,8 @@
 //!        display name (u8 length ‖ UTF-8, 1..=64)
 //! kind 4, re-key (sealed to the parent's key of the compartment re-keyed):
 //!        compartment id (16) ‖ new epoch (u32 BE) ‖ n (u8, ≤ 64) ‖ n × removed member (32, x-only key)
+//! kind 5, private message (in a direct envelope to the recipient and the sender; compartment
+//!        and epoch zero): recipient (32, x-only key) ‖ text (u32 BE length ‖ UTF-8, 1..=65,536)
 //! ```
 
 use super::tree::CompartmentId;
@@ -26,6 +28,7 @@ pub const KIND_POST: u8 = 1;
 pub const KIND_COMPARTMENT: u8 = 2;
 pub const KIND_MEMBER: u8 = 3;
 pub const KIND_REKEY: u8 = 4;
+pub const KIND_DIRECT: u8 = 5;
 pub const MAX_DISPLAY: usize = 64;
 pub const MAX_REMOVED: usize = 64;
 pub const MAX_BOARD: usize = 64;
@@ -106,6 +109,11 @@ pub enum Body {
     /// The author's display name, in the compartment it is cleared at.
     Member(String),
     Rekey(Rekey),
+    /// A private message to one member (sealed to it and to the author).
+    Direct {
+        to: [u8; 32],
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +167,7 @@ impl Item {
             Body::Compartment(_) => KIND_COMPARTMENT,
             Body::Member(_) => KIND_MEMBER,
             Body::Rekey(_) => KIND_REKEY,
+            Body::Direct { .. } => KIND_DIRECT,
         });
         v.extend_from_slice(&self.place.network);
         v.extend_from_slice(&self.place.compartment.0);
@@ -202,6 +211,12 @@ impl Item {
                 for m in &r.removed {
                     v.extend_from_slice(m);
                 }
+            }
+            Body::Direct { to, text } => {
+                check(text, 1, MAX_TEXT, "text")?;
+                v.extend_from_slice(to);
+                v.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                v.extend_from_slice(text.as_bytes());
             }
         }
         Ok(v)
@@ -275,6 +290,15 @@ impl Item {
                     removed,
                 })
             }
+            KIND_DIRECT => {
+                let to = r.array()?;
+                let n = u32::from_be_bytes(r.array()?) as usize;
+                let text = r.text(n, MAX_TEXT, "text")?;
+                if text.is_empty() {
+                    return Err(ItemError::Field("text"));
+                }
+                Body::Direct { to, text }
+            }
             k => return Err(ItemError::Kind(k)),
         };
         if !r.b.is_empty() {
@@ -340,6 +364,10 @@ mod tests {
                 epoch: 3,
                 removed: vec![[9; 32], [8; 32]],
             }),
+            Body::Direct {
+                to: [7; 32],
+                text: "meet at <noon>".into(),
+            },
         ] {
             let it = Item {
                 place,

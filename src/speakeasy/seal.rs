@@ -58,6 +58,26 @@ pub fn seal_item(
     ))
 }
 
+/// Seal a private message item (kind 5) to its recipient and to the author (so the author's
+/// other sessions see it too): the envelope and its content key (for the sealed parts).
+pub fn seal_direct(
+    item: &Item,
+    to: &PublicId,
+    author: &Identity,
+    now: u32,
+) -> Result<(Vec<u8>, [u8; 32]), SeError> {
+    let plain = Plain {
+        timestamp: now as u64,
+        content_type: CONTENT_TYPE,
+        body: item.encode()?,
+    };
+    let me = author.public();
+    let to: Vec<PublicId> = if *to == me { vec![me] } else { vec![*to, me] };
+    let r = envelope::SealRandom::fresh();
+    let env = envelope::seal_with(&Seal::Direct(&to), &plain, Some(author), &r)?;
+    Ok((env, r.content_key))
+}
+
 /// An item opened: who wrote it (the signer) and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
@@ -68,7 +88,11 @@ pub struct Opened {
 
 /// Open an envelope that arrived under `key`'s tags.
 pub fn open_item(key: &GroupKey, env: &[u8]) -> Result<Opened, SeError> {
-    let o = envelope::open(env, &Opener::Group(key))?;
+    opened_item(envelope::open(env, &Opener::Group(key))?)
+}
+
+/// An opened envelope as a signed item.
+pub fn opened_item(o: envelope::Opened) -> Result<Opened, SeError> {
     if o.plain.content_type != CONTENT_TYPE {
         return Err(SeError::ContentType(o.plain.content_type));
     }

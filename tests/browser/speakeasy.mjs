@@ -200,6 +200,28 @@ check(order[1][0].includes('d1') && order[2][0].includes('d2'), 'replies are ind
 await shot(carol, '06-carol-thread.png');
 await shot(bob, '07-bob-thread.png');
 
+// A private message from Bob (node A) to Carol (node B), and her answer.
+await bob.page.goto(netUrl(bob) + '/dm');
+const carolOpt = await bob.page.$eval('select[name=to]', (sel) =>
+  [...sel.options].find((o) => o.textContent.startsWith('Carol')).value);
+await bob.page.selectOption('select[name=to]', carolOpt);
+await bob.page.fill('textarea[name=text]', 'DM-MARKER-7 meet at the usual place');
+const t3 = Date.now();
+await Promise.all([bob.page.waitForURL(/\/dm\//), bob.page.click('button:has-text("Send privately")')]);
+await waitFor(carol, netUrl(carol) + '/dm', 'DM-MARKER-7');
+log(`private message click-to-visible on Carol's page (node A -> node B): ${Date.now() - t3} ms`);
+const convPath = await carol.page.getAttribute('#conversations a', 'href');
+await carol.page.goto(carol.base + convPath);
+await carol.page.fill('textarea[name=text]', 'DM-REPLY-8 agreed');
+await Promise.all([carol.page.waitForURL(/\/dm\//), carol.page.click('button:has-text("Send privately")')]);
+await waitFor(carol, carol.base + convPath, 'DM-REPLY-8');
+await shot(carol, '07b-carol-private.png');
+await bob.page.goto(netUrl(bob) + '/dm');
+const bobConv = await bob.page.getAttribute('#conversations a', 'href');
+await waitFor(bob, bob.base + bobConv, 'DM-REPLY-8');
+check(true, 'Bob reads Carol\'s private answer');
+await neverSees(admin, [netUrl(admin) + '/dm', netUrl(admin) + '/search?q=DM-MARKER'], 'DM-MARKER-7');
+
 // Carol never sees Bob's ops post.
 const carolUrls = [carol.base + '/', netUrl(carol), cellUrlCarol, carol.base + new URL(bobThread).pathname,
   netUrl(carol) + '/search?q=OPS-SECRET', carol.base + new URL(opsUrlBob).pathname];

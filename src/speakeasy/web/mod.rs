@@ -273,6 +273,8 @@ pub fn router(w: Web) -> Router {
         .route("/n/{net}/invite", post(pages::invite))
         .route("/n/{net}/remove", post(pages::remove))
         .route("/n/{net}/search", get(pages::search))
+        .route("/n/{net}/dm", get(pages::dms).post(pages::send_dm))
+        .route("/n/{net}/dm/{other}", get(pages::conversation))
         .layer(axum::middleware::from_fn_with_state(w.clone(), guard))
         .with_state(w)
 }

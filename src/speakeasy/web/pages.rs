@@ -129,6 +129,7 @@ fn net_nav(k: &Keys) -> Markup {
         p.muted {
             a href={"/n/" (n)} { (k.name) } " · "
             a href={"/n/" (n) "/members"} { "Members and invites" } " · "
+            a href={"/n/" (n) "/dm"} { "Private messages" } " · "
             "you are " strong { (k.my_name) } " (" (short_id(&k.me.public())) "), cleared at "
             strong { (path_names(k, &k.clearance.at)) }
             " (epoch " (k.clearance.epoch) ")"
@@ -822,13 +823,9 @@ pub async fn remove(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let who = match hex::decode(f.member.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| PublicId::from_bytes(&b).ok())
-    {
-        Some(p) => p,
-        None => return bad(&w.app, "not a member key"),
+    let who = match member_key(&w, &f.member) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     match w.app.remove(&id, &who).await {
         Ok(_) => Redirect::to(&format!("/n/{net}/members")).into_response(),
@@ -866,5 +863,131 @@ pub async fn search(
     match r {
         Ok(body) => page(&w.app, "Search", body),
         Err(r) => r,
+    }
+}
+
+// ----- private messages -----
+
+pub async fn dms(State(w): State<Web>, Extension(s): Sess, Path(net): Path<String>) -> Response {
+    let r = with_net(&w, &net, |_, k, f| {
+        let me = k.me.public();
+        let mut others: Vec<(PublicId, String)> = f
+            .members
+            .iter()
+            .filter(|(id, m)| **id != me && !m.removed)
+            .map(|(id, _)| (*id, f.name_of(id)))
+            .collect();
+        others.sort_by(|a, b| a.1.cmp(&b.1));
+        html! {
+            h1 { "Private messages" }
+            (net_nav(k))
+            section.live #conversations {
+                @if f.dms.is_empty() { p.muted { "No private messages yet." } }
+                table {
+                    @for (other, msgs) in &f.dms {
+                        @let unread = msgs.iter().filter(|m| f.dm_unread.contains(&m.id)).count();
+                        tr {
+                            td { a href={"/n/" (net) "/dm/" (hex::encode(other.to_bytes()))} { (f.name_of(other)) } }
+                            td { (msgs.len()) " messages" }
+                            td { span.badge.unread[unread > 0] { (unread) " unread" } }
+                            td.muted { @if let Some(m) = msgs.last() { (excerpt(&m.text)) } }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { "New message" }
+                p.muted { "Sealed to the member's pseudonym and to yours; only the two of you open it. It travels like every other packet, to inbox tags that many members share." }
+                form.stack method="post" action={"/n/" (net) "/dm"} {
+                    (csrf_field(&s))
+                    label { "To" select name="to" { @for (id, name) in &others { option value=(hex::encode(id.to_bytes())) { (name) " (" (short_id(id)) ")" } } } }
+                    label { "Text" textarea name="text" required {} }
+                    button type="submit" { "Send privately" }
+                }
+            }
+        }
+    });
+    match r {
+        Ok(body) => page(&w.app, "Private messages", body),
+        Err(r) => r,
+    }
+}
+
+fn member_key(w: &Web, hexkey: &str) -> Result<PublicId, Response> {
+    hex::decode(hexkey.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| PublicId::from_bytes(&b).ok())
+        .ok_or_else(|| bad(&w.app, "not a member key"))
+}
+
+pub async fn conversation(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path((net, other)): Path<(String, String)>,
+) -> Response {
+    let other = match member_key(&w, &other) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    if let Some(id) = id16(&net) {
+        let mut g = w.app.lock();
+        if let Some(i) = g.state.networks.iter().position(|k| k.network == id) {
+            g.forums[i].mark_dms_read(&other);
+        }
+    }
+    let r = with_net(&w, &net, |_, k, f| {
+        let me = k.me.public();
+        let msgs = f.dms.get(&other).cloned().unwrap_or_default();
+        html! {
+            h1 { "With " (f.name_of(&other)) }
+            (net_nav(k))
+            div.live #messages {
+                @if msgs.is_empty() { p.muted { "No messages yet." } }
+                @for m in &msgs {
+                    div class={"post" @if m.from == me { " mine" }} {
+                        div.muted { strong { (f.name_of(&m.from)) } " · " (time(m.time)) }
+                        div.body { (m.text) }
+                    }
+                }
+            }
+            form.stack method="post" action={"/n/" (net) "/dm"} {
+                (csrf_field(&s))
+                input type="hidden" name="to" value=(hex::encode(other.to_bytes()));
+                label { "Message" textarea name="text" required {} }
+                button type="submit" { "Send privately" }
+            }
+        }
+    });
+    match r {
+        Ok(body) => page(&w.app, "Conversation", body),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewDm {
+    csrf: String,
+    to: String,
+    text: String,
+}
+
+pub async fn send_dm(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+    Form(f): Form<NewDm>,
+) -> Response {
+    if let Err(r) = check_csrf(&s, &f.csrf) {
+        return r;
+    }
+    let (id, to) = match (net_id(&w, &net), member_key(&w, &f.to)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let text = f.text.replace("\r\n", "\n");
+    match w.app.send_dm(&id, &to, &text).await {
+        Ok(_) => Redirect::to(&format!("/n/{net}/dm/{}", f.to.trim())).into_response(),
+        Err(e) => bad(&w.app, e),
     }
 }

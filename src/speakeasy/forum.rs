@@ -618,6 +618,43 @@ mod tests {
     }
 
     #[test]
+    fn private_messages_are_kept_per_conversation_once_and_only_ours() {
+        let (k, _) = keys();
+        let mut f = Forum::default();
+        let (bob, eve) = (Identity::generate().public(), Identity::generate().public());
+        let me = k.me.public();
+        let dm = |id: u8, from: PublicId, to: PublicId, time: u64| Opened {
+            item: Item {
+                place: Place {
+                    network: [9; 16],
+                    compartment: CompartmentId([0; 16]),
+                    epoch: 0,
+                },
+                id: ItemId([id; 16]),
+                body: Body::Direct {
+                    to: to.to_bytes(),
+                    text: format!("m{id}"),
+                },
+            },
+            author: from,
+            time,
+        };
+        assert_eq!(f.ingest_direct(&k, dm(1, bob, me, 5)), Ingested::New);
+        assert_eq!(f.ingest_direct(&k, dm(2, me, bob, 5)), Ingested::New);
+        assert_eq!(f.ingest_direct(&k, dm(1, bob, me, 5)), Ingested::Duplicate);
+        // Between two others: not ours to show.
+        assert_eq!(f.ingest_direct(&k, dm(3, bob, eve, 6)), Ingested::Ignored);
+        let conv: Vec<&str> = f.dms[&bob].iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(conv, ["m1", "m2"], "one conversation, arrival order within a second");
+        assert_eq!(f.dm_unread.len(), 1, "our own message is not unread");
+        f.mark_dms_read(&bob);
+        assert!(f.dm_unread.is_empty());
+        // A private message under a compartment key is not taken as one.
+        let mut k2 = k.clone();
+        assert_eq!(f.ingest(&mut k2, dm(4, bob, me, 7)), Ingested::Ignored);
+    }
+
+    #[test]
     fn a_compartment_announced_after_its_posts_takes_them_in() {
         let (mut k, [_, ops, cell]) = keys();
         let mut f = Forum::default();

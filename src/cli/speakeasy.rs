@@ -14,7 +14,8 @@ pub struct SpeakEasyArgs {
     /// Port on 127.0.0.1 to serve on (0: any free port)
     #[arg(long, default_value_t = 8470)]
     port: u16,
-    /// Where Speak Easy keeps its pseudonyms and keys [default: DATADIR/<net>/speakeasy]
+    /// Where Speak Easy keeps its pseudonyms and keys [default: DATADIR/<net>/speakeasy];
+    /// set $BUMP_SE_PASSPHRASE to keep them encrypted at rest (argon2id + XChaCha20-Poly1305)
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Tau level of posts at every mix: none, low, standard, high [default: the node's, standard]

@@ -24,9 +24,10 @@ struct Sealed {
     encrypted: SealedBody,
 }
 
+/// Bytes sealed under a passphrase (argon2id → XChaCha20-Poly1305), as stored in JSON.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SealedBody {
+pub struct SealedBody {
     version: u8,
     salt: String,
     nonce: String,
@@ -327,6 +328,15 @@ impl Keyring {
 }
 
 fn seal(plain: &[u8], pass: &str) -> Result<SealedBody, KeyError> {
+    seal_with_passphrase(plain, pass, KEYRING_AAD)
+}
+
+fn unseal(b: &SealedBody, pass: &str) -> Option<Vec<u8>> {
+    unseal_with_passphrase(b, pass, KEYRING_AAD)
+}
+
+/// Seal `plain` under `pass` (fresh salt and nonce), bound to `aad`.
+pub fn seal_with_passphrase(plain: &[u8], pass: &str, aad: &[u8]) -> Result<SealedBody, KeyError> {
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     use rand::RngCore;
     let mut salt = [0u8; 16];
@@ -335,13 +345,7 @@ fn seal(plain: &[u8], pass: &str) -> Result<SealedBody, KeyError> {
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let key = GroupKey::argon2id(pass, &salt)?;
     let ct = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
-        .encrypt(
-            &nonce.into(),
-            Payload {
-                msg: plain,
-                aad: KEYRING_AAD,
-            },
-        )
+        .encrypt(&nonce.into(), Payload { msg: plain, aad })
         .map_err(|_| KeyError::Argon2("encryption failed".into()))?;
     use base64::Engine as _;
     Ok(SealedBody {
@@ -352,7 +356,8 @@ fn seal(plain: &[u8], pass: &str) -> Result<SealedBody, KeyError> {
     })
 }
 
-fn unseal(b: &SealedBody, pass: &str) -> Option<Vec<u8>> {
+/// The bytes sealed by [`seal_with_passphrase`], or `None` (wrong passphrase, tampered).
+pub fn unseal_with_passphrase(b: &SealedBody, pass: &str, aad: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine as _;
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     if b.version != 1 {
@@ -365,13 +370,7 @@ fn unseal(b: &SealedBody, pass: &str) -> Option<Vec<u8>> {
         .ok()?;
     let key = GroupKey::argon2id(pass, &salt).ok()?;
     chacha20poly1305::XChaCha20Poly1305::new(&key.into())
-        .decrypt(
-            &nonce.into(),
-            Payload {
-                msg: &ct,
-                aad: KEYRING_AAD,
-            },
-        )
+        .decrypt(&nonce.into(), Payload { msg: &ct, aad })
         .ok()
 }
 

@@ -645,7 +645,11 @@ mod tests {
         // Between two others: not ours to show.
         assert_eq!(f.ingest_direct(&k, dm(3, bob, eve, 6)), Ingested::Ignored);
         let conv: Vec<&str> = f.dms[&bob].iter().map(|m| m.text.as_str()).collect();
-        assert_eq!(conv, ["m1", "m2"], "one conversation, arrival order within a second");
+        assert_eq!(
+            conv,
+            ["m1", "m2"],
+            "one conversation, arrival order within a second"
+        );
         assert_eq!(f.dm_unread.len(), 1, "our own message is not unread");
         f.mark_dms_read(&bob);
         assert!(f.dm_unread.is_empty());

@@ -1,8 +1,9 @@
-//! What `bump speakeasy` keeps on disk (docs/speakeasy.md §6): `state.json` in its directory,
+//! What `bump speakeasy` keeps on disk (docs/speakeasy.md §5): `state.json` in its directory,
 //! mode 0600, written whole to a temporary file, flushed and renamed over the old one, so a
 //! crash leaves the old or the new state, never half of one. It holds secrets (pseudonyms,
 //! clearance keys) and nothing read from the bus: posts are opened again from the node's
-//! store at every start.
+//! store at every start. With a passphrase ([`PASSPHRASE_ENV`]) the whole state is sealed
+//! (argon2id → XChaCha20-Poly1305, as the node's keyring): `{"encrypted": {...}}`.
 
 use super::forum::Keys;
 use super::tree::{Clearance, Compartment, CompartmentId, Tree};
@@ -12,6 +13,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "state.json";
+/// The passphrase that seals the state at rest, when set.
+pub const PASSPHRASE_ENV: &str = "BUMP_SE_PASSPHRASE";
+const AAD: &[u8] = b"bump/speakeasy-state/1";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Encrypted {
+    encrypted: crate::sealed::keyring::SealedBody,
+}
 pub const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -93,15 +103,32 @@ impl State {
         dir.join(FILE)
     }
 
-    /// The state in `dir`, or an empty one when there is none yet.
-    pub fn load(dir: &Path) -> Result<State, StateError> {
+    /// The state in `dir`, or an empty one when there is none yet. A sealed state opens
+    /// with the passphrase `pass` (normally from [`PASSPHRASE_ENV`]).
+    pub fn load_with(dir: &Path, pass: Option<&str>) -> Result<State, StateError> {
         let path = Self::path(dir);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
             Err(err) => return Err(StateError::Read { path, err }),
         };
-        Self::parse(&text).map_err(|why| StateError::Bad { path, why })
+        let bad = |why: String| StateError::Bad {
+            path: path.clone(),
+            why,
+        };
+        if let Ok(e) = serde_json::from_str::<Encrypted>(&text) {
+            let pass = pass.ok_or_else(|| bad(format!("it is encrypted: set {PASSPHRASE_ENV}")))?;
+            let plain = crate::sealed::keyring::unseal_with_passphrase(&e.encrypted, pass, AAD)
+                .ok_or_else(|| bad("the passphrase does not open it (or it was altered)".into()))?;
+            let text = String::from_utf8(plain).map_err(|_| bad("not UTF-8 inside".into()))?;
+            return Self::parse(&text).map_err(bad);
+        }
+        Self::parse(&text).map_err(bad)
+    }
+
+    /// [`State::load_with`] the passphrase of the environment.
+    pub fn load(dir: &Path) -> Result<State, StateError> {
+        Self::load_with(dir, passphrase().as_deref())
     }
 
     fn parse(text: &str) -> Result<State, String> {
@@ -203,16 +230,27 @@ impl State {
         }
     }
 
-    /// Write the state into `dir` (created 0700 if missing), durably.
+    /// Write the state into `dir`, sealed when the environment has a passphrase.
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        self.save_with(dir, passphrase().as_deref())
+    }
+
+    /// Write the state into `dir` (created 0700 if missing), durably; sealed under `pass`.
+    pub fn save_with(&self, dir: &Path, pass: Option<&str>) -> Result<(), StateError> {
         let path = Self::path(dir);
         let werr = |err| StateError::Write {
             path: path.clone(),
             err,
         };
         create_private_dir(dir).map_err(werr)?;
-        let text = serde_json::to_vec_pretty(&self.to_file())
+        let mut text = serde_json::to_vec_pretty(&self.to_file())
             .map_err(|e| werr(std::io::Error::other(e)))?;
+        if let Some(pass) = pass {
+            let sealed = crate::sealed::keyring::seal_with_passphrase(&text, pass, AAD)
+                .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+            text = serde_json::to_vec_pretty(&Encrypted { encrypted: sealed })
+                .map_err(|e| werr(std::io::Error::other(e)))?;
+        }
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
         set_private(tmp.path()).map_err(werr)?;
         tmp.write_all(&text).map_err(werr)?;
@@ -223,6 +261,10 @@ impl State {
         }
         Ok(())
     }
+}
+
+fn passphrase() -> Option<String> {
+    std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -303,6 +345,17 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // Sealed under a passphrase: no secret in the clear, opens only with it.
+        let locked = dir.path().join("locked");
+        st.save_with(&locked, Some("correct horse")).unwrap();
+        let raw = std::fs::read_to_string(State::path(&locked)).unwrap();
+        assert!(raw.contains("encrypted") && !raw.contains(&hex::encode(a.clearance.key)));
+        assert!(!raw.contains("Alice"));
+        let e = State::load_with(&locked, None).unwrap_err().to_string();
+        assert!(e.contains(PASSPHRASE_ENV), "{e}");
+        assert!(State::load_with(&locked, Some("wrong")).is_err());
+        let open = State::load_with(&locked, Some("correct horse")).unwrap();
+        assert_eq!(open.networks[0].clearance, a.clearance);
         std::fs::write(State::path(&sub), "{\"version\": 1}").unwrap();
         let e = State::load(&sub).unwrap_err().to_string();
         assert!(

@@ -394,13 +394,16 @@ fn a_closed_pipe_ends_client_commands_quietly() {
         if cmd == "tag" {
             args.push("#x");
         }
-        let mut child = Command::new(&*BIN)
+        // The read end is closed before the child starts (closing it after spawn raced with
+        // a fast `bump tag` that had already written and exited 0).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = Command::new(&*BIN)
             .args(&args)
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "bump {cmd}: {err}");

@@ -163,7 +163,7 @@ impl App {
 
     // ----- sending -----
 
-    async fn send_sealed(&self, s: SealedSend) -> Result<SendResult, AppError> {
+    async fn send_sealed(&self, s: SealedSend, opts: &SendOpts) -> Result<SendResult, AppError> {
         let client = self
             .target
             .http(MAX_BODY)
@@ -174,9 +174,9 @@ impl App {
             data: B64.encode(&s.carried),
             ttl: None,
             via: None,
-            hops: self.opts.hops,
+            hops: opts.hops,
             postage: None,
-            tau: self.opts.tau.clone(),
+            tau: opts.tau.clone(),
             crowd: None,
             delay: None,
         };
@@ -193,6 +193,17 @@ impl App {
         c: CompartmentId,
         body: Body,
     ) -> Result<ItemId, AppError> {
+        self.send_item_with(net, c, body, &self.opts.clone()).await
+    }
+
+    /// [`App::send_item`] routed as `opts` says.
+    pub async fn send_item_with(
+        &self,
+        net: &[u8; 16],
+        c: CompartmentId,
+        body: Body,
+        opts: &SendOpts,
+    ) -> Result<ItemId, AppError> {
         let (sealed, id) = {
             let g = self.lock();
             let (_, keys, _) = g.network(net).ok_or(AppError::NoNetwork)?;
@@ -207,7 +218,7 @@ impl App {
                 item.id,
             )
         };
-        let r = self.send_sealed(sealed).await?;
+        let r = self.send_sealed(sealed, opts).await?;
         let mut g = self.lock();
         g.last_hops = Some(r.hops);
         g.sent.entry(id).or_insert(Sent {
@@ -221,7 +232,7 @@ impl App {
         Ok(id)
     }
 
-    /// A new post (a thread's first when `parent` is none).
+    /// A new post (a thread's first when `parent` is none), routed by the default options.
     pub async fn post(
         &self,
         net: &[u8; 16],
@@ -230,6 +241,23 @@ impl App {
         parent: Option<ItemId>,
         title: &str,
         text: &str,
+    ) -> Result<ItemId, AppError> {
+        let opts = self.opts.clone();
+        self.post_with(net, c, board, parent, title, text, &opts)
+            .await
+    }
+
+    /// [`App::post`] routed as `opts` says (the compose form's Tau choice).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_with(
+        &self,
+        net: &[u8; 16],
+        c: CompartmentId,
+        board: &str,
+        parent: Option<ItemId>,
+        title: &str,
+        text: &str,
+        opts: &SendOpts,
     ) -> Result<ItemId, AppError> {
         let root = match parent {
             None => ItemId::NONE,
@@ -260,9 +288,10 @@ impl App {
         };
         if introduce {
             let name = self.keys_of(net)?.my_name;
-            self.send_item(net, c, Body::Member(name)).await?;
+            self.send_item_with(net, c, Body::Member(name), opts)
+                .await?;
         }
-        let id = self.send_item(net, c, body).await?;
+        let id = self.send_item_with(net, c, body, opts).await?;
         let thread = if root == ItemId::NONE { id } else { root };
         if let Some(s) = self.lock().sent.get_mut(&id) {
             s.preview = Some((*net, c, thread, text.to_string()));
@@ -283,6 +312,18 @@ impl App {
         net: &[u8; 16],
         to: &PublicId,
         text: &str,
+    ) -> Result<ItemId, AppError> {
+        let opts = self.opts.clone();
+        self.send_dm_with(net, to, text, &opts).await
+    }
+
+    /// [`App::send_dm`] routed as `opts` says.
+    pub async fn send_dm_with(
+        &self,
+        net: &[u8; 16],
+        to: &PublicId,
+        text: &str,
+        opts: &SendOpts,
     ) -> Result<ItemId, AppError> {
         let (env, ck, me, id) = {
             let g = self.lock();
@@ -305,10 +346,11 @@ impl App {
             (env, ck, keys.me.public(), item.id)
         };
         // One envelope, under the recipient's inbox tag and under ours if that differs.
-        self.send_direct(to, &env, &ck).await?;
+        let r = self.send_direct(to, &env, &ck, opts).await?;
         if tags::bucket(&me) != tags::bucket(to) {
-            self.send_direct(&me, &env, &ck).await?;
+            self.send_direct(&me, &env, &ck, opts).await?;
         }
+        self.lock().last_hops = Some(r.hops);
         self.bump();
         Ok(id)
     }
@@ -444,15 +486,21 @@ impl App {
             });
             sealed
         };
-        self.send_direct(&to, &env, &ck).await?;
+        self.send_direct(&to, &env, &ck, &self.opts).await?;
         self.bump();
         Ok(grant::to_string(&env))
     }
 
-    async fn send_direct(&self, to: &PublicId, env: &[u8], ck: &[u8; 32]) -> Result<(), AppError> {
+    async fn send_direct(
+        &self,
+        to: &PublicId,
+        env: &[u8],
+        ck: &[u8; 32],
+        opts: &SendOpts,
+    ) -> Result<SendResult, AppError> {
         let tag = tags::inbox_tag(tags::bucket(to), tags::slot(now()));
         let s = SealedSend::direct(ck, tag, env).map_err(|e| AppError::Refused(e.to_string()))?;
-        self.send_sealed(s).await.map(|_| ())
+        self.send_sealed(s, opts).await
     }
 
     /// Join with an invite string, opened by one of the pending pseudonyms.
@@ -585,7 +633,7 @@ impl App {
         .await?;
         let n = grants.len();
         for (to, (env, ck)) in grants {
-            self.send_direct(&to, &env, &ck).await?;
+            self.send_direct(&to, &env, &ck, &self.opts).await?;
         }
         self.bump();
         Ok(n)

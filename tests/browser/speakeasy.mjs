@@ -75,11 +75,12 @@ async function compartmentUrl(m, netUrl, leaf) {
   return m.base + href;
 }
 
-async function newThread(m, compUrl, board, title, text) {
+async function newThread(m, compUrl, board, title, text, tau = '') {
   await m.page.goto(compUrl);
   await m.page.fill('input[name=board]', board);
   await m.page.fill('input[name=title]', title);
   await m.page.fill('textarea[name=text]', text);
+  if (tau) await m.page.selectOption('form[action$="/post"] select[name=tau]', tau);
   await Promise.all([m.page.waitForURL(/\/t\//), m.page.click('button:has-text("Post to")')]);
   return m.page.url();
 }
@@ -181,7 +182,7 @@ await shot(bob, '05-bob-thread-hostile.png');
 // Carol posts in cell-a; Bob (at ops) reads it, across nodes.
 const cellUrlCarol = await compartmentUrl(carol, netUrl(carol), 'cell-a');
 const t1 = Date.now();
-const carolThread = await newThread(carol, cellUrlCarol, 'field', 'Cell report', 'CELL-MARKER-2 all quiet');
+const carolThread = await newThread(carol, cellUrlCarol, 'field', 'Cell report', 'CELL-MARKER-2 all quiet', 'unmixed');
 const cellUrlBob = await compartmentUrl(bob, netUrl(bob), 'cell-a');
 await waitFor(bob, cellUrlBob + '?board=field', 'Cell report');
 log(`click-to-visible on Bob's page (Tau none, node B -> node A): ${Date.now() - t1} ms`);
@@ -252,6 +253,11 @@ await waitFor(admin, opsUrlAdmin, 'Still here');
 log(`after node B died: Bob's post visible to the admin in ${Date.now() - t2} ms`);
 await admin.page.goto(admin.base + '/');
 await shot(admin, '09-admin-dashboard.png');
+await carol.page.goto(carol.base + '/settings');
+check((await carol.page.textContent('main')).includes('The last post went out unmixed'), 'settings say the last post went out unmixed');
+await admin.page.goto(admin.base + '/settings');
+check((await admin.page.textContent('main')).includes('Keys at rest'), 'the settings page shows where keys are kept');
+await shot(admin, '10-admin-settings.png');
 
 } catch (e) {
   // Show what each member's page says, and keep a picture of it.

@@ -264,6 +264,7 @@ pub fn router(w: Web) -> Router {
         .route("/network", post(pages::create_network))
         .route("/join", get(pages::join_page).post(pages::join))
         .route("/join/start", post(pages::start_join))
+        .route("/settings", get(pages::settings))
         .route("/n/{net}", get(pages::network))
         .route("/n/{net}/compartment", post(pages::add_compartment))
         .route("/n/{net}/c/{c}", get(pages::compartment))

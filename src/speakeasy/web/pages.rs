@@ -46,6 +46,7 @@ fn layout(app: &App, title: &str, body: Markup) -> Markup {
                     a.brand href="/" { "Speak Easy" }
                     a href="/" { "Networks" }
                     a href="/join" { "Join" }
+                    a href="/settings" { "Settings" }
                     span.health.live #health { (health) }
                 }
                 main { (body) }
@@ -77,6 +78,39 @@ fn error_page(app: &App, code: StatusCode, msg: &str) -> Response {
 
 fn bad(app: &App, msg: impl std::fmt::Display) -> Response {
     error_page(app, StatusCode::BAD_REQUEST, &msg.to_string())
+}
+
+/// The Tau choice of a compose form.
+fn tau_select() -> Markup {
+    html! {
+        label { "Mixing"
+            select name="tau" {
+                option value="" selected { "node default (standard, through mixes when the node has them)" }
+                option value="low" { "low: a small crowd, short delays" }
+                option value="standard" { "standard" }
+                option value="high" { "high: a larger crowd, longer delays" }
+                option value="none" { "through mixes, no waiting" }
+                option value="unmixed" { "unmixed: straight to the bus (your node is seen sending)" }
+            }
+        }
+    }
+}
+
+/// The routing a compose form asked for.
+fn route(app: &App, choice: &str) -> Result<crate::speakeasy::app::SendOpts, Response> {
+    use crate::speakeasy::app::SendOpts;
+    match choice.trim() {
+        "" => Ok(app.opts.clone()),
+        "unmixed" => Ok(SendOpts {
+            tau: Some("none".into()),
+            hops: Some(0),
+        }),
+        t @ ("none" | "low" | "standard" | "high") => Ok(SendOpts {
+            tau: Some(t.into()),
+            hops: app.opts.hops,
+        }),
+        _ => Err(bad(app, "unknown mixing choice")),
+    }
 }
 
 fn csrf_field(s: &Session) -> Markup {
@@ -489,6 +523,7 @@ pub async fn compartment(
                     label { "Board" input type="text" name="board" value=(board) required maxlength="64"; }
                     label { "Title" input type="text" name="title" maxlength="200"; }
                     label { "Text" textarea name="text" required {} }
+                    (tau_select())
                     button type="submit" { "Post to " (name) }
                 }
             }
@@ -614,6 +649,7 @@ pub async fn thread(
                                     input type="hidden" name="board" value=(post.board);
                                     input type="hidden" name="parent" value=(post.id.to_hex());
                                     textarea name="text" required {}
+                                    (tau_select())
                                     button type="submit" { "Reply" }
                                 }
                             }
@@ -646,6 +682,8 @@ pub struct NewPost {
     #[serde(default)]
     title: String,
     text: String,
+    #[serde(default)]
+    tau: String,
 }
 
 pub async fn post(
@@ -668,11 +706,15 @@ pub async fn post(
             None => return bad(&w.app, "not a post id"),
         },
     };
+    let opts = match route(&w.app, &f.tau) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
     // Browsers send CR LF in text areas; keep the text as typed, with LF.
     let text = f.text.replace("\r\n", "\n");
     match w
         .app
-        .post(&id, c, f.board.trim(), parent, f.title.trim(), &text)
+        .post_with(&id, c, f.board.trim(), parent, f.title.trim(), &text, &opts)
         .await
     {
         Ok(pid) => {
@@ -902,6 +944,7 @@ pub async fn dms(State(w): State<Web>, Extension(s): Sess, Path(net): Path<Strin
                     (csrf_field(&s))
                     label { "To" select name="to" { @for (id, name) in &others { option value=(hex::encode(id.to_bytes())) { (name) " (" (short_id(id)) ")" } } } }
                     label { "Text" textarea name="text" required {} }
+                    (tau_select())
                     button type="submit" { "Send privately" }
                 }
             }
@@ -955,6 +998,7 @@ pub async fn conversation(
                 (csrf_field(&s))
                 input type="hidden" name="to" value=(hex::encode(other.to_bytes()));
                 label { "Message" textarea name="text" required {} }
+                (tau_select())
                 button type="submit" { "Send privately" }
             }
         }
@@ -970,6 +1014,8 @@ pub struct NewDm {
     csrf: String,
     to: String,
     text: String,
+    #[serde(default)]
+    tau: String,
 }
 
 pub async fn send_dm(
@@ -985,9 +1031,91 @@ pub async fn send_dm(
         (Ok(a), Ok(b)) => (a, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
+    let opts = match route(&w.app, &f.tau) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
     let text = f.text.replace("\r\n", "\n");
-    match w.app.send_dm(&id, &to, &text).await {
+    match w.app.send_dm_with(&id, &to, &text, &opts).await {
         Ok(_) => Redirect::to(&format!("/n/{net}/dm/{}", f.to.trim())).into_response(),
         Err(e) => bad(&w.app, e),
     }
+}
+
+// ----- settings -----
+
+pub async fn settings(State(w): State<Web>, Extension(_s): Sess) -> Response {
+    let app = &w.app;
+    let sealed =
+        std::env::var(crate::speakeasy::state::PASSPHRASE_ENV).is_ok_and(|p| !p.is_empty());
+    let g = app.lock();
+    let status = g.node_status.clone();
+    let err = g.node_error.clone();
+    let skipped = g.skipped.clone();
+    let subscribed = g.subscribed;
+    let last_hops = g.last_hops;
+    let nets: Vec<(String, String, usize, usize)> = g
+        .state
+        .networks
+        .iter()
+        .zip(&g.forums)
+        .map(|(k, f)| {
+            (
+                k.name.clone(),
+                short_id(&k.me.public()),
+                f.post_count(),
+                k.past.len(),
+            )
+        })
+        .collect();
+    drop(g);
+    let body = html! {
+        h1 { "Settings and health" }
+        section.live #node {
+            h2 { "Node" }
+            @if let Some(e) = &err { div.notice { (e) } }
+            @if let Some(st) = &status {
+                table {
+                    tr { td { "network" } td { (st.network) } }
+                    tr { td { "packets stored" } td { (st.packets) } }
+                    @if let Some(p) = &st.p2p {
+                        tr { td { "peers" } td { (p.peers) " (" (p.bump_peers) " BuMP)" } }
+                    }
+                    @if let Some(m) = &st.mix {
+                        tr { td { "this node's mix pool" } td { (m.held) " held, " (m.released) " released" } }
+                    }
+                }
+            } @else { p.muted { "No status from the node yet." } }
+            p.muted { "RPC at " (app.target.addr) " · " (subscribed) " tags read" }
+        }
+        section {
+            h2 { "Sending" }
+            p { "Default mixing: " strong { (app.opts.tau.clone().unwrap_or_else(|| "the node's (standard)".into())) }
+                ", mixes per post: " strong { (app.opts.hops.map(|h| h.to_string()).unwrap_or_else(|| "the node's".into())) }
+                " (" code { "bump speakeasy --tau --hops" } "). Each compose form can choose otherwise." }
+            @match last_hops {
+                Some(0) => { div.notice { "The last post went out unmixed." } }
+                Some(h) => { p.muted { "The last post went through " (h) " mixes." } }
+                None => {}
+            }
+        }
+        section {
+            h2 { "Keys at rest" }
+            p { "Pseudonyms and compartment keys are in " code { (app.dir.join(crate::speakeasy::state::FILE).display()) } " (mode 0600). "
+                @if sealed { strong { "Sealed under your passphrase." } }
+                @else { "Not sealed: set " code { (crate::speakeasy::state::PASSPHRASE_ENV) } " before starting to seal it." } }
+            p.muted { "No post is ever written to disk here: posts are opened again from the node at start." }
+            table {
+                tr { th { "Network" } th { "Your pseudonym" } th { "Posts opened" } th { "Past keys kept" } }
+                @for (n, id, posts, past) in &nets { tr { td { (n) } td { code { (id) } } td { (posts) } td { (past) } } }
+            }
+        }
+        section {
+            h2 { "Packets that did not open" }
+            @if skipped.is_empty() { p.muted { "None." } }
+            table { @for (why, n) in &skipped { tr { td { (why) } td { (n) } } } }
+            p.muted { "Inbox tags are shared by many pseudonyms, so most of their packets are others' and do not open here." }
+        }
+    };
+    page(app, "Settings", body)
 }

@@ -954,6 +954,15 @@ impl Overlay {
         }
     }
 
+    /// For each id: how many connected BuMP peers are known to hold it (they announced or
+    /// sent it to us, or we announced it to them).
+    pub fn holders(&self, ids: &[PacketId]) -> Vec<usize> {
+        let peers = self.peers_snapshot();
+        ids.iter()
+            .map(|id| peers.iter().filter(|p| p.is_bump() && p.knows(id)).count())
+            .collect()
+    }
+
     pub fn peer_rows(&self) -> Vec<PeerRow> {
         let mut rows: Vec<PeerRow> = self
             .peers_snapshot()

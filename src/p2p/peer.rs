@@ -185,6 +185,11 @@ impl PeerShared {
         }
     }
 
+    /// Whether the peer is known to have this packet.
+    pub fn knows(&self, id: &PacketId) -> bool {
+        self.known.locked().contains(id)
+    }
+
     /// Forget that the peer has these (reconciliation found it lacks them).
     pub fn forget_known<'a>(&self, ids: impl IntoIterator<Item = &'a PacketId>) {
         let mut k = self.known.locked();

@@ -466,6 +466,11 @@ pub trait BumpApi {
     async fn name_status(&self) -> RpcResult<Vec<crate::names::publish::PublishState>>;
 
     /// Connected peers.
+    /// For each packet id (64 hex): how many connected BuMP peers are known to hold it
+    /// (announced or sent it to us, or were sent its announcement). Empty without P2P.
+    #[method(name = "packetholders")]
+    async fn packet_holders(&self, ids: Vec<String>) -> RpcResult<Vec<usize>>;
+
     #[method(name = "peers")]
     async fn peers(&self) -> RpcResult<Vec<crate::p2p::overlay::PeerRow>>;
 

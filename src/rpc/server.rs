@@ -621,6 +621,28 @@ impl BumpApiServer for RpcImpl {
         Ok(self.names()?.publisher.states())
     }
 
+    async fn packet_holders(&self, ids: Vec<String>) -> RpcResult<Vec<usize>> {
+        if ids.len() > 4096 {
+            return Err(rpc_error(codes::INVALID_PARAMS, "at most 4096 ids at once"));
+        }
+        let mut parsed = Vec::with_capacity(ids.len());
+        for (i, s) in ids.iter().enumerate() {
+            parsed.push(
+                crate::packet::PacketId::from_hex_bytes(s.trim()).ok_or_else(|| {
+                    rpc_error(
+                        codes::INVALID_PARAMS,
+                        format!("id {}: not 64 hex digits", i + 1),
+                    )
+                })?,
+            );
+        }
+        Ok(self
+            .overlay
+            .as_ref()
+            .map(|o| o.holders(&parsed))
+            .unwrap_or_default())
+    }
+
     async fn peers(&self) -> RpcResult<Vec<PeerRow>> {
         Ok(self
             .overlay

@@ -68,6 +68,10 @@ pub struct Sent {
     pub published: bool,
     /// For posts: the network, compartment and thread, and the text (shown as waiting).
     pub preview: Option<([u8; 16], CompartmentId, ItemId, String)>,
+    /// The packet that completed it when it came back (its last part to arrive).
+    pub packet: Option<crate::packet::PacketId>,
+    /// Connected peers of the node known to hold that packet, as last asked.
+    pub holders: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -100,6 +104,8 @@ pub struct Inner {
     pub last_hops: Option<usize>,
     /// Compartments below our clearance where we have said our name (this run, or seen).
     introduced: HashSet<([u8; 16], CompartmentId)>,
+    /// Our items seen back on the bus before their send returned (unmixed sends race it).
+    returned: HashMap<ItemId, crate::packet::PacketId>,
 }
 
 impl Inner {
@@ -142,6 +148,7 @@ impl App {
                 subscribed: 0,
                 last_hops: None,
                 introduced: HashSet::new(),
+                returned: HashMap::new(),
             }),
             changed,
         }))
@@ -221,11 +228,14 @@ impl App {
         let r = self.send_sealed(sealed, opts).await?;
         let mut g = self.lock();
         g.last_hops = Some(r.hops);
+        let back = g.returned.remove(&id);
         g.sent.entry(id).or_insert(Sent {
             hops: r.hops,
             note: r.note,
-            published: false,
+            published: back.is_some(),
             preview: None,
+            packet: back,
+            holders: None,
         });
         drop(g);
         self.bump();
@@ -720,6 +730,9 @@ impl App {
                             if let Some(s) = g.sent.get_mut(&id) {
                                 changed |= !s.published;
                                 s.published = true;
+                                s.packet.get_or_insert_with(|| packet.id());
+                            } else if g.returned.len() < 65_536 {
+                                g.returned.insert(id, packet.id());
                             }
                         }
                     }
@@ -838,10 +851,35 @@ pub async fn run_reader(app: Arc<App>) {
                     if status_at.elapsed() > std::time::Duration::from_secs(5) {
                         status_at = std::time::Instant::now();
                         let st = ws.status().await;
+                        let ours: Vec<(ItemId, crate::packet::PacketId)> = app
+                            .lock()
+                            .sent
+                            .iter()
+                            .filter_map(|(i, s)| s.packet.map(|p| (*i, p)))
+                            .take(4096)
+                            .collect();
+                        let held = if ours.is_empty() {
+                            Ok(vec![])
+                        } else {
+                            ws.packet_holders(ours.iter().map(|(_, p)| p.to_hex()).collect()).await
+                        };
                         let mut g = app.lock();
                         match st {
                             Ok(s) => g.node_status = Some(s),
                             Err(e) => g.node_error = Some(format!("status: {e}")),
+                        }
+                        if let Ok(held) = held {
+                            let mut moved = false;
+                            for ((i, _), n) in ours.iter().zip(held) {
+                                if let Some(s) = g.sent.get_mut(i) {
+                                    moved |= s.holders != Some(n);
+                                    s.holders = Some(n);
+                                }
+                            }
+                            drop(g);
+                            if moved {
+                                app.bump();
+                            }
                         }
                     }
                     if !ws.is_connected() {

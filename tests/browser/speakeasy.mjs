@@ -174,6 +174,8 @@ const opsUrlAdmin = await compartmentUrl(admin, netUrl(admin), 'ops');
 await waitFor(admin, opsUrlAdmin, 'Ops plan <b>bold?</b>');
 log(`click-to-visible on the admin's page (Tau none, same node): ${Date.now() - t0} ms`);
 await waitFor(bob, bobThread, 'OPS-SECRET-MARKER-1');
+const seenMs = await waitFor(bob, bobThread, 'seen on 1 peer', 30000);
+log(`Bob's post shown as seen on node A's one peer within ${seenMs} ms more`);
 const bodyText = await bob.page.textContent('div.post .body');
 check(bodyText.includes('<script>alert("xss")</script>'), 'hostile markup shows as text');
 check((await bob.page.locator('main script, main img, main a[href^="javascript:"]').count()) === 0, 'no script, image or javascript: link made from a post');

@@ -617,10 +617,16 @@ pub async fn thread(
             .map(|(_, _, _, text)| text.as_str())
             .collect();
         let status = |id: &ItemId| -> Option<String> {
-            g.sent.get(id).map(|s| match (s.published, s.hops) {
-                (true, 0) => "published (without mixing)".to_string(),
-                (true, h) => format!("published through {h} mixes"),
-                (false, _) => "waiting in mixes".to_string(),
+            g.sent.get(id).map(|s| {
+                let seen = match s.holders {
+                    Some(n) => format!(", seen on {n} peer{}", if n == 1 { "" } else { "s" }),
+                    None => String::new(),
+                };
+                match (s.published, s.hops) {
+                    (true, 0) => format!("published (without mixing){seen}"),
+                    (true, h) => format!("published through {h} mixes{seen}"),
+                    (false, _) => "waiting in mixes".to_string(),
+                }
             })
         };
         html! {

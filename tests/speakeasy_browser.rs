@@ -149,6 +149,7 @@ fn speak_easy_in_a_browser_two_nodes_three_members() {
         "AFTER-KILL-MARKER-6",
         "DM-MARKER-7",
         "DM-REPLY-8",
+        "ATTACH-MARKER-9",
         "Ops plan",
     ] {
         let mut hits = vec![];

@@ -269,16 +269,7 @@ impl App {
         text: &str,
         opts: &SendOpts,
     ) -> Result<ItemId, AppError> {
-        let root = match parent {
-            None => ItemId::NONE,
-            Some(p) => {
-                let g = self.lock();
-                let (_, _, f) = g.network(net).ok_or(AppError::NoNetwork)?;
-                f.post(&p)
-                    .map(|x| x.thread())
-                    .ok_or_else(|| AppError::Refused("no such post to reply to".into()))?
-            }
-        };
+        let root = self.thread_root(net, parent)?;
         let body = Body::Post(super::post::Post {
             board: board.to_string(),
             root,
@@ -286,6 +277,58 @@ impl App {
             title: title.to_string(),
             text: text.to_string(),
         });
+        self.publish(net, c, body, root, text, opts).await
+    }
+
+    /// A file attached to a thread (a reply to `parent`), sealed like a post.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn attach_with(
+        &self,
+        net: &[u8; 16],
+        c: CompartmentId,
+        board: &str,
+        parent: ItemId,
+        name: &str,
+        data: Vec<u8>,
+        opts: &SendOpts,
+    ) -> Result<ItemId, AppError> {
+        let root = self.thread_root(net, Some(parent))?;
+        let shown = format!("attachment {name} ({} bytes)", data.len());
+        let body = Body::Attachment(super::post::Attachment {
+            board: board.to_string(),
+            root,
+            parent,
+            name: name.to_string(),
+            data,
+        });
+        self.publish(net, c, body, root, &shown, opts).await
+    }
+
+    /// The thread a reply to `parent` belongs to ([`ItemId::NONE`] for a new thread).
+    fn thread_root(&self, net: &[u8; 16], parent: Option<ItemId>) -> Result<ItemId, AppError> {
+        match parent {
+            None => Ok(ItemId::NONE),
+            Some(p) => {
+                let g = self.lock();
+                let (_, _, f) = g.network(net).ok_or(AppError::NoNetwork)?;
+                f.post(&p)
+                    .map(|x| x.thread())
+                    .ok_or_else(|| AppError::Refused("no such post to reply to".into()))
+            }
+        }
+    }
+
+    /// Send a post or attachment of ours: bounds checked first, our name said in `c` if not
+    /// yet, then the item; remembered as waiting with `shown` as its preview.
+    async fn publish(
+        &self,
+        net: &[u8; 16],
+        c: CompartmentId,
+        body: Body,
+        root: ItemId,
+        shown: &str,
+        opts: &SendOpts,
+    ) -> Result<ItemId, AppError> {
         // Check the bounds before anything is sent.
         forum::item(&self.keys_of(net)?, c, body.clone())?
             .encode()
@@ -304,7 +347,7 @@ impl App {
         let id = self.send_item_with(net, c, body, opts).await?;
         let thread = if root == ItemId::NONE { id } else { root };
         if let Some(s) = self.lock().sent.get_mut(&id) {
-            s.preview = Some((*net, c, thread, text.to_string()));
+            s.preview = Some((*net, c, thread, shown.to_string()));
         }
         Ok(id)
     }

@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Items of compartments not (yet) in the tree kept at most, per network.
 pub const MAX_ORPHANS: usize = 4096;
-/// Posts kept at most per network (the oldest arrivals beyond are forgotten).
+/// Posts kept at most per network (those beyond are not taken in).
 pub const MAX_POSTS: usize = 1_000_000;
+/// Attachment bytes kept in memory at most per network.
+pub const MAX_FILE_BYTES: usize = 256 << 20;
 
 /// The saved part of a network: who the member is and what it holds.
 #[derive(Clone)]
@@ -100,6 +102,8 @@ pub struct PostView {
     pub time: u64,
     /// Arrival order here.
     pub arrival: u64,
+    /// An attachment: its file name and size (the bytes are in [`Forum::file`]).
+    pub file: Option<(String, usize)>,
 }
 
 impl PostView {
@@ -170,6 +174,8 @@ pub struct Forum {
     pub dms: BTreeMap<PublicId, Vec<DmView>>,
     dm_ids: HashSet<ItemId>,
     pub dm_unread: HashSet<ItemId>,
+    files: HashMap<ItemId, Vec<u8>>,
+    file_bytes: usize,
     /// Bumped on every change (the pages' live updates wait for it).
     pub version: u64,
 }
@@ -177,6 +183,11 @@ pub struct Forum {
 impl Forum {
     pub fn post(&self, id: &ItemId) -> Option<&PostView> {
         self.posts.get(id)
+    }
+
+    /// An attachment's bytes.
+    pub fn file(&self, id: &ItemId) -> Option<&[u8]> {
+        self.files.get(id).map(|v| v.as_slice())
     }
 
     pub fn post_count(&self) -> usize {
@@ -258,23 +269,50 @@ impl Forum {
         match &o.item.body {
             // Private messages come through the inbox only (`ingest_direct`).
             Body::Direct { .. } => Ingested::Ignored,
-            Body::Post(p) => {
+            Body::Post(_) | Body::Attachment(_) => {
                 if self.posts.contains_key(&o.item.id) || self.posts.len() >= MAX_POSTS {
                     return Ingested::Duplicate;
                 }
+                let (board, root, parent, title, text, file) = match &o.item.body {
+                    Body::Post(p) => (
+                        &p.board,
+                        p.root,
+                        p.parent,
+                        p.title.clone(),
+                        p.text.clone(),
+                        None,
+                    ),
+                    Body::Attachment(a) => {
+                        if self.file_bytes + a.data.len() > MAX_FILE_BYTES {
+                            return Ingested::Ignored;
+                        }
+                        self.file_bytes += a.data.len();
+                        self.files.insert(o.item.id, a.data.clone());
+                        (
+                            &a.board,
+                            a.root,
+                            a.parent,
+                            String::new(),
+                            String::new(),
+                            Some((a.name.clone(), a.data.len())),
+                        )
+                    }
+                    _ => return Ingested::Ignored,
+                };
                 self.arrivals += 1;
                 let v = PostView {
                     id: o.item.id,
                     compartment: place.compartment,
                     epoch: place.epoch,
-                    board: p.board.clone(),
-                    root: p.root,
-                    parent: p.parent,
-                    title: p.title.clone(),
-                    text: p.text.clone(),
+                    board: board.clone(),
+                    root,
+                    parent,
+                    title,
+                    text,
                     author: o.author,
                     time: o.time,
                     arrival: self.arrivals,
+                    file,
                 };
                 if o.author != keys.me.public() {
                     self.unread.insert(v.id);

@@ -15,6 +15,9 @@
 //!        display name (u8 length ‖ UTF-8, 1..=64)
 //! kind 4, re-key (sealed to the parent's key of the compartment re-keyed):
 //!        compartment id (16) ‖ new epoch (u32 BE) ‖ n (u8, ≤ 64) ‖ n × removed member (32, x-only key)
+//! kind 6, attachment (a file in a thread, sealed like a post): board (u8 length ‖ UTF-8) ‖ root
+//!        (16) ‖ parent (16) ‖ file name (u8 length ‖ UTF-8, 1..=128, no '/', '\\' or control)
+//!        ‖ data (u32 BE length ‖ bytes, ≤ 262,144)
 //! kind 5, private message (in a direct envelope to the recipient and the sender; compartment
 //!        and epoch zero): recipient (32, x-only key) ‖ text (u32 BE length ‖ UTF-8, 1..=65,536)
 //! ```
@@ -29,6 +32,9 @@ pub const KIND_COMPARTMENT: u8 = 2;
 pub const KIND_MEMBER: u8 = 3;
 pub const KIND_REKEY: u8 = 4;
 pub const KIND_DIRECT: u8 = 5;
+pub const KIND_ATTACHMENT: u8 = 6;
+pub const MAX_FILE_NAME: usize = 128;
+pub const MAX_FILE: usize = 256 * 1024;
 pub const MAX_DISPLAY: usize = 64;
 pub const MAX_REMOVED: usize = 64;
 pub const MAX_BOARD: usize = 64;
@@ -114,6 +120,27 @@ pub enum Body {
         to: [u8; 32],
         text: String,
     },
+    Attachment(Attachment),
+}
+
+/// A file attached to a thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub board: String,
+    pub root: ItemId,
+    pub parent: ItemId,
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// Whether `n` is a file name we keep: 1..=128 bytes, no path separator, no control
+/// character, not `.` or `..`.
+pub fn valid_file_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= MAX_FILE_NAME
+        && n != "."
+        && n != ".."
+        && !n.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +195,7 @@ impl Item {
             Body::Member(_) => KIND_MEMBER,
             Body::Rekey(_) => KIND_REKEY,
             Body::Direct { .. } => KIND_DIRECT,
+            Body::Attachment(_) => KIND_ATTACHMENT,
         });
         v.extend_from_slice(&self.place.network);
         v.extend_from_slice(&self.place.compartment.0);
@@ -211,6 +239,23 @@ impl Item {
                 for m in &r.removed {
                     v.extend_from_slice(m);
                 }
+            }
+            Body::Attachment(a) => {
+                check(&a.board, 1, MAX_BOARD, "board")?;
+                if !valid_file_name(&a.name) {
+                    return Err(ItemError::Field("file name"));
+                }
+                if a.data.len() > MAX_FILE {
+                    return Err(ItemError::Field("file"));
+                }
+                v.push(a.board.len() as u8);
+                v.extend_from_slice(a.board.as_bytes());
+                v.extend_from_slice(&a.root.0);
+                v.extend_from_slice(&a.parent.0);
+                v.push(a.name.len() as u8);
+                v.extend_from_slice(a.name.as_bytes());
+                v.extend_from_slice(&(a.data.len() as u32).to_be_bytes());
+                v.extend_from_slice(&a.data);
             }
             Body::Direct { to, text } => {
                 check(text, 1, MAX_TEXT, "text")?;
@@ -288,6 +333,32 @@ impl Item {
                     compartment,
                     epoch,
                     removed,
+                })
+            }
+            KIND_ATTACHMENT => {
+                let [n] = r.array::<1>()?;
+                let board = r.text(n as usize, MAX_BOARD, "board")?;
+                if board.is_empty() {
+                    return Err(ItemError::Field("board"));
+                }
+                let root = ItemId(r.array()?);
+                let parent = ItemId(r.array()?);
+                let [n] = r.array::<1>()?;
+                let name = r.text(n as usize, MAX_FILE_NAME, "file name")?;
+                if !valid_file_name(&name) {
+                    return Err(ItemError::Field("file name"));
+                }
+                let n = u32::from_be_bytes(r.array()?) as usize;
+                if n > MAX_FILE {
+                    return Err(ItemError::Field("file"));
+                }
+                let data = r.take(n)?.to_vec();
+                Body::Attachment(Attachment {
+                    board,
+                    root,
+                    parent,
+                    name,
+                    data,
                 })
             }
             KIND_DIRECT => {
@@ -368,6 +439,13 @@ mod tests {
                 to: [7; 32],
                 text: "meet at <noon>".into(),
             },
+            Body::Attachment(Attachment {
+                board: "general".into(),
+                root: ItemId([5; 16]),
+                parent: ItemId([5; 16]),
+                name: "plan <v2>.pdf".into(),
+                data: vec![0, 1, 2, 255],
+            }),
         ] {
             let it = Item {
                 place,
@@ -386,6 +464,20 @@ mod tests {
             }),
         };
         assert_eq!(bad.encode(), Err(ItemError::Field("compartment name")));
+        for name in ["", "..", "a/b", "a\\b", "a\nb"] {
+            let it = Item {
+                place,
+                id: ItemId([4; 16]),
+                body: Body::Attachment(Attachment {
+                    board: "b".into(),
+                    root: ItemId::NONE,
+                    parent: ItemId::NONE,
+                    name: name.into(),
+                    data: vec![],
+                }),
+            };
+            assert_eq!(it.encode(), Err(ItemError::Field("file name")), "{name:?}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ const browser = await chromium.launch({
 
 const dialogs = [];
 async function member(name, loginUrl) {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 800 }, acceptDownloads: true });
   const page = await ctx.newPage();
   page.on('dialog', (d) => { dialogs.push(`${name}: ${d.message()}`); d.dismiss(); });
   if (process.env.SE_TRACE) { page.on('request', (r) => log(name, '>>', r.method(), r.url())); page.on('response', (r) => log(name, '<<', r.status(), r.url())); }
@@ -202,6 +202,22 @@ check(idx('CELL-MARKER-2') === 0 && idx('REPLY-ADMIN-3') === 1 && idx('REPLY-BOB
 check(order[1][0].includes('d1') && order[2][0].includes('d2'), 'replies are indented by depth');
 await shot(carol, '06-carol-thread.png');
 await shot(bob, '07-bob-thread.png');
+
+// Carol attaches a file to her thread; Bob downloads it byte for byte, never rendered.
+const fileBody = 'ATTACH-MARKER-9 <script>alert(4)</script>\n';
+await carol.page.goto(carol.base + carolThreadPath);
+await carol.page.setInputFiles('input[type=file]', { name: 'plan <v2>.txt', mimeType: 'text/html', buffer: Buffer.from(fileBody) });
+await Promise.all([carol.page.waitForURL(/\/t\//), carol.page.click('button:has-text("Attach")')]);
+await waitFor(bob, bob.base + carolThreadPath, 'plan <v2>.txt');
+const [download] = await Promise.all([
+  bob.page.waitForEvent('download'),
+  bob.page.click('a.file'),
+]);
+const dlPath = await download.path();
+check(fs.readFileSync(dlPath, 'utf8') === fileBody, 'the attachment downloads byte for byte');
+check(download.suggestedFilename().includes('plan'), `the download keeps its name (${download.suggestedFilename()})`);
+await bob.page.goto(bob.base + carolThreadPath);
+await shot(bob, '07c-bob-attachment.png');
 
 // A private message from Bob (node A) to Carol (node B), and her answer.
 await bob.page.goto(netUrl(bob) + '/dm');

@@ -270,6 +270,8 @@ pub fn router(w: Web) -> Router {
         .route("/n/{net}/c/{c}", get(pages::compartment))
         .route("/n/{net}/t/{root}", get(pages::thread))
         .route("/n/{net}/post", post(pages::post))
+        .route("/n/{net}/attach", post(pages::attach))
+        .route("/n/{net}/a/{item}", get(pages::download))
         .route("/n/{net}/members", get(pages::members))
         .route("/n/{net}/invite", post(pages::invite))
         .route("/n/{net}/remove", post(pages::remove))

@@ -646,7 +646,11 @@ pub async fn thread(
                                 " · epoch " (post.epoch)
                                 @if let Some(st) = status(&post.id) { " · " (st) }
                             }
-                            div.body { (post.text) }
+                            @if let Some((name, size)) = &post.file {
+                                div.body { "Attachment: " a.file href={"/n/" (net) "/a/" (post.id.to_hex())} { (name) } " (" (size) " bytes)" }
+                            } @else {
+                                div.body { (post.text) }
+                            }
                             details {
                                 summary { "Reply" }
                                 form.stack method="post" action={"/n/" (net) "/post"} {
@@ -669,6 +673,21 @@ pub async fn thread(
             @for text in &waiting {
                 div.post.mine.d1 { div.muted { "Yours, waiting in mixes" } div.body { (text) } }
             }
+            }
+            @if let Some(first) = first {
+                section {
+                    h2 { "Attach a file" }
+                    p.muted { "Sealed like a post, up to " (crate::speakeasy::post::MAX_FILE / 1024) " KiB; readers download it, it is never shown in the page." }
+                    form.stack method="post" action={"/n/" (net) "/attach"} enctype="multipart/form-data" {
+                        (csrf_field(&s))
+                        input type="hidden" name="compartment" value=(first.compartment.to_hex());
+                        input type="hidden" name="board" value=(first.board);
+                        input type="hidden" name="parent" value=(first.id.to_hex());
+                        input type="file" name="file" required;
+                        (tau_select())
+                        button type="submit" { "Attach" }
+                    }
+                }
             }
         }
     });
@@ -1124,4 +1143,135 @@ pub async fn settings(State(w): State<Web>, Extension(_s): Sess) -> Response {
         }
     };
     page(app, "Settings", body)
+}
+
+// ----- attachments -----
+
+pub async fn attach(
+    State(w): State<Web>,
+    Extension(s): Sess,
+    Path(net): Path<String>,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let mut fields: std::collections::HashMap<String, String> = Default::default();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return bad(&w.app, format!("the upload did not arrive whole: {e}")),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            let fname = field.file_name().unwrap_or("file").to_string();
+            match field.bytes().await {
+                Ok(b) => file = Some((fname, b.to_vec())),
+                Err(e) => return bad(&w.app, format!("the file did not arrive whole: {e}")),
+            }
+        } else if fields.len() < 16 {
+            match field.text().await {
+                Ok(t) => {
+                    fields.insert(name, t);
+                }
+                Err(e) => return bad(&w.app, format!("a form field did not arrive whole: {e}")),
+            }
+        }
+    }
+    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    if let Err(r) = check_csrf(&s, &get("csrf")) {
+        return r;
+    }
+    let (id, c) = match (net_id(&w, &net), comp_id(&w, &get("compartment"))) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let Some(parent) = id16(&get("parent")).map(ItemId) else {
+        return bad(&w.app, "not a post id");
+    };
+    let Some((name, data)) = file else {
+        return bad(&w.app, "no file in the form");
+    };
+    // Browsers may send a path; keep the last component only.
+    let name = name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("file")
+        .to_string();
+    if data.len() > crate::speakeasy::post::MAX_FILE {
+        return bad(
+            &w.app,
+            format!(
+                "the file is over {} KiB",
+                crate::speakeasy::post::MAX_FILE / 1024
+            ),
+        );
+    }
+    let opts = match route(&w.app, &get("tau")) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    match w
+        .app
+        .attach_with(&id, c, get("board").trim(), parent, &name, data, &opts)
+        .await
+    {
+        Ok(_) => {
+            let thread = {
+                let g = w.app.lock();
+                g.network(&id)
+                    .and_then(|(_, _, f)| f.post(&parent).map(|p| p.thread()))
+                    .unwrap_or(parent)
+            };
+            Redirect::to(&format!("/n/{net}/t/{}", thread.to_hex())).into_response()
+        }
+        Err(e) => bad(&w.app, e),
+    }
+}
+
+/// An attachment's bytes, always as a download (never rendered by the browser).
+pub async fn download(
+    State(w): State<Web>,
+    Extension(_s): Sess,
+    Path((net, item)): Path<(String, String)>,
+) -> Response {
+    let Some(item) = id16(&item).map(ItemId) else {
+        return bad(&w.app, "not an attachment id");
+    };
+    let r = with_net(&w, &net, |_, _, f| {
+        let name = f
+            .post(&item)
+            .and_then(|p| p.file.as_ref().map(|(n, _)| n.clone()))?;
+        Some((name, f.file(&item)?.to_vec()))
+    });
+    match r {
+        Ok(Some((name, data))) => {
+            let ascii: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || ".-_ ".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let utf8: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            let disp = format!(
+                "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+                utf8.replace('+', "%20")
+            );
+            let mut resp = data.into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/octet-stream"),
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&disp) {
+                h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Ok(None) => error_page(&w.app, StatusCode::NOT_FOUND, "no such attachment here"),
+        Err(r) => r,
+    }
 }

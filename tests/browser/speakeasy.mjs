@@ -150,6 +150,7 @@ async function invite(id, name, atLabel) {
 }
 const bobInvite = await invite(bobId, 'Bob', 'all › ops');
 check(bobInvite.startsWith('bumpse1:'), 'admin got an invite string for Bob');
+check(await admin.page.$eval('img.qr', (i) => i.complete && i.naturalWidth > 0), 'the invite is also shown as a QR image');
 await shot(admin, '03-admin-invite.png');
 await invite(carolId, 'Carol', 'all › ops › cell-a');
 

@@ -766,6 +766,22 @@ pub async fn members(
     members_page(&w, &s, &net, None)
 }
 
+/// The invite as a QR code (SVG in a data: URI, which the CSP allows for images), or `None`
+/// when it does not fit in one.
+fn qr_data_uri(text: &str) -> Option<String> {
+    use base64::Engine as _;
+    let code =
+        qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(320, 320)
+        .build();
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    ))
+}
+
 fn members_page(w: &Web, s: &Session, net: &str, invite: Option<String>) -> Response {
     let r = with_net(w, net, |_, k, f| {
         let mut rows: Vec<(PublicId, String, String, bool, bool)> = f
@@ -800,6 +816,10 @@ fn members_page(w: &Web, s: &Session, net: &str, invite: Option<String>) -> Resp
                 div.ok {
                     p { "Invite made. It was sent to the member's inbox over the bus; you can also give them this string yourself (it opens only with their pseudonym):" }
                     code.invite { (inv) }
+                    @if let Some(src) = qr_data_uri(inv) {
+                        p { "Or let them scan it:" }
+                        img.qr src=(src) alt="QR code of the invite string";
+                    }
                 }
             }
             section {

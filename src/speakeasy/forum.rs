@@ -469,10 +469,11 @@ impl Forum {
             } else {
                 p.parent
             };
-            if parent != *root && !self.posts.get(&parent).is_some_and(|x| x.thread() == *root) {
-                if !missing.contains(&parent) {
-                    missing.push(parent);
-                }
+            if parent != *root
+                && self.posts.get(&parent).is_none_or(|x| x.thread() != *root)
+                && !missing.contains(&parent)
+            {
+                missing.push(parent);
             }
             children.entry(parent).or_default().push(p);
         }
@@ -531,7 +532,7 @@ impl Forum {
             .values()
             .filter(|p| p.text.to_lowercase().contains(&q) || p.title.to_lowercase().contains(&q))
             .collect();
-        hits.sort_by(|a, b| b.time.cmp(&a.time));
+        hits.sort_by_key(|p| std::cmp::Reverse(p.time));
         hits.truncate(limit);
         hits
     }

@@ -170,6 +170,16 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    /// Board, root and parent: where a post or attachment sits.
+    fn thread_place(&mut self) -> Result<(String, ItemId, ItemId), ItemError> {
+        let [n] = self.array::<1>()?;
+        let board = self.text(n as usize, MAX_BOARD, "board")?;
+        if board.is_empty() {
+            return Err(ItemError::Field("board"));
+        }
+        Ok((board, ItemId(self.array()?), ItemId(self.array()?)))
+    }
+
     fn text(&mut self, len: usize, max: usize, what: &'static str) -> Result<String, ItemError> {
         if len > max {
             return Err(ItemError::Field(what));
@@ -281,13 +291,7 @@ impl Item {
         let id = ItemId(r.array()?);
         let body = match kind {
             KIND_POST => {
-                let [n] = r.array::<1>()?;
-                let board = r.text(n as usize, MAX_BOARD, "board")?;
-                if board.is_empty() {
-                    return Err(ItemError::Field("board"));
-                }
-                let root = ItemId(r.array()?);
-                let parent = ItemId(r.array()?);
+                let (board, root, parent) = r.thread_place()?;
                 let n = u16::from_be_bytes(r.array()?) as usize;
                 let title = r.text(n, MAX_TITLE, "title")?;
                 let n = u32::from_be_bytes(r.array()?) as usize;
@@ -336,13 +340,7 @@ impl Item {
                 })
             }
             KIND_ATTACHMENT => {
-                let [n] = r.array::<1>()?;
-                let board = r.text(n as usize, MAX_BOARD, "board")?;
-                if board.is_empty() {
-                    return Err(ItemError::Field("board"));
-                }
-                let root = ItemId(r.array()?);
-                let parent = ItemId(r.array()?);
+                let (board, root, parent) = r.thread_place()?;
                 let [n] = r.array::<1>()?;
                 let name = r.text(n as usize, MAX_FILE_NAME, "file name")?;
                 if !valid_file_name(&name) {

@@ -4,6 +4,9 @@
 //! `PreEscaped`. A POST handler checks the CSRF token first, then acts, then answers with a
 //! redirect (303) to the page that shows the result, or with an error page saying why.
 
+// Handlers answer an error with the page that says it: a `Response` is the error type here.
+#![allow(clippy::result_large_err)]
+
 use super::{check_csrf, id16, Session, Web};
 use crate::sealed::keys::PublicId;
 use crate::speakeasy::app::{App, Inner};
@@ -137,6 +140,11 @@ fn with_net<T>(
 
 fn net_id(w: &Web, net: &str) -> Result<[u8; 16], Response> {
     id16(net).ok_or_else(|| bad(&w.app, "not a network id"))
+}
+
+/// A network id and a compartment id from a form, or the error page for the first bad one.
+fn net_and_compartment(w: &Web, net: &str, c: &str) -> Result<([u8; 16], CompartmentId), Response> {
+    Ok((net_id(w, net)?, comp_id(w, c)?))
 }
 
 fn comp_id(w: &Web, c: &str) -> Result<CompartmentId, Response> {
@@ -424,9 +432,9 @@ pub async fn add_compartment(
     if let Err(r) = check_csrf(&s, &f.csrf) {
         return r;
     }
-    let (id, parent) = match (net_id(&w, &net), comp_id(&w, &f.parent)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, parent) = match net_and_compartment(&w, &net, &f.parent) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     match w.app.add_compartment(&id, parent, f.name.trim()).await {
         Ok(c) => Redirect::to(&format!("/n/{net}/c/{}", c.to_hex())).into_response(),
@@ -720,9 +728,9 @@ pub async fn post(
     if let Err(r) = check_csrf(&s, &f.csrf) {
         return r;
     }
-    let (id, c) = match (net_id(&w, &net), comp_id(&w, &f.compartment)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, c) = match net_and_compartment(&w, &net, &f.compartment) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let parent = match f.parent.as_deref().filter(|p| !p.is_empty()) {
         None => None,
@@ -881,9 +889,9 @@ pub async fn invite(
     if let Err(r) = check_csrf(&s, &f.csrf) {
         return r;
     }
-    let (id, at) = match (net_id(&w, &net), comp_id(&w, &f.at)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, at) = match net_and_compartment(&w, &net, &f.at) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     match w.app.invite(&id, &f.to, f.name.trim(), at).await {
         Ok(inv) => members_page(&w, &s, &net, Some(inv)),
@@ -1201,9 +1209,9 @@ pub async fn attach(
     if let Err(r) = check_csrf(&s, &get("csrf")) {
         return r;
     }
-    let (id, c) = match (net_id(&w, &net), comp_id(&w, &get("compartment"))) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (id, c) = match net_and_compartment(&w, &net, &get("compartment")) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let Some(parent) = id16(&get("parent")).map(ItemId) else {
         return bad(&w.app, "not a post id");

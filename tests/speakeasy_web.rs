@@ -74,15 +74,10 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-#[test]
-fn the_web_front_is_locked_to_loopback_its_token_and_its_forms() {
-    let d = tempfile::tempdir().unwrap();
-    let _node = TestNode::start(
-        d.path(),
-        &["--listen", "127.0.0.1:0", "--max-outbound", "0"],
-    );
+/// `bump speakeasy` for the node in `datadir`, and its login URL.
+fn speakeasy(datadir: &std::path::Path) -> (Se, String) {
     let mut child = Command::new(&*BIN)
-        .args(["--datadir", &d.path().display().to_string(), "--regtest"])
+        .args(["--datadir", &datadir.display().to_string(), "--regtest"])
         .args(["speakeasy", "--port", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -93,13 +88,47 @@ fn the_web_front_is_locked_to_loopback_its_token_and_its_forms() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _se = Se(child);
-    let url = line.trim();
+    (Se(child), line.trim().to_string())
+}
+
+/// Log in with a login URL: the server's address, its Host value, and the session cookie.
+fn login(url: &str) -> (SocketAddr, String, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let addr: SocketAddr = hostport.parse().unwrap();
+    let r = http(addr, hostport, &format!("GET /{path}"), &[], "");
+    let sid = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    (addr, hostport.to_string(), sid)
+}
+
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_web_front_is_locked_to_loopback_its_token_and_its_forms() {
+    let d = tempfile::tempdir().unwrap();
+    let _node = TestNode::start(
+        d.path(),
+        &["--listen", "127.0.0.1:0", "--max-outbound", "0"],
+    );
+    let (se, url) = speakeasy(d.path());
+    let url = url.as_str();
     let rest = url.strip_prefix("http://").unwrap();
     let (hostport, path) = rest.split_once('/').unwrap();
     let addr: SocketAddr = hostport.parse().unwrap();
     assert!(addr.ip().is_loopback());
-    let login = format!("GET /{path}");
+    let login_req = format!("GET /{path}");
     let token = path.split("token=").nth(1).unwrap();
 
     // Nothing without the cookie; the headers are there even on a refusal.
@@ -114,13 +143,13 @@ fn the_web_front_is_locked_to_loopback_its_token_and_its_forms() {
     );
     // A rebinding name for our address is refused, and does not spend the token.
     let evil = format!("evil.example:{}", addr.port());
-    assert_eq!(http(addr, &evil, &login, &[], "").status, 421);
+    assert_eq!(http(addr, &evil, &login_req, &[], "").status, 421);
     assert_eq!(
         http(addr, hostport, "GET /login?token=00", &[], "").status,
         401
     );
     // The right token once: a strict, script-proof cookie.
-    let r = http(addr, hostport, &login, &[], "");
+    let r = http(addr, hostport, &login_req, &[], "");
     assert_eq!(r.status, 303, "{}", r.head);
     let cookie = r.header("set-cookie").unwrap();
     assert!(
@@ -133,7 +162,7 @@ fn the_web_front_is_locked_to_loopback_its_token_and_its_forms() {
     );
     let sid = cookie.split(';').next().unwrap().to_string();
     assert_eq!(
-        http(addr, hostport, &login, &[], "").status,
+        http(addr, hostport, &login_req, &[], "").status,
         401,
         "token spent"
     );
@@ -192,6 +221,78 @@ fn the_web_front_is_locked_to_loopback_its_token_and_its_forms() {
         200,
         "still serving"
     );
+
+    // A post, then Speak Easy is killed and started again: the network is still there (saved)
+    // and the post is opened again from the node (Speak Easy saves no post itself).
+    let page = http(addr, hostport, &format!("GET {loc}"), &c, "").body;
+    let comp = page.split("/c/").nth(1).unwrap()[..32].to_string();
+    let net = loc.trim_start_matches("/n/").to_string();
+    let post = format!(
+        "csrf={csrf}&compartment={comp}&board=general&title=Hello&text={}&tau=bogus",
+        enc("RESTART-MARKER survives")
+    );
+    let r = http(addr, hostport, &format!("POST /n/{net}/post"), &c, &post);
+    assert_eq!(r.status, 400, "an unknown mixing choice is refused");
+    let post = post.replace("&tau=bogus", "&tau=unmixed");
+    let r = http(addr, hostport, &format!("POST /n/{net}/post"), &c, &post);
+    assert_eq!(r.status, 303, "{}", r.body);
+    drop(se);
+    let (_se2, url2) = speakeasy(d.path());
+    let (addr2, host2, sid2) = login(&url2);
+    let c2 = vec![format!("Cookie: {sid2}")];
+    let board = format!("GET /n/{net}/c/{comp}?board=general");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        let r = http(addr2, &host2, &board, &c2, "");
+        if r.body.contains(">Hello<") {
+            break r.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the post did not come back: {}",
+            r.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // 50 more threads: the board lists 50 per page, most recent first; "Hello" moves to page 2.
+    let csrf2 = csrf_of(&page);
+    // A later second than "Hello" (sealed times have 1 s resolution; ties order by id).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for i in 0..50 {
+        let post =
+            format!("csrf={csrf2}&compartment={comp}&board=general&title=T{i}&text=x&tau=unmixed");
+        let r = http(addr2, &host2, &format!("POST /n/{net}/post"), &c2, &post);
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = http(addr2, &host2, &board, &c2, "");
+        if r.body.contains("Page 1 of 2") && r.body.contains(">T49<") {
+            assert!(
+                !r.body.contains(">Hello<"),
+                "the oldest thread is not on page 1"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second page: {}",
+            r.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let r = http(addr2, &host2, &format!("{board}&page=2"), &c2, "");
+    assert!(
+        r.body.contains("Page 2 of 2") && r.body.contains(">Hello<"),
+        "{}",
+        r.body
+    );
+    let state = std::fs::read_to_string(d.path().join("regtest/speakeasy/state.json")).unwrap();
+    assert!(state.contains(&net), "the network is saved");
+    assert!(
+        !state.contains("RESTART-MARKER"),
+        "no post in Speak Easy's state"
+    );
 }
 
 #[test]
@@ -224,18 +325,8 @@ fn the_speak_easy_demo_serves_three_members_of_one_network() {
         "cleared at all › ops",
         "cleared at all › ops › cell-a",
     ]) {
-        let rest = u.strip_prefix("http://").unwrap();
-        let (hostport, path) = rest.split_once('/').unwrap();
-        let addr: SocketAddr = hostport.parse().unwrap();
-        let r = http(addr, hostport, &format!("GET /{path}"), &[], "");
-        let sid = r
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let r = http(addr, hostport, "GET /", &[format!("Cookie: {sid}")], "");
+        let (addr, hostport, sid) = login(u);
+        let r = http(addr, &hostport, "GET /", &[format!("Cookie: {sid}")], "");
         assert!(
             r.body.contains("demo") && r.body.contains(&format!("{at} ·")),
             "{}",

@@ -447,7 +447,12 @@ pub async fn add_compartment(
 #[derive(Deserialize)]
 pub struct BoardQuery {
     board: Option<String>,
+    /// Page of the thread list, from 1.
+    page: Option<usize>,
 }
+
+/// Threads listed per page of a board.
+pub const THREADS_PER_PAGE: usize = 50;
 
 pub async fn compartment(
     State(w): State<Web>,
@@ -470,7 +475,15 @@ pub async fn compartment(
             .clone()
             .or_else(|| boards.keys().next().cloned())
             .unwrap_or_else(|| "general".to_string());
-        let threads = f.threads(&c, &board);
+        let all_threads = f.threads(&c, &board);
+        let pages = all_threads.len().div_ceil(THREADS_PER_PAGE).max(1);
+        let page_no = q.page.unwrap_or(1).clamp(1, pages);
+        let threads: Vec<_> = all_threads
+            .iter()
+            .skip((page_no - 1) * THREADS_PER_PAGE)
+            .take(THREADS_PER_PAGE)
+            .collect();
+        let board_url = format!("/n/{net}/c/{}?board={}", c.to_hex(), urlencode(&board));
         let waiting: Vec<&str> = g
             .sent
             .values()
@@ -517,6 +530,13 @@ pub async fn compartment(
                             td { span.badge.unread[t.unread > 0] { (t.unread) " unread" } }
                             td.muted { @if let Some(p) = t.first { (f.name_of(&p.author)) } }
                         }
+                    }
+                }
+                @if pages > 1 {
+                    p.pages {
+                        "Page " (page_no) " of " (pages) " (" (all_threads.len()) " threads, most recently active first): "
+                        @if page_no > 1 { a href={(board_url) "&page=" (page_no - 1)} { "newer" } " " }
+                        @if page_no < pages { a href={(board_url) "&page=" (page_no + 1)} { "older" } }
                     }
                 }
                 @for text in &waiting {

@@ -2,7 +2,7 @@
 //!
 //! Datadir layout (default `~/.bump`, `--datadir`): `bump.conf` sits in the datadir root and
 //! applies to every network; each network has its own folder, like namecoind — mainnet in the
-//! root, `testnet/` and `regtest/` below it. A network folder holds `store/` (sled), `.cookie`
+//! root, `testnet/` and `regtest/` below it. A network folder holds `store/` (segments, index, sled), `.cookie`
 //! (RPC credentials, rewritten at every start, removed at clean shutdown) and `rpc.addr` (the
 //! address the running node's RPC server listens on, so clients find a port chosen with `:0`).
 //!

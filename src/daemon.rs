@@ -1,6 +1,6 @@
 //! `bump node`: start-up, the background tasks, and clean shutdown of a node process.
 //!
-//! Start-up order: create the network folder, open the store (sled locks it: a second node on
+//! Start-up order: create the network folder, open the store (its sled database locks it: a second node on
 //! the same datadir fails here with a clear error), write a fresh `.cookie`, start the RPC
 //! server, then publish its address in `rpc.addr`. Shutdown (SIGINT, SIGTERM or `bump stop`)
 //! runs the other way round and flushes the store last.

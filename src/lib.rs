@@ -2,8 +2,8 @@
 //! over the Namecoin peer-to-peer network.
 //!
 //! Module map: [`tag`] (tags and human tags), [`packet`] (the 1024-byte packet and its JSON
-//! form), [`message`] (splitting files into packets and joining them), [`store`] (sled
-//! persistence), [`config`] (datadir, `bump.conf`, settings), [`node`] (the daemon's state and
+//! form), [`message`] (splitting files into packets and joining them), [`store`] (segment
+//! files, the in-memory packet index and its journal, sled side tables), [`config`] (datadir, `bump.conf`, settings), [`node`] (the daemon's state and
 //! packet admission), [`rpc`] (the JSON-RPC API, server and client), [`names`] (mix records
 //! as Namecoin names, the directory, publishing), [`mix`] (onion mixing and postage).
 

@@ -361,17 +361,14 @@ impl Overlay {
         let ids = match tokio::task::spawn_blocking(move || {
             store
                 .live_expiries(now)
-                .filter(|r| match r {
-                    Ok((id, expires)) => p.meets_floor(id, *expires, now, base),
-                    Err(_) => true,
-                })
-                .map(|r| r.map(|(id, _)| id))
-                .collect::<Result<Vec<_>, _>>()
+                .into_iter()
+                .filter(|(id, expires)| p.meets_floor(id, *expires, now, base))
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
         })
         .await
         {
-            Ok(Ok(ids)) => ids,
-            Ok(Err(e)) => return tracing::warn!("cannot list packets for catch-up: {e}"),
+            Ok(ids) => ids,
             Err(e) => return tracing::warn!("catch-up task failed: {e}"),
         };
         tracing::debug!(peer = %peer.addr, packets = ids.len(), "announcing inventory for catch-up");
@@ -402,19 +399,16 @@ impl Overlay {
         let items = tokio::task::spawn_blocking(move || {
             store
                 .live_expiries(now)
-                .map(|r| r.map(|(id, expires)| recon::Item { expires, id }))
-                .collect::<Result<Vec<_>, _>>()
+                .into_iter()
+                .map(|(id, expires)| recon::Item { expires, id })
+                .collect::<Vec<_>>()
         })
         .await;
         match items {
-            Ok(Ok(items)) => {
+            Ok(items) => {
                 let snap = Arc::new(Snapshot::new(items));
                 *cached = Some((Instant::now(), generation, snap.clone()));
                 Some(snap)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("cannot list packets for reconciliation: {e}");
-                None
             }
             Err(e) => {
                 tracing::warn!("reconciliation snapshot task failed: {e}");

@@ -1,64 +1,69 @@
-//! The packet store: every packet this node holds, on disk in sled.
+//! The packet store: every packet this node holds.
 //!
-//! One [`Store`] owns the sled database; nothing else opens it. Trees (one per index):
+//! The packet bytes live in append-only **segment files**, one per expiry hour
+//! ([`segments`]): they are the truth. Which packets are held, and in which orders, is the
+//! **index**: in memory ([`index`], about 100 bytes a packet), loaded at start from a snapshot
+//! and a journal of changes since ([`journal`], 81 bytes a packet on disk), and rebuildable
+//! from the segments at any time (ids recomputed from the bytes). Every read checks that the
+//! bytes hash to the id.
 //!
-//! | tree        | key                             | value                        |
-//! |-------------|---------------------------------|------------------------------|
-//! | `packets`   | packet id (32)                  | seq (u64 BE) ‖ hour (u32 BE) ‖ offset (u64 BE) |
-//! | `by_tag`    | tag (20) ‖ seq (u64 BE)         | packet id (32)               |
-//! | `by_expiry` | expires (u32 BE) ‖ seq (u64 BE) | packet id (32) ‖ tag (20)    |
-//! | `by_value`  | score (u64 BE) ‖ seq (u64 BE)   | packet id (32) ‖ tag (20) ‖ expires (u32 BE) |
-//! | `meta`      | `format_version`                | u32 BE                       |
-//! | `meta`      | `floor`                         | rolling floor u64 BE ‖ at u32 BE ([`crate::admission::Rolling`]) |
+//! sled keeps only small things: `meta` (`format_version`, the admission floor's rolling
+//! part) and the side tables of other components ([`table`]: mix pool, replay cache, loop
+//! ledger, postage credit), which are small, keyed, updated in place and need no ordering
+//! beyond what sled gives. The packet index left sled in format 6: four sled trees cost
+//! 1.8 KB on disk per packet and most of the insert time (issue #13).
 //!
-//! `seq` is a store-wide arrival counter (sled's monotonic id generator), so a tag's packets
-//! come back in arrival order. The packet bytes themselves live in append-only segment files,
-//! one per expiry hour ([`segments`]); sled holds only small index entries, which keeps it
-//! fast and its size on disk small. Every read checks that the bytes hash to the id.
-//!
-//! **No sled transactions or batches.** In sled 0.34 the first transaction or batch switches a
-//! process-wide lock on, after which a transaction can deadlock against sled's own flush
-//! threads (seen here under load). Consistency comes from write order instead: an insert
-//! writes the two index entries first and the `packets` entry last (the commit point); a
-//! delete removes the `packets` entry first. An index entry whose packet is missing, or whose
-//! seq differs from the packet's, is dangling: readers skip it and the sweeper removes it.
-//! Inserting is idempotent (a known id is reported as a duplicate). Inserts are not durable
-//! until [`Store::durable`] returns: it flushes on tokio's blocking pool, and concurrent callers share
-//! one flush (group commit), which is what batches flushes under load.
+//! Writes: an insert appends the bytes to their segment, then an `add` record to the journal,
+//! then updates the index in memory; an eviction or an expiry sweep journals a `remove` (the
+//! sweeper also deletes whole hour files; a loader drops what has expired by its own clock).
+//! When the journal holds more records than the store has packets (and at least 65,536), it
+//! is folded into a new snapshot. Nothing is durable
+//! until [`Store::durable`] returns: it syncs the segment files, then the journal, then sled,
+//! on tokio's blocking pool, and concurrent callers share one sync (group commit). A crash
+//! loses only what was never acknowledged: a torn journal tail is cut off at start, and bytes
+//! appended to a segment without their journal record are never read.
 //!
 //! Quota: at most `max_packets` packets. When full, expired packets are swept first; then, like
 //! a mempool, the packet with the lowest **score** (work per TTL, [`crate::pow::score`]) is
 //! evicted for a new one that scores higher, and a new one that does not is refused
-//! ([`Inserted::Refused`]). The `packets` entry is seq ‖ hour ‖ offset ‖ score.
+//! ([`Inserted::Refused`]).
 //!
 //! Before the quota, the **floor** ([`crate::admission`]): above half full a packet must score
 //! at least the floor, which rises with the fill and with each eviction and decays back with a
 //! half-life; its rolling part is kept in `meta`, so a restart keeps it.
 
 use crate::admission::{FloorRules, Rolling};
-use crate::packet::{Packet, PacketId};
+use crate::packet::{Packet, PacketId, PACKET_LEN};
 use crate::sync::Locked;
-use crate::tag::{Tag, TAG_LEN};
+use crate::tag::Tag;
+use index::{Held, Index};
+use journal::{Journal, JournalError, Kind};
 use segments::{Location, Segments};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
+pub mod index;
+pub mod journal;
 pub mod segments;
 pub mod table;
 
 pub use table::{Codec, Table, TableSpec};
 
 /// Version of the on-disk layout described above.
-/// 5: packets of layout 2 (with a proof-of-work nonce, protocol.md §1); a version-4 store
-/// holds layout-1 packets, which this build would misread, so it is refused.
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: the packet index in `index.snap` + `index.log` instead of sled trees; a version-5
+/// store (same segments, index in sled) is converted at open by rebuilding the index from
+/// its segments. Version 4 held packets of layout 1, which this build would misread: refused.
+pub const FORMAT_VERSION: u32 = 6;
 /// Default quota: 1,048,576 packets (1 GiB of packet data).
 pub const DEFAULT_MAX_PACKETS: u64 = 1 << 20;
-/// Most expired packets the sweeper handles per pass over the index.
-pub const SWEEP_BATCH: usize = 1000;
+/// The sled trees of format 5, dropped when a store is converted.
+const OLD_TREES: [&str; 4] = ["packets", "by_tag", "by_expiry", "by_value"];
+/// A journal is folded into a new snapshot once it holds more records than this and than the
+/// store holds packets (so rewriting costs O(1) a change, amortised).
+const COMPACT_AFTER: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -76,6 +81,15 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("the packet index is damaged and could not be rebuilt: {0}")]
     Damaged(String),
+}
+
+impl From<JournalError> for StoreError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Io(e) => StoreError::Io(e),
+            JournalError::Damaged { .. } => StoreError::Damaged(e.to_string()),
+        }
+    }
 }
 
 /// Result of inserting one packet.
@@ -111,7 +125,7 @@ enum Lookup {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub max_packets: u64,
-    /// sled page cache in bytes.
+    /// sled page cache in bytes (sled holds only the side tables now).
     pub cache_bytes: u64,
     /// The network's base work ([`crate::pow::base_work`]): the floor at rest.
     pub base_work: u64,
@@ -123,7 +137,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_packets: DEFAULT_MAX_PACKETS,
-            cache_bytes: 64 << 20,
+            cache_bytes: 16 << 20,
             base_work: crate::pow::BASE_WORK,
             reindex: false,
         }
@@ -132,39 +146,45 @@ impl Default for StoreConfig {
 
 pub struct Store {
     db: sled::Db,
+    dir: PathBuf,
     segments: Arc<Segments>,
-    packets: sled::Tree,
-    by_tag: sled::Tree,
-    by_expiry: sled::Tree,
-    /// score (u64 BE) ‖ seq → id (32) ‖ tag (20) ‖ expires (u32 BE): the eviction order.
-    by_value: sled::Tree,
+    /// The packet index; every change to it, its journal and the segments happens under this
+    /// lock (so the quota count stays exact). Never held across an `.await`.
+    index: Mutex<Index>,
+    journal: Arc<Journal>,
+    /// Mirrors `index.len()`, readable without the lock.
     count: AtomicU64,
     max_packets: u64,
     meta: sled::Tree,
     rules: FloorRules,
-    /// The rolling part of the floor (changed under `write_lock`; persisted in `meta`).
+    /// The rolling part of the floor (changed under the index lock; persisted in `meta`).
     rolling: Mutex<Rolling>,
-    /// Serialises quota check + insert so the count stays exact.
-    write_lock: Mutex<()>,
     /// Number of writes made so far (a generation counter for group commit).
     written: Arc<AtomicU64>,
     /// Highest generation known to be on disk.
     flushed: watch::Sender<u64>,
     flush_lock: tokio::sync::Mutex<()>,
-    /// Records found damaged (by rebuild or by reads): hour → byte offsets.
+    /// Records found damaged (by rebuild, at load or by reads): hour → byte offsets.
     damaged: Mutex<BTreeMap<u32, BTreeSet<u64>>>,
     /// Why and how the index was rebuilt at open, if it was.
     rebuilt: Mutex<Option<String>>,
 }
 
-/// What opening the sled index found.
+/// What opening sled found.
 enum IndexOpen {
-    /// Open and of this build's format; `true` if it was created just now.
-    Ready(sled::Db, bool),
+    Ready(sled::Db, Opened),
     /// Unreadable (sled reports corruption or panics, our own entries do not decode).
     Damaged(String),
     /// Any other failure (locked, permissions, another format version): reported as is.
     Failed(StoreError),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    Existing,
+    Fresh,
+    /// A format-5 store: its sled packet trees were dropped, the index must be rebuilt.
+    Converted,
 }
 
 fn open_index(path: &Path, cfg: &StoreConfig) -> IndexOpen {
@@ -194,15 +214,23 @@ fn open_index(path: &Path, cfg: &StoreConfig) -> IndexOpen {
                     return Ok(IndexOpen::Damaged("format_version does not decode".into()));
                 };
                 let found = u32::from_be_bytes(b);
+                if found == 5 {
+                    for t in OLD_TREES {
+                        db.drop_tree(t)?;
+                    }
+                    meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
+                    db.flush()?;
+                    return Ok(IndexOpen::Ready(db.clone(), Opened::Converted));
+                }
                 if found != FORMAT_VERSION {
                     return Err(StoreError::FormatVersion { found });
                 }
-                Ok(IndexOpen::Ready(db.clone(), false))
+                Ok(IndexOpen::Ready(db.clone(), Opened::Existing))
             }
             None => {
                 meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
                 db.flush()?;
-                Ok(IndexOpen::Ready(db.clone(), true))
+                Ok(IndexOpen::Ready(db.clone(), Opened::Fresh))
             }
         }
     };
@@ -231,55 +259,79 @@ fn move_index_aside(path: &Path) -> Result<std::path::PathBuf, StoreError> {
     Ok(aside)
 }
 
-fn tag_key(tag: &Tag, seq: u64) -> [u8; TAG_LEN + 8] {
-    let mut k = [0u8; TAG_LEN + 8];
-    k[..TAG_LEN].copy_from_slice(&tag.0);
-    k[TAG_LEN..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Keyed by seq rather than id so that inserts append (expiries are quantized, so few
-/// distinct prefixes are live at once).
-fn expiry_key(expires: u32, seq: u64) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k[..4].copy_from_slice(&expires.to_be_bytes());
-    k[4..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-const ENTRY_LEN: usize = 8 + 4 + 8 + 8;
-
-fn encode_entry(seq: u64, loc: Location, score: u64) -> [u8; ENTRY_LEN] {
-    let mut v = [0u8; ENTRY_LEN];
-    v[..8].copy_from_slice(&seq.to_be_bytes());
-    v[8..12].copy_from_slice(&loc.hour.to_be_bytes());
-    v[12..20].copy_from_slice(&loc.offset.to_be_bytes());
-    v[20..].copy_from_slice(&score.to_be_bytes());
-    v
-}
-
-fn decode_entry(v: &[u8]) -> Result<(u64, Location), StoreError> {
-    decode_entry_full(v).map(|(seq, loc, _)| (seq, loc))
-}
-
-fn decode_entry_full(v: &[u8]) -> Result<(u64, Location, u64), StoreError> {
-    if v.len() != ENTRY_LEN {
-        return Err(StoreError::Corrupt("packet entry has the wrong length"));
+/// Move the index files (snapshot, journal) aside after they were found damaged.
+fn move_journal_aside(path: &Path) -> Result<std::path::PathBuf, StoreError> {
+    let aside = path.join(format!("index-damaged-{}", crate::unix_now()));
+    std::fs::create_dir_all(&aside)?;
+    for name in [journal::SNAPSHOT, journal::LOG] {
+        let p = path.join(name);
+        if p.exists() {
+            std::fs::rename(&p, aside.join(name))?;
+        }
     }
-    let bad = |_| StoreError::Corrupt("packet entry");
-    let seq = u64::from_be_bytes(v[..8].try_into().map_err(bad)?);
-    let hour = u32::from_be_bytes(v[8..12].try_into().map_err(bad)?);
-    let offset = u64::from_be_bytes(v[12..20].try_into().map_err(bad)?);
-    let score = u64::from_be_bytes(v[20..].try_into().map_err(bad)?);
-    Ok((seq, Location { hour, offset }, score))
+    Ok(aside)
 }
 
-/// `by_value` key: the packet's score first, so the cheapest packet is the first entry.
-fn value_key(score: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&score.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
+fn location(expires: u32, record: u32) -> Location {
+    Location {
+        hour: expires / segments::SEGMENT_SECS,
+        offset: record as u64 * PACKET_LEN as u64,
+    }
+}
+
+/// The index as loaded from snapshot + journal.
+struct Loaded {
+    index: Index,
+    /// `Some` when a journal exists: its length that checks (a torn tail is cut here).
+    log_len: Option<u64>,
+    in_log: u64,
+    max_seq: u64,
+    /// Neither file exists.
+    missing: bool,
+}
+
+fn apply(index: &mut Index, kind: Kind, h: Held) {
+    match kind {
+        Kind::Add => {
+            if let Some((seq, _, _)) = index.get(&h.id) {
+                if seq == h.seq {
+                    return;
+                }
+                index.remove(&h.id);
+            }
+            index.insert(h);
+        }
+        Kind::Remove => {
+            if index.get(&h.id).is_some_and(|(_, e, r)| (e, r) == (h.expires, h.record)) {
+                index.remove(&h.id);
+            }
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Loaded, JournalError> {
+    let mut index = Index::new();
+    let snap = journal::replay(&path.join(journal::SNAPSHOT), journal::SNAPSHOT, false, |k, h| {
+        apply(&mut index, k, h)
+    })?;
+    let log = journal::replay(&path.join(journal::LOG), journal::LOG, true, |k, h| {
+        apply(&mut index, k, h)
+    })?;
+    if log.is_some_and(|l| l.torn) {
+        tracing::warn!("the index journal had a torn tail (a crash while writing); cut off");
+    }
+    let max_seq = [snap.map(|s| s.max_seq), log.map(|l| l.max_seq)]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+    Ok(Loaded {
+        index,
+        log_len: log.map(|l| l.good_len),
+        in_log: log.map(|l| l.records).unwrap_or(0),
+        max_seq,
+        missing: snap.is_none() && log.is_none(),
+    })
 }
 
 impl Store {
@@ -306,11 +358,13 @@ impl Store {
         let has_segments = !segments.hours()?.is_empty();
         // The segments are the truth, the index a cache: an index that is missing (while
         // segments exist), damaged, or that the operator asks to rebuild is rebuilt from them.
-        let (db, rebuild) = match open_index(path, cfg) {
-            IndexOpen::Ready(db, fresh) => {
+        let (db, mut rebuild) = match open_index(path, cfg) {
+            IndexOpen::Ready(db, opened) => {
                 let why = if cfg.reindex {
                     Some("asked for (--reindex)".to_string())
-                } else if fresh && has_segments {
+                } else if opened == Opened::Converted {
+                    Some("the store format changed (version 5 to 6: the index left sled)".to_string())
+                } else if opened == Opened::Fresh && has_segments {
                     Some("the index is missing but segment files exist".to_string())
                 } else {
                     None
@@ -320,7 +374,7 @@ impl Store {
             IndexOpen::Damaged(what) => {
                 let aside = move_index_aside(path)?;
                 tracing::error!(
-                    "the packet index is damaged ({what}); moved it to {} and rebuilding it from the segment files",
+                    "the store database is damaged ({what}); moved it to {} and rebuilding the index from the segment files",
                     aside.display()
                 );
                 match open_index(path, cfg) {
@@ -337,9 +391,45 @@ impl Store {
             }
             IndexOpen::Failed(e) => return Err(e),
         };
+        let started = std::time::Instant::now();
+        let loaded = if rebuild.is_some() {
+            None
+        } else {
+            match load(path) {
+                Ok(l) if l.missing && has_segments => {
+                    rebuild = Some("the index is missing but segment files exist".to_string());
+                    None
+                }
+                Ok(l) => Some(l),
+                Err(JournalError::Io(e)) => return Err(e.into()),
+                Err(e @ JournalError::Damaged { .. }) => {
+                    let aside = move_journal_aside(path)?;
+                    tracing::error!(
+                        "the packet index is damaged ({e}); moved it to {} and rebuilding it from the segment files",
+                        aside.display()
+                    );
+                    rebuild = Some(format!(
+                        "the index was damaged ({e}); the damaged copy is in {}",
+                        aside.display()
+                    ));
+                    None
+                }
+            }
+        };
+        if rebuild.is_some() {
+            for name in [journal::SNAPSHOT, journal::LOG] {
+                let p = path.join(name);
+                if p.exists() {
+                    std::fs::remove_file(p)?;
+                }
+            }
+        }
+        let (index, log_len, in_log, max_seq) = match loaded {
+            Some(l) => (l.index, l.log_len, l.in_log, l.max_seq),
+            None => (Index::new(), None, 0, 0),
+        };
+        let journal = Arc::new(Journal::open(path, log_len, max_seq, in_log)?);
         let meta = db.open_tree("meta")?;
-        let packets = db.open_tree("packets")?;
-        let count = packets.len() as u64;
         let rules = FloorRules {
             base: cfg.base_work,
             max_packets: cfg.max_packets,
@@ -355,19 +445,18 @@ impl Store {
                 "admission floor restored"
             );
         }
+        let count = index.len() as u64;
         let store = Store {
             meta,
             rules,
             rolling: Mutex::new(rolling),
-            by_tag: db.open_tree("by_tag")?,
-            by_expiry: db.open_tree("by_expiry")?,
-            by_value: db.open_tree("by_value")?,
-            packets,
             db,
+            dir: path.to_path_buf(),
             segments,
+            index: Mutex::new(index),
+            journal,
             count: AtomicU64::new(count),
             max_packets: cfg.max_packets,
-            write_lock: Mutex::new(()),
             written: Arc::new(AtomicU64::new(0)),
             flushed: watch::Sender::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -375,9 +464,66 @@ impl Store {
             rebuilt: Mutex::new(None),
         };
         if let Some(why) = rebuild {
-            store.rebuild(&why)?;
+            store.rebuild(&why, max_seq)?;
+        } else {
+            store.check_loaded()?;
+            tracing::debug!(
+                packets = store.len(),
+                journal = in_log,
+                "packet index loaded in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
         }
         Ok(store)
+    }
+
+    /// After loading: drop what expired while the node was down, and report (and drop)
+    /// entries whose segment file is missing or too short to hold them.
+    fn check_loaded(&self) -> Result<(), StoreError> {
+        let now = crate::unix_now();
+        let mut index = self.index.locked();
+        index.sweep(now);
+        let mut lens: BTreeMap<u32, u64> = BTreeMap::new();
+        for hour in self.segments.hours()? {
+            lens.insert(hour, self.segments.len_of(hour)?);
+        }
+        let lost = index.remove_where(|expires, record| {
+            let loc = location(expires, record);
+            lens.get(&loc.hour).is_none_or(|&len| loc.offset + PACKET_LEN as u64 > len)
+        });
+        for h in &lost {
+            self.note_damaged(location(h.expires, h.record));
+        }
+        if !lost.is_empty() {
+            tracing::error!(
+                packets = lost.len(),
+                "the index names packets whose segment file is missing or too short; they are lost (see `bump status`)"
+            );
+        }
+        self.count.store(index.len() as u64, Ordering::Relaxed);
+        self.maybe_compact(&index)?;
+        Ok(())
+    }
+
+    /// Fold the journal into a new snapshot when it has grown past the store.
+    fn maybe_compact(&self, index: &Index) -> Result<(), StoreError> {
+        if self.journal.in_log() > COMPACT_AFTER.max(index.len() as u64) {
+            self.compact(index)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&self, index: &Index) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        // The snapshot must never name bytes that are not on disk yet.
+        self.segments.sync()?;
+        self.journal.snapshot(index.max_seq(), |w| index.for_each(w))?;
+        tracing::debug!(
+            packets = index.len(),
+            "index snapshot written in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 
     /// Another component's typed table in the same database (sled allows one process per
@@ -407,13 +553,17 @@ impl Store {
         self.max_packets
     }
 
-    /// Bytes used on disk: sled's index plus the segment files.
+    /// Bytes used on disk: sled, the index files and the segment files.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.segments.size_on_disk()
+        let file = |n: &str| std::fs::metadata(self.dir.join(n)).map(|m| m.len()).unwrap_or(0);
+        self.db.size_on_disk().unwrap_or(0)
+            + file(journal::SNAPSHOT)
+            + file(journal::LOG)
+            + self.segments.size_on_disk()
     }
 
     pub fn contains(&self, id: &PacketId) -> Result<bool, StoreError> {
-        Ok(self.packets.contains_key(id.0)?)
+        Ok(self.index.locked().contains(id))
     }
 
     /// Insert one packet (not yet durable: await [`Store::durable`] before acknowledging).
@@ -426,47 +576,60 @@ impl Store {
     /// Insert several packets under one lock. Stops at the first error; packets before it stay
     /// inserted.
     pub fn insert_many(&self, packets: &[Packet], now: u32) -> Result<Vec<Inserted>, StoreError> {
-        let _guard = self.write_lock.locked();
+        let mut index = self.index.locked();
         // Count a write generation even on error: what went in before it must be flushable.
         self.written.fetch_add(1, Ordering::SeqCst);
-        packets.iter().map(|p| self.insert_locked(p, now)).collect()
-    }
-
-    fn insert_locked(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {
-        let bytes = packet.encode();
-        let id = PacketId::of_bytes(&bytes);
-        self.insert_at(packet, id, Err(&bytes), now)
+        let out = packets
+            .iter()
+            .map(|p| {
+                let bytes = p.encode();
+                let id = PacketId::of_bytes(&bytes);
+                self.insert_at(&mut index, p, id, Err(&bytes), now)
+            })
+            .collect::<Result<Vec<_>, _>>();
+        self.count.store(index.len() as u64, Ordering::Relaxed);
+        // A journal far past the store (a long run without sweeps) is folded in here too.
+        if self.journal.in_log() > 4 * COMPACT_AFTER.max(index.len() as u64) {
+            self.compact(&index)?;
+        }
+        out
     }
 
     /// Index a packet: its bytes appended (`Err(bytes)`), or already in a segment at `Ok(loc)`
-    /// (a rebuild, which also skips the floor: it restores what was held).
+    /// (a rebuild, which also skips the floor and the journal: it restores what was held).
     fn insert_at(
         &self,
+        index: &mut Index,
         packet: &Packet,
         id: PacketId,
-        at: Result<Location, &[u8; crate::packet::PACKET_LEN]>,
+        at: Result<Location, &[u8; PACKET_LEN]>,
         now: u32,
     ) -> Result<Inserted, StoreError> {
-        if self.packets.contains_key(id.0)? {
+        if index.contains(&id) {
             return Ok(Inserted::Duplicate);
         }
         let score = crate::pow::score(&id, packet.expires.saturating_sub(now));
         // The base itself is checked by admission (`pow::check`); above it, the floor.
-        let floor = self.floor(now);
+        let floor = self.floor_at(index.len() as u64, now);
         if at.is_err() && floor > self.rules.base && score < floor {
             return Ok(Inserted::Refused { score, floor });
         }
-        if self.len() >= self.max_packets {
-            self.sweep_expired_locked(now)?;
+        if index.len() as u64 >= self.max_packets && index.earliest_expiry().is_some_and(|e| e <= now) {
+            self.sweep_locked(index, now)?;
         }
-        if self.len() >= self.max_packets {
+        if index.len() as u64 >= self.max_packets {
             // Like a mempool: the cheapest packet held makes room for a dearer one.
-            match self.lowest()? {
-                Some((lowest, key, value)) if score > lowest => {
-                    self.evict(&key, &value)?;
-                    self.raise_floor(lowest, now)?;
+            match index.lowest() {
+                Some((lowest, victim)) if score > lowest => {
+                    if let Some(h) = index.remove(&victim) {
+                        if at.is_err() {
+                            self.journal.append(Kind::Remove, &h)?;
+                        }
+                        tracing::debug!(id = %victim, "evicted the cheapest packet to make room");
+                    }
+                    self.raise_floor(lowest, index.len() as u64, now)?;
                 }
-                Some((lowest, _, _)) => {
+                Some((lowest, _)) => {
                     return Ok(Inserted::Refused {
                         score,
                         floor: lowest.saturating_add(1),
@@ -480,25 +643,23 @@ impl Store {
             }
         }
         // Sequence numbers start at 1 so that "after 0" means "from the start".
-        let seq = self.db.generate_id()? + 1;
-        let mut expiry_value = [0u8; 32 + TAG_LEN];
-        expiry_value[..32].copy_from_slice(&id.0);
-        expiry_value[32..].copy_from_slice(&packet.tag.0);
-        self.by_tag.insert(tag_key(&packet.tag, seq), &id.0[..])?;
-        self.by_expiry
-            .insert(expiry_key(packet.expires, seq), &expiry_value[..])?;
-        let mut value = [0u8; 32 + TAG_LEN + 4];
-        value[..32 + TAG_LEN].copy_from_slice(&expiry_value);
-        value[32 + TAG_LEN..].copy_from_slice(&packet.expires.to_be_bytes());
-        self.by_value.insert(value_key(score, seq), &value[..])?;
+        let seq = index.max_seq() + 1;
         let loc = match at {
             Ok(loc) => loc,
             Err(bytes) => self.segments.append(packet.expires, bytes)?,
         };
-        // The commit point: from here on the packet exists.
-        self.packets
-            .insert(&id.0[..], &encode_entry(seq, loc, score)[..])?;
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let held = Held {
+            id,
+            seq,
+            expires: packet.expires,
+            tag: packet.tag,
+            record: (loc.offset / PACKET_LEN as u64) as u32,
+            score,
+        };
+        if at.is_err() {
+            self.journal.append(Kind::Add, &held)?;
+        }
+        index.insert(held);
         Ok(Inserted::New(seq))
     }
 
@@ -506,13 +667,12 @@ impl Store {
     /// is decoded and its id computed from its bytes; a record that does not decode, sits in
     /// the wrong hour's file or lacks the base work is damaged (counted per segment, reported
     /// by [`Store::damaged_segments`]). The quota applies as on insert; the floor does not.
-    fn rebuild(&self, why: &str) -> Result<(), StoreError> {
+    /// Ends with a new snapshot.
+    fn rebuild(&self, why: &str, max_seq: u64) -> Result<(), StoreError> {
         let now = crate::unix_now();
-        let _guard = self.write_lock.locked();
-        for tree in [&self.packets, &self.by_tag, &self.by_expiry, &self.by_value] {
-            tree.clear()?;
-        }
-        self.count.store(0, Ordering::Relaxed);
+        let mut index = self.index.locked();
+        *index = Index::new();
+        index.note_seq(max_seq);
         let hours = self.segments.hours()?;
         tracing::warn!(
             segments = hours.len(),
@@ -545,7 +705,7 @@ impl Store {
                 if packet.expires <= now {
                     return;
                 }
-                match self.insert_at(&packet, id, Ok(loc), now) {
+                match self.insert_at(&mut index, &packet, id, Ok(loc), now) {
                     Ok(Inserted::New(_)) => kept += 1,
                     Ok(_) => {}
                     Err(e) => failed = Some(e),
@@ -574,7 +734,8 @@ impl Store {
                 self.note_damaged(loc);
             }
         }
-        self.segments.sync()?;
+        self.count.store(index.len() as u64, Ordering::Relaxed);
+        self.compact(&index)?;
         self.db.flush()?;
         let note = format!(
             "{why}: rebuilt from {} segment files in {:.1} s, {kept} packets indexed, {bad_total} damaged records of {records}",
@@ -609,52 +770,6 @@ impl Store {
         self.rebuilt.locked().clone()
     }
 
-    /// `by_value` entries in score order whose packet is still held, with their score;
-    /// dangling entries (an insert cut short, a packet already gone) are skipped.
-    fn live_values(
-        &self,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec, sled::IVec), StoreError>> + '_ {
-        self.by_value.iter().filter_map(move |item| {
-            let check = || -> Result<Option<(u64, sled::IVec, sled::IVec)>, StoreError> {
-                let (k, v) = item?;
-                if k.len() != 16 || v.len() != 32 + TAG_LEN + 4 {
-                    return Err(StoreError::Corrupt("value index"));
-                }
-                let bad = |_| StoreError::Corrupt("value key");
-                let seq = u64::from_be_bytes(k[8..].try_into().map_err(bad)?);
-                let live = match self.packets.get(&v[..32])? {
-                    Some(e) => decode_entry(&e)?.0 == seq,
-                    None => false,
-                };
-                let score = u64::from_be_bytes(k[..8].try_into().map_err(bad)?);
-                Ok(live.then_some((score, k, v)))
-            };
-            check().transpose()
-        })
-    }
-
-    /// The cheapest packet held: its score and `by_value` entry.
-    fn lowest(&self) -> Result<Option<(u64, sled::IVec, sled::IVec)>, StoreError> {
-        self.live_values().next().transpose()
-    }
-
-    /// Delete the packet behind a `by_value` entry: the packet entry first, then its indexes
-    /// (its bytes stay in their segment until the hour expires).
-    fn evict(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let bad = |_| StoreError::Corrupt("value index");
-        let seq = u64::from_be_bytes(key[8..].try_into().map_err(bad)?);
-        let id: [u8; 32] = value[..32].try_into().map_err(bad)?;
-        let tag = Tag(value[32..32 + TAG_LEN].try_into().map_err(bad)?);
-        let expires = u32::from_be_bytes(value[32 + TAG_LEN..].try_into().map_err(bad)?);
-        self.packets.remove(id)?;
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        self.by_tag.remove(tag_key(&tag, seq))?;
-        self.by_expiry.remove(expiry_key(expires, seq))?;
-        self.by_value.remove(key)?;
-        tracing::debug!(id = %PacketId(id), "evicted the cheapest packet to make room");
-        Ok(())
-    }
-
     /// The admission floor now ([`crate::admission`]): the least score a new packet needs.
     pub fn floor(&self, now: u32) -> u64 {
         self.floor_with(0, now)
@@ -662,8 +777,12 @@ impl Store {
 
     /// The floor once `extra` more packets are in (what a batch of that many must solve for).
     pub fn floor_with(&self, extra: u64, now: u32) -> u64 {
+        self.floor_at(self.len().saturating_add(extra), now)
+    }
+
+    fn floor_at(&self, len: u64, now: u32) -> u64 {
         let r = *self.rolling.locked();
-        self.rules.floor(r, self.len().saturating_add(extra), now)
+        self.rules.floor(r, len, now)
     }
 
     /// The network base this store was opened with.
@@ -673,9 +792,9 @@ impl Store {
 
     /// An eviction of a packet that scored `score`: raise the rolling floor and persist it
     /// (covered by the next [`Store::durable`]).
-    fn raise_floor(&self, score: u64, now: u32) -> Result<(), StoreError> {
+    fn raise_floor(&self, score: u64, len: u64, now: u32) -> Result<(), StoreError> {
         let mut r = self.rolling.locked();
-        *r = self.rules.after_eviction(*r, score, self.len(), now);
+        *r = self.rules.after_eviction(*r, score, len, now);
         self.meta.insert("floor", &r.encode()[..])?;
         Ok(())
     }
@@ -683,15 +802,12 @@ impl Store {
     /// What `k` new packets must each score above to get in: `None` while they fit; else the
     /// score of the `m`-th cheapest packet held, `m` being how many must make room.
     pub fn floor_for(&self, k: usize) -> Result<Option<u64>, StoreError> {
-        let len = self.len();
-        let need = (len + k as u64).saturating_sub(self.max_packets);
+        let index = self.index.locked();
+        let need = (index.len() as u64 + k as u64).saturating_sub(self.max_packets);
         if need == 0 {
             return Ok(None);
         }
-        match self.live_values().nth(need as usize - 1) {
-            Some(r) => Ok(Some(r?.0)),
-            None => Ok(None),
-        }
+        Ok(index.nth_lowest_score(need as usize))
     }
 
     /// Wait until every insert made before this call is on disk. Concurrent callers share
@@ -708,28 +824,22 @@ impl Store {
                 return Ok(());
             }
             let upto = self.written.load(Ordering::SeqCst);
-            // Not `flush_async`: that parks a thread of sled's small I/O pool, which the flush
-            // itself needs for buffer writes; with several stores in one process (demo,
+            // Not sled's `flush_async`: that parks a thread of sled's small I/O pool, which the
+            // flush itself needs for buffer writes; with several stores in one process (demo,
             // tests, benchmarks) the pool runs dry and flushes hang. A blocking flush on
             // tokio's blocking pool never occupies a runtime worker nor sled's pool.
-            let (db, segments) = (self.db.clone(), self.segments.clone());
-            // Packet bytes first, then the index that points at them.
-            tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-                segments.sync()?;
-                db.flush()?;
-                Ok(())
-            })
-            .await
-            .map_err(|_| StoreError::Corrupt("flush task panicked"))??;
+            let (db, segments, journal) =
+                (self.db.clone(), self.segments.clone(), self.journal.clone());
+            tokio::task::spawn_blocking(move || sync_all(&db, &segments, &journal))
+                .await
+                .map_err(|_| StoreError::Corrupt("flush task panicked"))??;
             self.flushed.send_modify(|v| *v = (*v).max(upto));
         }
     }
 
     /// Blocking flush, for shutdown paths outside the runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.segments.sync()?;
-        self.db.flush()?;
-        Ok(())
+        sync_all(&self.db, &self.segments, &self.journal)
     }
 
     /// Look up one packet with its arrival sequence number, expired or not (the sweeper may
@@ -747,10 +857,14 @@ impl Store {
     }
 
     fn lookup(&self, id: &PacketId) -> Result<Lookup, StoreError> {
-        let Some(v) = self.packets.get(id.0)? else {
+        let Some((seq, expires, record)) = self.index.locked().get(id) else {
             return Ok(Lookup::Missing);
         };
-        let (seq, loc) = decode_entry(&v)?;
+        self.read_at(id, seq, location(expires, record))
+    }
+
+    /// The packet `id` at `loc`, checked against its id.
+    fn read_at(&self, id: &PacketId, seq: u64, loc: Location) -> Result<Lookup, StoreError> {
         // Bytes that do not hash to the id (a write torn by an OS crash, a damaged or deleted
         // segment) are damaged: the index says the packet is there, the bytes are not it.
         match self.segments.read(loc) {
@@ -801,127 +915,70 @@ impl Store {
         limit: usize,
         now: u32,
     ) -> Result<TagRead, StoreError> {
-        let start = tag_key(tag, after.saturating_add(1));
-        let end = tag_key(tag, u64::MAX);
-        let mut out = TagRead::default();
-        for item in self.by_tag.range(start..=end) {
-            if out.packets.len() >= limit {
-                out.more = true;
-                break;
+        let (entries, more) = self.index.locked().tag_after(tag, after, limit);
+        let mut out = TagRead {
+            more,
+            ..TagRead::default()
+        };
+        for (seq, id, expires, record) in entries {
+            if expires <= now {
+                continue;
             }
-            let (k, id) = item?;
-            let id: [u8; 32] = id
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("tag index"))?;
-            let seq = u64::from_be_bytes(
-                k[TAG_LEN..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("tag key"))?,
-            );
-            // Dangling entries (packet swept, or an insert cut short by a crash) are skipped.
-            match self.lookup(&PacketId(id))? {
-                Lookup::Found(s, p) if s == seq && p.expires > now => out.packets.push((s, p)),
+            match self.read_at(&id, seq, location(expires, record))? {
+                Lookup::Found(s, p) => out.packets.push((s, p)),
                 Lookup::Damaged(loc) => out.damaged.push(self.segments.name(loc.hour)),
-                _ => {}
+                Lookup::Missing => {}
             }
         }
         Ok(out)
     }
 
     /// Ids of all held packets, expired or not.
-    pub fn ids(&self) -> impl Iterator<Item = Result<PacketId, StoreError>> + '_ {
-        self.packets.iter().keys().map(|k| {
-            let k = k?;
-            let id: [u8; 32] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("packet key"))?;
-            Ok(PacketId(id))
-        })
+    pub fn ids(&self) -> Vec<PacketId> {
+        self.index.locked().live(0).into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Ids of the packets that have not expired at `now` (for catch-up with peers), from the
-    /// expiry index, so nothing the sweeper has not reached yet is announced.
-    pub fn live_ids(&self, now: u32) -> impl Iterator<Item = Result<PacketId, StoreError>> + '_ {
-        self.live_expiries(now).map(|r| r.map(|(id, _)| id))
+    /// Ids of the packets that have not expired at `now` (for catch-up with peers).
+    pub fn live_ids(&self, now: u32) -> Vec<PacketId> {
+        self.live_expiries(now).into_iter().map(|(id, _)| id).collect()
     }
 
     /// [`Store::live_ids`] with each packet's expiry.
-    pub fn live_expiries(
-        &self,
-        now: u32,
-    ) -> impl Iterator<Item = Result<(PacketId, u32), StoreError>> + '_ {
-        let start = expiry_key(now.saturating_add(1), 0);
-        self.by_expiry.range(&start[..]..).map(|kv| {
-            let (k, v) = kv?;
-            let bad = || StoreError::Corrupt("expiry index");
-            let id: [u8; 32] = v
-                .get(..32)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(bad)?;
-            let expires = k
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(bad)?;
-            Ok((PacketId(id), expires))
-        })
+    pub fn live_expiries(&self, now: u32) -> Vec<(PacketId, u32)> {
+        self.index.locked().live(now)
     }
 
     /// Delete every packet with `expires <= now`. Returns how many were removed.
     pub fn sweep_expired(&self, now: u32) -> Result<usize, StoreError> {
-        let _guard = self.write_lock.locked();
-        self.sweep_expired_locked(now)
+        let mut index = self.index.locked();
+        let n = self.sweep_locked(&mut index, now)?;
+        self.maybe_compact(&index)?;
+        Ok(n)
     }
 
-    fn sweep_expired_locked(&self, now: u32) -> Result<usize, StoreError> {
-        let end = expiry_key(now, u64::MAX);
-        let mut removed = 0;
-        loop {
-            let entries: Vec<(sled::IVec, sled::IVec)> = self
-                .by_expiry
-                .range(..=&end[..])
-                .take(SWEEP_BATCH)
-                .collect::<Result<_, _>>()?;
-            if entries.is_empty() {
-                break;
-            }
-            for (ekey, v) in &entries {
-                if ekey.len() != 12 || v.len() != 32 + TAG_LEN {
-                    return Err(StoreError::Corrupt("expiry index"));
-                }
-                let seq = u64::from_be_bytes(
-                    ekey[4..]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("expiry key"))?,
-                );
-                let id: [u8; 32] = v[..32]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("expiry index"))?;
-                let tag = Tag(v[32..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("expiry index"))?);
-                // Delete the packet first (only if this entry is really its own), then indexes.
-                if let Some(entry) = self.packets.get(id)? {
-                    let (packet_seq, _, score) = decode_entry_full(&entry)?;
-                    if packet_seq == seq {
-                        self.packets.remove(id)?;
-                        self.count.fetch_sub(1, Ordering::Relaxed);
-                        self.by_value.remove(value_key(score, seq))?;
-                        removed += 1;
-                    }
-                }
-                self.by_tag.remove(tag_key(&tag, seq))?;
-                self.by_expiry.remove(ekey)?;
-            }
+    fn sweep_locked(&self, index: &mut Index, now: u32) -> Result<usize, StoreError> {
+        // Journalled like evictions: the sweep at load uses the clock of that moment, which
+        // may be behind the one used here.
+        let swept = index.sweep(now);
+        for h in &swept {
+            self.journal.append(Kind::Remove, h)?;
         }
+        let removed = swept.len();
+        self.count.store(index.len() as u64, Ordering::Relaxed);
         if removed > 0 {
             self.written.fetch_add(1, Ordering::SeqCst);
         }
         self.segments.remove_expired(now)?;
         Ok(removed)
     }
+}
+
+/// Packet bytes first, then the journal that points at them, then sled.
+fn sync_all(db: &sled::Db, segments: &Segments, journal: &Journal) -> Result<(), StoreError> {
+    segments.sync()?;
+    journal.sync()?;
+    db.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -985,7 +1042,7 @@ mod tests {
         // Expiry removes the value index entries as well: an empty store floors at nothing.
         assert_eq!(store.sweep_expired(now + 7200).unwrap(), 3);
         assert_eq!(store.floor_for(3).unwrap(), None);
-        assert!(store.lowest().unwrap().is_none());
+        assert!(store.index.locked().lowest().is_none());
     }
 
     #[test]
@@ -996,7 +1053,8 @@ mod tests {
             base_work: 16,
             ..StoreConfig::default()
         };
-        let now = 1_000_000;
+        // The real clock: the open after the restart sweeps what expired by it.
+        let now = crate::unix_now();
         let solved = |i: u8, work: u64| {
             let mut p = pkt(1, now + 3600, i);
             crate::pow::solve(&mut p, work);
@@ -1097,16 +1155,18 @@ mod tests {
         let (seq_a, _) = s.get(&a.id()).unwrap().unwrap();
         let after: Vec<Packet> = tag1(&s, seq_a);
         assert_eq!(after, vec![b]);
-        assert_eq!(s.ids().count(), 3);
+        assert_eq!(s.ids().len(), 3);
     }
 
     #[tokio::test]
     async fn reopen_keeps_packets_and_count() {
         let dir = tempfile::tempdir().unwrap();
+        // Far enough ahead that the sweep at open keeps them.
+        let t = crate::unix_now() + 7200;
         {
             let s = open(dir.path(), 100);
-            s.insert(&pkt(1, 50, 1), 0).unwrap();
-            s.insert(&pkt(1, 50, 2), 0).unwrap();
+            s.insert(&pkt(1, t, 1), 0).unwrap();
+            s.insert(&pkt(1, t, 2), 0).unwrap();
             s.durable().await.unwrap();
         }
         let s = open(dir.path(), 100);
@@ -1166,9 +1226,10 @@ mod tests {
     #[test]
     fn batches_with_duplicates_inside_and_across() {
         let dir = tempfile::tempdir().unwrap();
+        let t = crate::unix_now() + 7200;
         let s = open(dir.path(), 100);
-        let a = pkt(1, 50, 1);
-        let b = pkt(1, 50, 2);
+        let a = pkt(1, t, 1);
+        let b = pkt(1, t, 2);
         s.insert(&a, 0).unwrap();
         let r = s
             .insert_many(&[b.clone(), a.clone(), b.clone()], 0)
@@ -1191,32 +1252,133 @@ mod tests {
         assert_eq!(s2.len(), 2, "never over the quota");
     }
 
-    #[test]
-    fn dangling_index_entries_are_skipped_and_swept() {
+    /// (seq, packet) under tag [1; 20], in arrival order.
+    fn seqs(s: &Store) -> Vec<(u64, Packet)> {
+        s.by_tag(&Tag([1; 20]), 0, 100).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_journal_brings_back_exact_seqs_and_removals_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
+        let t = crate::unix_now() + 7200;
+        let (before, gone) = {
+            let s = open(dir.path(), 100);
+            for i in 0..5 {
+                s.insert(&pkt(1, t + i as u32, i), 0).unwrap();
+            }
+            // A removal the log must carry too.
+            assert_eq!(s.sweep_expired(t).unwrap(), 1);
+            s.durable().await.unwrap();
+            (seqs(&s), pkt(1, t, 0))
+        };
+        assert_eq!(before.len(), 4);
         let s = open(dir.path(), 100);
-        let a = pkt(1, 50, 1);
-        s.insert(&a, 0).unwrap();
-        // What a crash between the index writes and the commit point leaves behind: index
-        // entries for seq 99 with no packet, and a stale entry naming `a` with a wrong seq.
-        let ghost = pkt(1, 40, 2);
-        let mut v = [0u8; 52];
-        v[..32].copy_from_slice(&ghost.id().0);
-        v[32..].copy_from_slice(&ghost.tag.0);
-        s.by_tag
-            .insert(tag_key(&ghost.tag, 99), &ghost.id().0[..])
-            .unwrap();
-        s.by_expiry.insert(expiry_key(40, 99), &v[..]).unwrap();
-        s.by_tag.insert(tag_key(&a.tag, 98), &a.id().0[..]).unwrap();
-        let got: Vec<Packet> = tag1(&s, 0);
-        assert_eq!(got, vec![a.clone()], "dangling entries are invisible");
-        // Sweeping past 40 removes the ghost's entries and leaves `a` alone.
-        assert_eq!(s.sweep_expired(45).unwrap(), 0);
-        assert_eq!(s.by_expiry.len(), 1);
-        assert_eq!(s.len(), 1);
-        // The ghost can now be inserted for real.
-        assert!(matches!(s.insert(&ghost, 0).unwrap(), Inserted::New(_)));
-        assert_eq!(s.by_tag(&Tag([1; 20]), 0, 10).unwrap().len(), 2);
+        assert!(s.rebuilt().is_none(), "a clean journal needs no rebuild");
+        assert_eq!(seqs(&s), before, "same packets, same seqs, same order");
+        assert!(!s.contains(&gone.id()).unwrap());
+        // New arrivals continue after the highest seq ever handed out.
+        let last = before.last().unwrap().0;
+        let Inserted::New(seq) = s.insert(&pkt(1, t + 40, 9), 0).unwrap() else {
+            panic!("not new")
+        };
+        assert!(seq > last, "{seq} after {last}");
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_plus_log_replays_to_the_same_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::unix_now() + 7200;
+        let before = {
+            let s = open(dir.path(), 100);
+            for i in 0..3 {
+                s.insert(&pkt(1, t + i as u32, i), 0).unwrap();
+            }
+            s.durable().await.unwrap();
+            s.compact(&s.index.locked()).unwrap();
+            // After the snapshot: one more add and one removal, in the log only.
+            s.insert(&pkt(1, t + 30, 7), 0).unwrap();
+            assert_eq!(s.sweep_expired(t).unwrap(), 1);
+            s.durable().await.unwrap();
+            seqs(&s)
+        };
+        assert_eq!(before.len(), 3);
+        let s = open(dir.path(), 100);
+        assert!(s.rebuilt().is_none());
+        assert_eq!(seqs(&s), before);
+    }
+
+    #[tokio::test]
+    async fn a_torn_log_tail_is_cut_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::unix_now() + 7200;
+        let before = {
+            let s = open(dir.path(), 100);
+            s.insert(&pkt(1, t, 1), 0).unwrap();
+            s.insert(&pkt(1, t + 10, 2), 0).unwrap();
+            s.durable().await.unwrap();
+            seqs(&s)
+        };
+        // Half a record: what a kill in the middle of an append leaves.
+        let log = dir.path().join(journal::LOG);
+        let mut bytes = std::fs::read(&log).unwrap();
+        let half = bytes[bytes.len() - journal::RECORD_LEN..][..40].to_vec();
+        bytes.extend_from_slice(&half);
+        std::fs::write(&log, bytes).unwrap();
+        let s = open(dir.path(), 100);
+        assert!(s.rebuilt().is_none(), "a torn tail is normal, not damage");
+        assert_eq!(seqs(&s), before);
+        // And appends after the cut replay too.
+        s.insert(&pkt(1, t + 20, 3), 0).unwrap();
+        s.durable().await.unwrap();
+        drop(s);
+        assert_eq!(seqs(&open(dir.path(), 100)).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_garbled_or_missing_index_is_rebuilt_from_the_segments() {
+        for garble in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let t = crate::unix_now() + 7200;
+            let before = {
+                let s = open(dir.path(), 100);
+                for i in 0..4 {
+                    s.insert(&pkt(1, t + i as u32, i), 0).unwrap();
+                }
+                s.durable().await.unwrap();
+                s.compact(&s.index.locked()).unwrap();
+                seqs(&s)
+            };
+            let snap = dir.path().join(journal::SNAPSHOT);
+            if garble {
+                let mut bytes = std::fs::read(&snap).unwrap();
+                bytes[16 + journal::RECORD_LEN + 5] ^= 0x40;
+                std::fs::write(&snap, bytes).unwrap();
+            } else {
+                std::fs::remove_file(&snap).unwrap();
+                std::fs::remove_file(dir.path().join(journal::LOG)).unwrap();
+            }
+            let s = open(dir.path(), 100);
+            let why = s.rebuilt().expect("rebuilt");
+            assert!(
+                why.contains(if garble { "damaged" } else { "missing" }),
+                "{why}"
+            );
+            let after = seqs(&s);
+            let packets = |v: &[(u64, Packet)]| v.iter().map(|e| e.1.clone()).collect::<Vec<_>>();
+            assert_eq!(packets(&after), packets(&before), "every packet readable, same order");
+            if garble {
+                let aside = std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with("index-damaged-"));
+                assert!(aside, "the damaged copy is kept for a post-mortem");
+            }
+            drop(s);
+            // The rebuilt index is itself persisted: the next start needs no rebuild.
+            let s = open(dir.path(), 100);
+            assert!(s.rebuilt().is_none());
+            assert_eq!(packets(&seqs(&s)), packets(&before));
+        }
     }
 
     #[tokio::test]

@@ -165,6 +165,18 @@ impl Segments {
         Ok(removed)
     }
 
+    /// The length of hour `hour`'s segment file in whole records' bytes (0 if it has none).
+    pub fn len_of(&self, hour: u32) -> std::io::Result<u64> {
+        if let Some(s) = lock(&self.open).get(&hour) {
+            return Ok(s.len);
+        }
+        match std::fs::metadata(self.path(hour)) {
+            Ok(m) => Ok(m.len() - m.len() % PACKET_LEN as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The hours that have a segment file, oldest first.
     pub fn hours(&self) -> std::io::Result<Vec<u32>> {
         let mut out: Vec<u32> = std::fs::read_dir(&self.dir)?

@@ -25,6 +25,7 @@ pub mod sealed;
 pub mod settings;
 pub mod speakeasy;
 pub mod store;
+pub mod sim;
 pub mod sync;
 pub mod tag;
 

@@ -224,11 +224,16 @@ impl Node {
 
     /// The admission rules for one packet: expiry window, then proof of work.
     pub fn check(&self, p: &Packet, now: u32) -> Result<(), PacketError> {
+        self.check_identified(&p.id(), p, now)
+    }
+
+    /// [`Node::check`] with the packet's id already computed.
+    fn check_identified(&self, id: &PacketId, p: &Packet, now: u32) -> Result<(), PacketError> {
         p.check_expiry(now, self.limits.max_ttl)?;
         if !self.limits.verify_work {
             return Ok(());
         }
-        crate::pow::check(p, now, self.base_work())
+        crate::pow::check_id(id, p.expires, now, self.base_work())
     }
 
     /// Give packets this node made the proof of work every node will ask of them (their TTL
@@ -359,14 +364,14 @@ impl Node {
     /// Validate all packets first (nothing is stored if one is invalid), then store them, wait
     /// until they are durable, then announce the new ones.
     pub async fn admit(&self, packets: Vec<Packet>, now: u32) -> Result<Admitted, NodeError> {
-        self.admit_with(packets, now, true).await
+        self.admit_with(identify(packets), now, true).await
     }
 
     /// [`Node::admit`]; with `strict`, a packet refused for the floor is an error (local
     /// imports want to know), else it is only counted (a peer's packet that loses).
     async fn admit_with(
         &self,
-        packets: Vec<Packet>,
+        packets: Vec<(PacketId, Packet)>,
         now: u32,
         strict: bool,
     ) -> Result<Admitted, NodeError> {
@@ -384,16 +389,17 @@ impl Node {
     /// for the floor come back with their score and the floor they missed.
     async fn admit_detailed(
         &self,
-        packets: Vec<Packet>,
+        packets: Vec<(PacketId, Packet)>,
         now: u32,
     ) -> Result<(Admitted, Vec<(Packet, u64, u64)>), NodeError> {
-        for (index, p) in packets.iter().enumerate() {
-            self.check(p, now)
+        for (index, (id, p)) in packets.iter().enumerate() {
+            self.check_identified(id, p, now)
                 .map_err(|err| NodeError::InvalidPacket { index, err })?;
         }
         let store = self.store.clone();
         let (results, packets) = tokio::task::spawn_blocking(move || {
-            let r = store.insert_many(&packets, now);
+            let refs: Vec<(PacketId, &Packet)> = packets.iter().map(|(id, p)| (*id, p)).collect();
+            let r = store.insert_identified(&refs, now);
             (r, packets)
         })
         .await
@@ -402,11 +408,10 @@ impl Node {
         self.store.durable().await?;
         let mut out = Admitted::default();
         let mut refused = Vec::new();
-        for (p, r) in packets.into_iter().zip(results) {
+        for ((id, p), r) in packets.into_iter().zip(results) {
             match r {
                 Inserted::New(seq) => {
                     out.new += 1;
-                    let id = p.id();
                     // No receivers is fine: nobody is listening.
                     let _ = self.events.send(NewPacket {
                         seq,
@@ -432,7 +437,7 @@ impl Node {
         let mut total = Admitted::default();
         for round in 1..=PUBLISH_ROUNDS {
             let tried = pending.clone();
-            let (a, refused) = self.admit_detailed(pending, now).await?;
+            let (a, refused) = self.admit_detailed(identify(pending), now).await?;
             total.new += a.new;
             total.duplicates += a.duplicates;
             self.remember_own(tried, &refused, now);
@@ -458,14 +463,14 @@ impl Node {
     /// `packets` and the reason, so the caller can tell their senders.
     pub async fn admit_each(
         &self,
-        packets: Vec<Packet>,
+        packets: Vec<(PacketId, Packet)>,
         now: u32,
     ) -> Result<(Admitted, Vec<(usize, PacketError)>), NodeError> {
         let mut refused = Vec::new();
         let mut valid = Vec::with_capacity(packets.len());
-        for (i, p) in packets.into_iter().enumerate() {
-            match self.check(&p, now) {
-                Ok(()) => valid.push(p),
+        for (i, (id, p)) in packets.into_iter().enumerate() {
+            match self.check_identified(&id, &p, now) {
+                Ok(()) => valid.push((id, p)),
                 Err(e) => refused.push((i, e)),
             }
         }
@@ -559,6 +564,11 @@ pub struct TagMessages {
     pub unframed: usize,
     /// Damaged packets of the tag, by segment file.
     pub damaged: Vec<String>,
+}
+
+/// Each packet with its id (the hash of its bytes, computed here once).
+fn identify(packets: Vec<Packet>) -> Vec<(PacketId, Packet)> {
+    packets.into_iter().map(|p| (p.id(), p)).collect()
 }
 
 #[cfg(test)]

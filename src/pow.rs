@@ -81,13 +81,17 @@ pub fn meets(id: &PacketId, work: u64) -> bool {
 
 /// Accept only a packet whose id carries the work its remaining TTL requires at `base`.
 pub fn check(packet: &Packet, now: u32, base: u64) -> Result<(), PacketError> {
-    let needs = required_work(base, packet.expires.saturating_sub(now));
-    let id = packet.id();
-    if meets(&id, needs) {
+    check_id(&packet.id(), packet.expires, now, base)
+}
+
+/// [`check`] for a packet whose id (the hash of its bytes) the caller already computed.
+pub fn check_id(id: &PacketId, expires: u32, now: u32, base: u64) -> Result<(), PacketError> {
+    let needs = required_work(base, expires.saturating_sub(now));
+    if meets(id, needs) {
         Ok(())
     } else {
         Err(PacketError::NotEnoughWork {
-            has: work_of(&id),
+            has: work_of(id),
             needs,
         })
     }

@@ -9,7 +9,7 @@
 //! ([`super::peer::INGEST_SLOTS`]), which travel with the packets and are released when the
 //! batch is stored: a flooding peer's reader waits for its own permits and nobody else's.
 
-use crate::packet::Packet;
+use crate::packet::{Packet, PacketId};
 use crate::sync::Locked;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -21,6 +21,8 @@ pub const QUANTUM: usize = 32;
 /// A packet from a peer, with the permit that bounds the peer's queue.
 pub struct Item {
     pub peer: u64,
+    /// The packet's id, computed once when it arrived.
+    pub id: PacketId,
     pub packet: Packet,
     pub permit: OwnedSemaphorePermit,
 }
@@ -122,14 +124,16 @@ mod tests {
     use tokio::sync::Semaphore;
 
     fn item(peer: u64, n: u8, sem: &Arc<Semaphore>) -> Item {
+        let packet = Packet {
+            tag: Tag([n; 20]),
+            expires: 1,
+            nonce: n as u64,
+            body: Box::new([n; BODY_LEN]),
+        };
         Item {
             peer,
-            packet: Packet {
-                tag: Tag([n; 20]),
-                expires: 1,
-                nonce: n as u64,
-                body: Box::new([n; BODY_LEN]),
-            },
+            id: packet.id(),
+            packet,
             permit: sem.clone().try_acquire_owned().unwrap(),
         }
     }

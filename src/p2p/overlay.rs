@@ -41,6 +41,8 @@ pub use super::fetch::REQUEST_TIMEOUT;
 pub use super::penalty::BAN_SCORE;
 /// Most packets from peers stored in one batch.
 const INGEST_BATCH: usize = 1024;
+/// Batches from peers being stored at once.
+const INGEST_PIPELINE: usize = 3;
 /// A reconciliation snapshot is rebuilt when the store changed, or when it is older than this
 /// (packets expire).
 const SNAPSHOT_AGE: Duration = Duration::from_secs(30);
@@ -578,6 +580,7 @@ impl Overlay {
         peer.mark_known([&id]);
         self.ingest.push(Item {
             peer: peer.id,
+            id,
             packet,
             permit,
         });
@@ -611,18 +614,36 @@ impl Overlay {
 
     /// Store packets from peers, a batch at a time, taken fairly over peers ([`Ingest`]).
     async fn ingest_loop(self: Arc<Self>) {
+        // Up to INGEST_PIPELINE batches at once: the next batch is checked and written while
+        // the previous one waits for its sync (the store's group commit covers both).
+        let pipeline = Arc::new(tokio::sync::Semaphore::new(INGEST_PIPELINE));
         loop {
             let batch = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 b = self.ingest.next(INGEST_BATCH) => b,
             };
+            let slot = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                s = pipeline.clone().acquire_owned() => s,
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.store_batch(batch).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Store one batch from the ingest queues; penalise the peers of invalid packets.
+    async fn store_batch(&self, batch: Vec<super::ingest::Item>) {
+        {
             let now = crate::unix_now();
             let mut from = Vec::with_capacity(batch.len());
             let mut packets = Vec::with_capacity(batch.len());
             let mut permits = Vec::with_capacity(batch.len());
             for item in batch {
                 from.push(item.peer);
-                packets.push(item.packet);
+                packets.push((item.id, item.packet));
                 permits.push(item.permit);
             }
             let count = packets.len() as u64;

@@ -9,6 +9,15 @@
 //! byte-exact, never before the delays; then R restarts to show it is on disk. Exit status 0
 //! means every step worked; the temporary data is removed.
 
+/// `println!` that ignores a closed stdout (`bump demo | head` must not panic): the demo's
+/// narration is for whoever still reads it.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use bump::daemon::{start, ChainSettings, DaemonSettings, Running};
@@ -117,9 +126,9 @@ pub async fn run() -> Result<()> {
         .prefix("bump-demo-")
         .tempdir()
         .context("cannot create a temp dir")?;
-    println!("[demo] datadir {}", root.path().display());
+    say!("[demo] datadir {}", root.path().display());
 
-    println!("[demo] 1. starting the embedded Namecoin regtest chain (a block every 250 ms)");
+    say!("[demo] 1. starting the embedded Namecoin regtest chain (a block every 250 ms)");
     let mut rcfg = RegtestConfig::new(&root.path().join("namecoind"));
     rcfg.automine = Some(Duration::from_millis(250));
     let rt = Regtest::start(rcfg).await.context("embedded chain")?;
@@ -128,13 +137,13 @@ pub async fn run() -> Result<()> {
     }
     let h = rt.mine_to_wallet("s", 101);
     rt.mine_to_wallet("r", 1);
-    println!(
+    say!(
         "[demo]    namecoind RPC {} (cookie {}), height {h}; wallets m1 m2 m3 s r funded",
         rt.url(),
         rt.cookie_path.display()
     );
 
-    println!("[demo] 2. starting five nodes on loopback, linked S - M1 - M2 - M3 - R");
+    say!("[demo] 2. starting five nodes on loopback, linked S - M1 - M2 - M3 - R");
     let names = ["s", "m1", "m2", "m3", "r"];
     let mut nodes: Vec<(Running, Target)> = Vec::new();
     for (i, n) in names.iter().enumerate() {
@@ -156,16 +165,16 @@ pub async fn run() -> Result<()> {
         Ok(middle.overlay.sync_status().bump_peers >= 2)
     })
     .await?;
-    println!("[demo]    connected (BuMP handshake over the Namecoin wire protocol)");
+    say!("[demo]    connected (BuMP handshake over the Namecoin wire protocol)");
 
-    println!("[demo] 3. the mixes publish their keys as Namecoin names (fee 1000 sat/packet, postage required)");
+    say!("[demo] 3. the mixes publish their keys as Namecoin names (fee 1000 sat/packet, postage required)");
     for (i, (_, t)) in nodes.iter().enumerate().skip(1).take(3) {
         let s = t
             .http(1 << 20)?
             .name_publish(format!("demo-m{i}"), Some(1000), None)
             .await
             .map_err(classify)?;
-        println!("[demo]    {}: {:?}", s.name, s.stage);
+        say!("[demo]    {}: {:?}", s.name, s.stage);
     }
     let mut last: Vec<Option<Stage>> = vec![None; 3];
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -179,7 +188,7 @@ pub async fn run() -> Result<()> {
                     .height
                     .map(|h| format!(" at height {h}"))
                     .unwrap_or_default();
-                println!("[demo]    {}: {:?}{at}", s.name, s.stage);
+                say!("[demo]    {}: {:?}{at}", s.name, s.stage);
                 last[i] = Some(s.stage);
             }
             all &= s.stage == Stage::Active;
@@ -198,14 +207,14 @@ pub async fn run() -> Result<()> {
         .mixes(Some(true))
         .await
         .map_err(classify)?;
-    println!(
+    say!(
         "[demo]    directory (name_scan bump/ at height {}): {} valid mixes, {} rejected",
         listing.height,
         listing.mixes.len(),
         listing.rejected.len()
     );
     for m in &listing.mixes {
-        println!(
+        say!(
             "[demo]      {} key {}.. fee {} sat, pay {}",
             m.name,
             &m.record.key[..16],
@@ -216,7 +225,7 @@ pub async fn run() -> Result<()> {
 
     let human = "#bump-demo";
     let tag = Tag::from_arg(human)?;
-    println!("[demo] 4. human tag {human:?} is tag {tag} (HASH160 of its bytes)");
+    say!("[demo] 4. human tag {human:?} is tag {tag} (HASH160 of its bytes)");
     let message = format!(
         "Hello from the BuMP demo. This went through three mixes found by their Namecoin names.\n{}",
         "padding line to make this span more than one packet.\n".repeat(12)
@@ -244,7 +253,7 @@ pub async fn run() -> Result<()> {
         })
         .await
         .map_err(classify)?;
-    println!(
+    say!(
         "[demo]    S sent {} bytes as message {} in {} onion packets via bump/demo-m1,m2,m3 (delay {delay} s at each), postage paid from wallet s",
         sent.bytes, sent.msgid, sent.packets
     );
@@ -267,20 +276,20 @@ pub async fn run() -> Result<()> {
     if took < Duration::from_secs(3 * delay) {
         bail!("the message arrived after {took:?}, before its Tau delays");
     }
-    println!(
+    say!(
         "[demo] 5. R read it after {:.1} s (>= 3 x {delay} s of Tau delay): {} bytes, byte-exact",
         took.as_secs_f64(),
         message.len()
     );
     for (i, (n, _)) in nodes.iter().enumerate().skip(1).take(3) {
         let s = n.mix.stats();
-        println!(
+        say!(
             "[demo]    M{i}: released {}, dropped {:?}",
             s.released, s.dropped
         );
     }
 
-    println!("[demo] 6. restarting R: acknowledged packets are on disk");
+    say!("[demo] 6. restarting R: acknowledged packets are on disk");
     let (r_node, _) = nodes.pop().context("five nodes")?;
     r_node.finish().await?;
     let m3 = nodes[3]
@@ -297,7 +306,7 @@ pub async fn run() -> Result<()> {
     .await?;
     match read_message(&r_rpc, &tag).await? {
         Some(d) if d == message.as_bytes() => {
-            println!("[demo]    still there after restart: {} bytes", d.len())
+            say!("[demo]    still there after restart: {} bytes", d.len())
         }
         Some(_) => bail!("the message changed across the restart"),
         None => bail!("the message was lost across the restart"),
@@ -308,12 +317,12 @@ pub async fn run() -> Result<()> {
     }
     rt.stop();
     drop(root);
-    println!(
+    say!(
         "[demo] done in {:.1} s; temporary data removed",
         started.elapsed().as_secs_f64()
     );
-    println!("[demo] try it yourself: `bump --regtest node` in one shell, then");
-    println!("[demo]   echo hi | bump --regtest send --hops 0 '#mytag' -  &&  bump --regtest get '#mytag'");
+    say!("[demo] try it yourself: `bump --regtest node` in one shell, then");
+    say!("[demo]   echo hi | bump --regtest send --hops 0 '#mytag' -  &&  bump --regtest get '#mytag'");
     Ok(())
 }
 
@@ -324,7 +333,7 @@ pub async fn run() -> Result<()> {
 pub async fn run_speakeasy() -> Result<()> {
     use bump::speakeasy::app::{run_reader, App, SendOpts};
     let root = tempfile::tempdir()?;
-    println!("[demo] starting two nodes on loopback (A and B, linked)");
+    say!("[demo] starting two nodes on loopback (A and B, linked)");
     let (a, ta) = start_node(&root.path().join("a"), vec![], None).await?;
     let a_addr = a.overlay.listen_addr().context("not listening")?;
     let (b, tb) = start_node(&root.path().join("b"), vec![a_addr.to_string()], None).await?;
@@ -343,7 +352,7 @@ pub async fn run_speakeasy() -> Result<()> {
     for app in [&admin, &bob, &carol] {
         tokio::spawn(run_reader(app.clone()));
     }
-    println!("[demo] the admin creates the network `demo`: all > ops > cell-a");
+    say!("[demo] the admin creates the network `demo`: all > ops > cell-a");
     let net = admin.create_network("demo", "all", "Admin").await?;
     let all = admin
         .lock()
@@ -358,7 +367,7 @@ pub async fn run_speakeasy() -> Result<()> {
         let id = app.start_join(name)?;
         let invite = admin.invite(&net, &id.to_string_id(), name, at).await?;
         app.join(&invite).await?;
-        println!("[demo] {who} joined (invite sealed to a fresh pseudonym)");
+        say!("[demo] {who} joined (invite sealed to a fresh pseudonym)");
     }
     bob.post(
         &net,
@@ -390,16 +399,16 @@ pub async fn run_speakeasy() -> Result<()> {
         tokio::spawn(serve);
         urls.push((who, url));
     }
-    println!(
+    say!(
         "[demo] Speak Easy is up; open each URL in a browser on this machine (each works once):"
     );
     for (who, url) in &urls {
-        println!("  {who:<16} {url}");
+        say!("  {who:<16} {url}");
     }
-    println!(
+    say!(
         "[demo] posts go out unmixed here (two nodes, no mix directory) and the pages say so."
     );
-    println!("[demo] Ctrl-C stops and removes the temporary data.");
+    say!("[demo] Ctrl-C stops and removes the temporary data.");
     tokio::signal::ctrl_c().await?;
     drop((a, b));
     Ok(())

@@ -48,6 +48,11 @@ const INGEST_PIPELINE: usize = 3;
 const SNAPSHOT_AGE: Duration = Duration::from_secs(30);
 /// How often a node reconciles again with each peer it dialled.
 pub const RECON_EVERY: Duration = Duration::from_secs(600);
+/// Peers dialled close together (a start, a return from downtime) are reconciled one after
+/// the other, this far apart: the first session brings what the node missed, the later ones
+/// then find only what that peer alone has (the overlay simulation, docs/scale.md, measures
+/// the difference).
+pub const RECON_STAGGER: Duration = Duration::from_secs(3);
 /// How often the floor told to peers is brought up to date.
 const FLOOR_EVERY: Duration = Duration::from_secs(1);
 /// Peer events waiting for the overlay before readers are slowed down. With at most
@@ -157,6 +162,8 @@ pub struct Overlay {
     recon_bytes_out: AtomicU64,
     recon_bytes_in: AtomicU64,
     recon_steps: AtomicU64,
+    /// Sessions started in the current burst of connections: (burst start, count).
+    recon_burst: Mutex<(Instant, u32)>,
 }
 
 impl Overlay {
@@ -205,6 +212,7 @@ impl Overlay {
             listening: Mutex::new(bound),
             shutdown,
             snapshot: tokio::sync::Mutex::new(None),
+            recon_burst: Mutex::new((Instant::now(), 0)),
             recon_bytes_out: AtomicU64::new(0),
             recon_bytes_in: AtomicU64::new(0),
             recon_steps: AtomicU64::new(0),
@@ -345,7 +353,15 @@ impl Overlay {
             if peer.bump_version.load(Ordering::Relaxed) >= RECON_VERSION {
                 // Reconciliation: the dialling side starts; the other answers.
                 if peer.outbound {
-                    tokio::spawn(async move { me.start_recon(&p).await });
+                    let delay = self.recon_delay();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = me.shutdown.cancelled() => return,
+                            _ = p.cancel.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        me.start_recon(&p).await
+                    });
                 }
             } else {
                 tokio::spawn(async move { me.catch_up(&p).await });
@@ -424,6 +440,20 @@ impl Overlay {
         self.recon_bytes_out
             .fetch_add(m.encode().payload.len() as u64, Ordering::Relaxed);
         peer.send(&m);
+    }
+
+    /// How long a newly dialled peer waits for its first session: 0 for the first of a burst
+    /// of connections, [`RECON_STAGGER`] more for each further one. A burst ends once its
+    /// staggered sessions have all had their turn.
+    fn recon_delay(&self) -> Duration {
+        let mut burst = self.recon_burst.locked();
+        let now = Instant::now();
+        if now.duration_since(burst.0) > RECON_STAGGER * burst.1 {
+            *burst = (now, 0);
+        }
+        let delay = RECON_STAGGER * burst.1;
+        burst.1 += 1;
+        delay
     }
 
     /// Open a reconciliation session with a peer (on connect and every [`RECON_EVERY`]).

@@ -49,13 +49,14 @@ fn main() {
         };
         let t = std::time::Instant::now();
         let r = run(&cfg);
+        let label = format!(
+            "{}, sessions {}",
+            trickle.map_or("at once".to_string(), |m| format!("trickle {m} ms")),
+            if stagger > 0.0 { format!("{stagger:.0} ms apart") } else { "all at once".into() }
+        );
         println!(
             "| {} | {:.0}, {:.0} | {:.2} | {} | {:.0} / {:.0} / {:.0} ms | {:.4} | {}: {:.0} | {:.0}, {:.0} | {:.1} | {:.0} / {:.0} ms | {:.2} | {} | {:.1} s |",
-            format!(
-                "{}, sessions {}",
-                trickle.map_or("at once".to_string(), |m| format!("trickle {m} ms")),
-                if stagger > 0.0 { format!("{stagger:.0} ms apart") } else { "all at once".into() }
-            ),
+            label,
             r.node_bytes_per_s.0,
             r.node_bytes_per_s.1,
             r.announcements_per_packet,

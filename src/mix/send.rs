@@ -648,7 +648,9 @@ mod tests {
         let (sk, pk) = test_mixes(3);
         let (s, mixer) = mixing_service(dir.path(), &sk).await;
         // Held: standard level, nothing published yet, not even to a first remote mix.
+        let held_at = std::time::Instant::now();
         let sent = s.send(req(4, &[7u8; 3000])).await.unwrap();
+        let first = sent.packets;
         assert_eq!(sent.hops, 3, "our own layer and 2 mixes from the bus");
         assert_eq!(sent.expires % crate::node::MIX_EXPIRY_GRID, 0);
         assert_eq!(mixer.stats().held, sent.packets);
@@ -669,7 +671,13 @@ mod tests {
             }
             total += n;
         }
-        assert_eq!(total, sent.packets, "every part left our pool");
+        // The first send's parts (standard: a crowd of 5 and 30 s) leave too if this test ran
+        // past their delay (a loaded machine; debug builds solve slowly).
+        if held_at.elapsed() < std::time::Duration::from_secs(29) {
+            assert_eq!(total, sent.packets, "every part left our pool");
+        } else {
+            assert!(total == sent.packets || total == sent.packets + first, "{total}");
+        }
         assert!(first_hops.len() > 1, "parts share one route");
         // Naming more mixes than the bus knows is refused with the numbers.
         let mut r = req(6, b"x");

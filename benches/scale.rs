@@ -142,7 +142,11 @@ fn main() {
         .arg(n.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let took: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let index = dir_bytes(&store_path, "segments");
     println!(

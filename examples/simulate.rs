@@ -31,7 +31,10 @@ fn main() {
     );
     println!("| relay | bytes/node/s mean, p99 | inv entries per packet stored | duplicate deliveries | latency p50 / p99 / max | delivered | rejoined: missed each | recon bytes each mean, p99 | recon msgs each | catch-up p50 / p99 | catch-up bytes ÷ missed bytes | events | wall |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let modes = args.get(3).cloned().unwrap_or_else(|| "once,trickle".into());
+    let modes = args
+        .get(3)
+        .cloned()
+        .unwrap_or_else(|| "once,trickle".into());
     for mode in modes.split(',') {
         let (trickle, stagger) = match mode {
             "once" => (None, base.recon_stagger_ms),
@@ -52,7 +55,11 @@ fn main() {
         let label = format!(
             "{}, sessions {}",
             trickle.map_or("at once".to_string(), |m| format!("trickle {m} ms")),
-            if stagger > 0.0 { format!("{stagger:.0} ms apart") } else { "all at once".into() }
+            if stagger > 0.0 {
+                format!("{stagger:.0} ms apart")
+            } else {
+                "all at once".into()
+            }
         );
         println!(
             "| {} | {:.0}, {:.0} | {:.2} | {} | {:.0} / {:.0} / {:.0} ms | {:.4} | {}: {:.0} | {:.0}, {:.0} | {:.1} | {:.0} / {:.0} ms | {:.2} | {} | {:.1} s |",

@@ -23,9 +23,9 @@ pub mod pow;
 pub mod rpc;
 pub mod sealed;
 pub mod settings;
+pub mod sim;
 pub mod speakeasy;
 pub mod store;
-pub mod sim;
 pub mod sync;
 pub mod tag;
 

@@ -194,7 +194,9 @@ fn varint_len(n: u64) -> u64 {
 /// repeated pairs; leftover stubs are dropped, so a few nodes may have one link fewer).
 fn graph(n: usize, degree: usize, rng: &mut StdRng) -> Vec<Vec<u32>> {
     let mut links: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut stubs: Vec<u32> = (0..n as u32).flat_map(|v| std::iter::repeat_n(v, degree)).collect();
+    let mut stubs: Vec<u32> = (0..n as u32)
+        .flat_map(|v| std::iter::repeat_n(v, degree))
+        .collect();
     stubs.shuffle(rng);
     while stubs.len() >= 2 {
         let a = stubs.pop().unwrap_or(0);
@@ -233,7 +235,12 @@ pub fn run(cfg: &SimConfig) -> Report {
     for (a, l) in links.iter().enumerate() {
         back.push(
             l.iter()
-                .map(|&b| links[b as usize].iter().position(|&x| x as usize == a).unwrap_or(0) as u8)
+                .map(|&b| {
+                    links[b as usize]
+                        .iter()
+                        .position(|&x| x as usize == a)
+                        .unwrap_or(0) as u8
+                })
                 .collect::<Vec<u8>>(),
         );
     }
@@ -260,7 +267,11 @@ pub fn run(cfg: &SimConfig) -> Report {
     let expires: Vec<u32> = (0..cfg.packets)
         .map(|_| now_unix + rng.gen_range(3600..41 * 3600))
         .collect();
-    let by_id = ids.iter().enumerate().map(|(i, id)| (*id, i as u32)).collect();
+    let by_id = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
     let nodes = links
         .into_iter()
         .map(|l| Node {
@@ -313,7 +324,9 @@ pub fn run(cfg: &SimConfig) -> Report {
     }
     let mut events = 0u64;
     while let Some(Reverse((t, k))) = sim.queue.pop() {
-        let Some(ev) = sim.events.remove(&k) else { continue };
+        let Some(ev) = sim.events.remove(&k) else {
+            continue;
+        };
         sim.now_ms = t as f64 / 1000.0;
         events += 1;
         sim.handle(ev);
@@ -367,7 +380,9 @@ impl Sim<'_> {
                 self.store(v, p, None);
             }
             Ev::Inv { from, to, ids } => {
-                let Some(s) = self.slot_of(to, from) else { return };
+                let Some(s) = self.slot_of(to, from) else {
+                    return;
+                };
                 if !self.link_up(to, s) {
                     return;
                 }
@@ -375,18 +390,31 @@ impl Sim<'_> {
                 self.want(to, s, ids);
             }
             Ev::GetData { from, to, ids } => {
-                let Some(s) = self.slot_of(to, from) else { return };
+                let Some(s) = self.slot_of(to, from) else {
+                    return;
+                };
                 if !self.link_up(to, s) {
                     return;
                 }
                 for p in ids {
                     if !self.nodes[to as usize].stored[p as usize].is_nan() {
-                        self.send(to, s, HEADER + PACKET_MSG, Ev::Packet { from: to, to: from, p });
+                        self.send(
+                            to,
+                            s,
+                            HEADER + PACKET_MSG,
+                            Ev::Packet {
+                                from: to,
+                                to: from,
+                                p,
+                            },
+                        );
                     }
                 }
             }
             Ev::Packet { from, to, p } => {
-                let Some(s) = self.slot_of(to, from) else { return };
+                let Some(s) = self.slot_of(to, from) else {
+                    return;
+                };
                 if !self.link_up(to, s) {
                     return;
                 }
@@ -396,7 +424,8 @@ impl Sim<'_> {
                     let (nodes, by_id) = (&mut self.nodes, &self.by_id);
                     let node = &mut nodes[to as usize];
                     let stored = &node.stored;
-                    let have = |i: &PacketId| by_id.get(i).is_none_or(|&q| !stored[q as usize].is_nan());
+                    let have =
+                        |i: &PacketId| by_id.get(i).is_none_or(|&q| !stored[q as usize].is_nan());
                     node.fetcher.delivered(from as u64, &id, now, have)
                 };
                 if !ok || !self.nodes[to as usize].stored[p as usize].is_nan() {
@@ -413,7 +442,16 @@ impl Sim<'_> {
                 let ids = std::mem::take(&mut self.nodes[node as usize].queued[s]);
                 if !ids.is_empty() && self.link_up(node, s) {
                     let to = self.nodes[node as usize].links[s];
-                    self.send(node, s, msg_bytes(ids.len()), Ev::Inv { from: node, to, ids });
+                    self.send(
+                        node,
+                        s,
+                        msg_bytes(ids.len()),
+                        Ev::Inv {
+                            from: node,
+                            to,
+                            ids,
+                        },
+                    );
                 }
             }
             Ev::Down(v) => {
@@ -438,7 +476,9 @@ impl Sim<'_> {
                 let missed: Vec<u32> = (0..self.cfg.packets as u32)
                     .filter(|&p| {
                         let c = self.created[p as usize];
-                        !c.is_nan() && c <= self.now_ms && self.nodes[v as usize].stored[p as usize].is_nan()
+                        !c.is_nan()
+                            && c <= self.now_ms
+                            && self.nodes[v as usize].stored[p as usize].is_nan()
                     })
                     .collect();
                 self.rejoin.insert(
@@ -470,7 +510,13 @@ impl Sim<'_> {
                         self.recon_send(v, s, first.clone());
                     } else {
                         let at = self.now_ms + k as f64 * self.cfg.recon_stagger_ms;
-                        self.at(at, Ev::StartRecon { node: v, slot: s as u8 });
+                        self.at(
+                            at,
+                            Ev::StartRecon {
+                                node: v,
+                                slot: s as u8,
+                            },
+                        );
                     }
                     k += 1;
                 }
@@ -485,7 +531,9 @@ impl Sim<'_> {
                 }
             }
             Ev::Recon { from, to, msg } => {
-                let Some(s) = self.slot_of(to, from) else { return };
+                let Some(s) = self.slot_of(to, from) else {
+                    return;
+                };
                 if !self.link_up(to, s) {
                     return;
                 }
@@ -494,12 +542,22 @@ impl Sim<'_> {
                     Err(_) => return,
                 };
                 let snap = self.snapshot(to);
-                let Ok(out) = recon::respond(&snap, &ranges) else { return };
-                let need: Vec<u32> = out.need.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
+                let Ok(out) = recon::respond(&snap, &ranges) else {
+                    return;
+                };
+                let need: Vec<u32> = out
+                    .need
+                    .iter()
+                    .filter_map(|id| self.by_id.get(id).copied())
+                    .collect();
                 if !need.is_empty() {
                     self.want(to, s, need);
                 }
-                let have: Vec<u32> = out.have.iter().filter_map(|i| self.by_id.get(&i.id).copied()).collect();
+                let have: Vec<u32> = out
+                    .have
+                    .iter()
+                    .filter_map(|i| self.by_id.get(&i.id).copied())
+                    .collect();
                 for p in have {
                     self.nodes[to as usize].known[p as usize] &= !(1 << s);
                     self.announce(to, s, p);
@@ -520,7 +578,16 @@ impl Sim<'_> {
                 r.recon_messages += 1;
             }
         }
-        self.send(a, s, bytes, Ev::Recon { from: a, to: b, msg });
+        self.send(
+            a,
+            s,
+            bytes,
+            Ev::Recon {
+                from: a,
+                to: b,
+                msg,
+            },
+        );
     }
 
     /// The node's reconciliation items: the base and the packets it stored.
@@ -578,17 +645,26 @@ impl Sim<'_> {
             if ids.is_empty() {
                 continue;
             }
-            let Some(s) = self.slot_of(v, peer as u32) else { continue };
+            let Some(s) = self.slot_of(v, peer as u32) else {
+                continue;
+            };
             if !self.link_up(v, s) {
                 continue;
             }
-            let ps: Vec<u32> = ids.iter().filter_map(|id| self.by_id.get(id).copied()).collect();
+            let ps: Vec<u32> = ids
+                .iter()
+                .filter_map(|id| self.by_id.get(id).copied())
+                .collect();
             for chunk in ps.chunks(crate::p2p::message::MAX_INV) {
                 self.send(
                     v,
                     s,
                     msg_bytes(chunk.len()),
-                    Ev::GetData { from: v, to: peer as u32, ids: chunk.to_vec() },
+                    Ev::GetData {
+                        from: v,
+                        to: peer as u32,
+                        ids: chunk.to_vec(),
+                    },
                 );
             }
         }
@@ -619,13 +695,28 @@ impl Sim<'_> {
         self.nodes[v as usize].known[p as usize] |= 1 << s;
         let to = self.nodes[v as usize].links[s];
         match self.cfg.trickle_ms {
-            None => self.send(v, s, msg_bytes(1), Ev::Inv { from: v, to, ids: vec![p] }),
+            None => self.send(
+                v,
+                s,
+                msg_bytes(1),
+                Ev::Inv {
+                    from: v,
+                    to,
+                    ids: vec![p],
+                },
+            ),
             Some(mean) => {
                 self.nodes[v as usize].queued[s].push(p);
                 if !self.nodes[v as usize].flush_armed[s] {
                     self.nodes[v as usize].flush_armed[s] = true;
                     let d = -(self.rng.gen_range(f64::EPSILON..1.0f64)).ln() * mean;
-                    self.at(self.now_ms + d, Ev::Flush { node: v, slot: s as u8 });
+                    self.at(
+                        self.now_ms + d,
+                        Ev::Flush {
+                            node: v,
+                            slot: s as u8,
+                        },
+                    );
                 }
             }
         }
@@ -665,23 +756,42 @@ impl Sim<'_> {
             }
         }
         lats.sort_by(f64::total_cmp);
-        let q = |v: &[f64], f: f64| if v.is_empty() { 0.0 } else { v[((v.len() - 1) as f64 * f) as usize] };
+        let q = |v: &[f64], f: f64| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v[((v.len() - 1) as f64 * f) as usize]
+            }
+        };
         let rj: Vec<&Rejoin> = self.rejoin.values().collect();
         let mut rb: Vec<f64> = rj.iter().map(|r| r.recon_bytes as f64).collect();
         rb.sort_by(f64::total_cmp);
-        let mut cu: Vec<f64> = rj.iter().map(|r| r.caught_up.unwrap_or(f64::INFINITY)).collect();
+        let mut cu: Vec<f64> = rj
+            .iter()
+            .map(|r| r.caught_up.unwrap_or(f64::INFINITY))
+            .collect();
         cu.sort_by(f64::total_cmp);
         let missed: f64 = rj.iter().map(|r| r.missed.len() as f64).sum::<f64>();
-        let spent: f64 = rj.iter().map(|r| r.bytes_to_catch_up.unwrap_or(0) as f64).sum();
+        let spent: f64 = rj
+            .iter()
+            .map(|r| r.bytes_to_catch_up.unwrap_or(0) as f64)
+            .sum();
         let n = rj.len().max(1) as f64;
         Report {
             nodes: self.cfg.nodes,
             packets: self.cfg.packets,
             seconds: secs,
-            node_bytes_per_s: (per_node.iter().sum::<f64>() / per_node.len().max(1) as f64, q(&per_node, 0.99)),
+            node_bytes_per_s: (
+                per_node.iter().sum::<f64>() / per_node.len().max(1) as f64,
+                q(&per_node, 0.99),
+            ),
             announcements_per_packet: self.inv_entries as f64 / stored_total.max(1) as f64,
             duplicate_deliveries: self.duplicates,
-            latency_ms: (q(&lats, 0.5), q(&lats, 0.99), lats.last().copied().unwrap_or(0.0)),
+            latency_ms: (
+                q(&lats, 0.5),
+                q(&lats, 0.99),
+                lats.last().copied().unwrap_or(0.0),
+            ),
             delivered: delivered as f64 / pairs.max(1) as f64,
             rejoined: rj.len(),
             missed_mean: missed / n,
@@ -720,9 +830,18 @@ mod tests {
             let r = run(&small(trickle));
             assert_eq!(r.delivered, 1.0, "{r:?}");
             assert_eq!(r.rejoined, 30);
-            assert!(r.missed_mean > 10.0, "they were down while packets flowed: {r:?}");
-            assert!(r.catch_up_ms.1.is_finite(), "every rejoiner caught up: {r:?}");
-            assert!(r.recon_messages >= 8.0, "one session per link at least: {r:?}");
+            assert!(
+                r.missed_mean > 10.0,
+                "they were down while packets flowed: {r:?}"
+            );
+            assert!(
+                r.catch_up_ms.1.is_finite(),
+                "every rejoiner caught up: {r:?}"
+            );
+            assert!(
+                r.recon_messages >= 8.0,
+                "one session per link at least: {r:?}"
+            );
             // Each link carries an announcement at most once each way: fewer than `degree`
             // entries per packet stored.
             assert!(r.announcements_per_packet < 8.0, "{r:?}");
@@ -768,6 +887,9 @@ mod tests {
             nonce: 0,
             body: Box::new([0; crate::packet::BODY_LEN]),
         };
-        assert_eq!(Message::Bump(Box::new(p)).encode().payload.len() as u64, PACKET_MSG);
+        assert_eq!(
+            Message::Bump(Box::new(p)).encode().payload.len() as u64,
+            PACKET_MSG
+        );
     }
 }

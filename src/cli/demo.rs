@@ -285,7 +285,8 @@ pub async fn run() -> Result<()> {
         let s = n.mix.stats();
         say!(
             "[demo]    M{i}: released {}, dropped {:?}",
-            s.released, s.dropped
+            s.released,
+            s.dropped
         );
     }
 
@@ -399,15 +400,11 @@ pub async fn run_speakeasy() -> Result<()> {
         tokio::spawn(serve);
         urls.push((who, url));
     }
-    say!(
-        "[demo] Speak Easy is up; open each URL in a browser on this machine (each works once):"
-    );
+    say!("[demo] Speak Easy is up; open each URL in a browser on this machine (each works once):");
     for (who, url) in &urls {
         say!("  {who:<16} {url}");
     }
-    say!(
-        "[demo] posts go out unmixed here (two nodes, no mix directory) and the pages say so."
-    );
+    say!("[demo] posts go out unmixed here (two nodes, no mix directory) and the pages say so.");
     say!("[demo] Ctrl-C stops and removes the temporary data.");
     tokio::signal::ctrl_c().await?;
     drop((a, b));

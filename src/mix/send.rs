@@ -676,7 +676,10 @@ mod tests {
         if held_at.elapsed() < std::time::Duration::from_secs(29) {
             assert_eq!(total, sent.packets, "every part left our pool");
         } else {
-            assert!(total == sent.packets || total == sent.packets + first, "{total}");
+            assert!(
+                total == sent.packets || total == sent.packets + first,
+                "{total}"
+            );
         }
         assert!(first_hops.len() > 1, "parts share one route");
         // Naming more mixes than the bus knows is refused with the numbers.

@@ -457,13 +457,19 @@ mod tests {
             vec![1, 3, 5, 7, 9]
         );
         let (after, more) = x.tag_after(&Tag([0; 20]), 3, 2);
-        assert_eq!((after.iter().map(|e| e.0).collect::<Vec<_>>(), more), (vec![5, 7], true));
+        assert_eq!(
+            (after.iter().map(|e| e.0).collect::<Vec<_>>(), more),
+            (vec![5, 7], true)
+        );
         assert_eq!(x.lowest(), Some((41, held(9, 0, 0, 0).id)));
         assert_eq!(x.nth_lowest_score(3), Some(43));
         x.remove(&held(9, 0, 0, 0).id).unwrap();
         assert_eq!(x.lowest().map(|l| l.0), Some(42));
         let swept = x.sweep(103);
-        assert_eq!(swept.iter().map(|h| h.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            swept.iter().map(|h| h.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
         assert_eq!(x.earliest_expiry(), Some(104));
         assert_eq!(x.len(), 5);
         let (tag0, _) = x.tag_after(&Tag([0; 20]), 0, 100);
@@ -472,7 +478,10 @@ mod tests {
         assert!(x.insert(held(20, 0, 500, 1)));
         assert_eq!(x.lowest().map(|l| l.0), Some(1));
         let (tag0, _) = x.tag_after(&Tag([0; 20]), 0, 100);
-        assert_eq!(tag0.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5, 7, 9, 21]);
+        assert_eq!(
+            tag0.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![5, 7, 9, 21]
+        );
         let all = x.all();
         assert_eq!(all.len(), 6);
         assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));

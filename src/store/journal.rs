@@ -213,7 +213,12 @@ pub struct Journal {
 impl Journal {
     /// Open `index.log` in `dir` for appending (created with a header if missing), after the
     /// caller replayed it; `good_len` (from [`replay`]) cuts off a torn tail.
-    pub fn open(dir: &Path, good_len: Option<u64>, max_seq: u64, in_log: u64) -> std::io::Result<Journal> {
+    pub fn open(
+        dir: &Path,
+        good_len: Option<u64>,
+        max_seq: u64,
+        in_log: u64,
+    ) -> std::io::Result<Journal> {
         let path = dir.join(LOG);
         let fresh = match good_len {
             Some(n) if n >= HEADER_LEN as u64 => {
@@ -272,7 +277,10 @@ impl Journal {
         // Now the snapshot covers the journal: start a fresh one (a crash before this line
         // replays the old journal over the new snapshot, which changes nothing).
         write_atomically(&self.dir, LOG, &header(max_seq), |_| Ok(()))?;
-        let mut f = OpenOptions::new().read(true).write(true).open(self.dir.join(LOG))?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(LOG))?;
         f.seek(SeekFrom::End(0))?;
         *self.sync_file.locked() = Arc::new(f.try_clone()?);
         *log = BufWriter::with_capacity(1 << 16, f);
@@ -332,7 +340,11 @@ mod tests {
         }
     }
 
-    fn replay_all(dir: &Path, name: &str, torn: bool) -> Result<(Vec<(Kind, Held)>, Replayed), JournalError> {
+    fn replay_all(
+        dir: &Path,
+        name: &str,
+        torn: bool,
+    ) -> Result<(Vec<(Kind, Held)>, Replayed), JournalError> {
         let mut got = Vec::new();
         let r = replay(&dir.join(name), "test", torn, |k, h| got.push((k, h)))?;
         Ok((got, r.unwrap_or_default()))
@@ -347,7 +359,14 @@ mod tests {
         j.append(Kind::Add, &held(2)).unwrap();
         j.sync().unwrap();
         let (got, r) = replay_all(dir.path(), LOG, true).unwrap();
-        assert_eq!(got, vec![(Kind::Add, held(1)), (Kind::Remove, held(1)), (Kind::Add, held(2))]);
+        assert_eq!(
+            got,
+            vec![
+                (Kind::Add, held(1)),
+                (Kind::Remove, held(1)),
+                (Kind::Add, held(2))
+            ]
+        );
         assert_eq!((r.records, r.max_seq, r.torn), (3, 5, false));
         j.snapshot(1002, |w| w(&held(2))).unwrap();
         j.append(Kind::Add, &held(3)).unwrap();
@@ -356,7 +375,9 @@ mod tests {
         assert_eq!((snap, r.max_seq), (vec![(Kind::Add, held(2))], 1002));
         let (log, _) = replay_all(dir.path(), LOG, true).unwrap();
         assert_eq!(log, vec![(Kind::Add, held(3))]);
-        assert!(replay(&dir.path().join("nothing"), "x", true, |_, _| {}).unwrap().is_none());
+        assert!(replay(&dir.path().join("nothing"), "x", true, |_, _| {})
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -383,12 +404,21 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER_LEN + RECORD_LEN + 10] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(matches!(replay_all(dir.path(), LOG, true), Err(JournalError::Damaged { .. })));
+        assert!(matches!(
+            replay_all(dir.path(), LOG, true),
+            Err(JournalError::Damaged { .. })
+        ));
         // A snapshot never has a torn tail.
         bytes[HEADER_LEN + RECORD_LEN + 10] ^= 1;
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-        assert!(matches!(replay_all(dir.path(), LOG, false), Err(JournalError::Damaged { .. })));
+        assert!(matches!(
+            replay_all(dir.path(), LOG, false),
+            Err(JournalError::Damaged { .. })
+        ));
         std::fs::write(&path, b"not an index at all").unwrap();
-        assert!(matches!(replay_all(dir.path(), LOG, true), Err(JournalError::Damaged { .. })));
+        assert!(matches!(
+            replay_all(dir.path(), LOG, true),
+            Err(JournalError::Damaged { .. })
+        ));
     }
 }

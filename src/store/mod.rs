@@ -302,7 +302,10 @@ fn apply(index: &mut Index, kind: Kind, h: Held) {
             index.insert(h);
         }
         Kind::Remove => {
-            if index.get(&h.id).is_some_and(|(_, e, r)| (e, r) == (h.expires, h.record)) {
+            if index
+                .get(&h.id)
+                .is_some_and(|(_, e, r)| (e, r) == (h.expires, h.record))
+            {
                 index.remove(&h.id);
             }
         }
@@ -311,9 +314,12 @@ fn apply(index: &mut Index, kind: Kind, h: Held) {
 
 fn load(path: &Path) -> Result<Loaded, JournalError> {
     let mut index = Index::new();
-    let snap = journal::replay(&path.join(journal::SNAPSHOT), journal::SNAPSHOT, false, |k, h| {
-        apply(&mut index, k, h)
-    })?;
+    let snap = journal::replay(
+        &path.join(journal::SNAPSHOT),
+        journal::SNAPSHOT,
+        false,
+        |k, h| apply(&mut index, k, h),
+    )?;
     let log = journal::replay(&path.join(journal::LOG), journal::LOG, true, |k, h| {
         apply(&mut index, k, h)
     })?;
@@ -363,7 +369,10 @@ impl Store {
                 let why = if cfg.reindex {
                     Some("asked for (--reindex)".to_string())
                 } else if opened == Opened::Converted {
-                    Some("the store format changed (version 5 to 6: the index left sled)".to_string())
+                    Some(
+                        "the store format changed (version 5 to 6: the index left sled)"
+                            .to_string(),
+                    )
                 } else if opened == Opened::Fresh && has_segments {
                     Some("the index is missing but segment files exist".to_string())
                 } else {
@@ -489,7 +498,8 @@ impl Store {
         }
         let lost = index.remove_where(|expires, record| {
             let loc = location(expires, record);
-            lens.get(&loc.hour).is_none_or(|&len| loc.offset + PACKET_LEN as u64 > len)
+            lens.get(&loc.hour)
+                .is_none_or(|&len| loc.offset + PACKET_LEN as u64 > len)
         });
         for h in &lost {
             self.note_damaged(location(h.expires, h.record));
@@ -517,7 +527,8 @@ impl Store {
         let t = std::time::Instant::now();
         // The snapshot must never name bytes that are not on disk yet.
         self.segments.sync()?;
-        self.journal.snapshot(index.max_seq(), |w| index.for_each(w))?;
+        self.journal
+            .snapshot(index.max_seq(), |w| index.for_each(w))?;
         tracing::debug!(
             packets = index.len(),
             "index snapshot written in {:.2} s",
@@ -555,7 +566,11 @@ impl Store {
 
     /// Bytes used on disk: sled, the index files and the segment files.
     pub fn size_on_disk(&self) -> u64 {
-        let file = |n: &str| std::fs::metadata(self.dir.join(n)).map(|m| m.len()).unwrap_or(0);
+        let file = |n: &str| {
+            std::fs::metadata(self.dir.join(n))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
         self.db.size_on_disk().unwrap_or(0)
             + file(journal::SNAPSHOT)
             + file(journal::LOG)
@@ -625,7 +640,9 @@ impl Store {
         if at.is_err() && floor > self.rules.base && score < floor {
             return Ok(Inserted::Refused { score, floor });
         }
-        if index.len() as u64 >= self.max_packets && index.earliest_expiry().is_some_and(|e| e <= now) {
+        if index.len() as u64 >= self.max_packets
+            && index.earliest_expiry().is_some_and(|e| e <= now)
+        {
             self.sweep_locked(index, now)?;
         }
         if index.len() as u64 >= self.max_packets {
@@ -946,12 +963,20 @@ impl Store {
 
     /// Ids of all held packets, expired or not.
     pub fn ids(&self) -> Vec<PacketId> {
-        self.index.locked().live(0).into_iter().map(|(id, _)| id).collect()
+        self.index
+            .locked()
+            .live(0)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Ids of the packets that have not expired at `now` (for catch-up with peers).
     pub fn live_ids(&self, now: u32) -> Vec<PacketId> {
-        self.live_expiries(now).into_iter().map(|(id, _)| id).collect()
+        self.live_expiries(now)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// [`Store::live_ids`] with each packet's expiry.
@@ -1376,12 +1401,20 @@ mod tests {
             );
             let after = seqs(&s);
             let packets = |v: &[(u64, Packet)]| v.iter().map(|e| e.1.clone()).collect::<Vec<_>>();
-            assert_eq!(packets(&after), packets(&before), "every packet readable, same order");
+            assert_eq!(
+                packets(&after),
+                packets(&before),
+                "every packet readable, same order"
+            );
             if garble {
                 let aside = std::fs::read_dir(dir.path())
                     .unwrap()
                     .filter_map(|e| e.ok())
-                    .any(|e| e.file_name().to_string_lossy().starts_with("index-damaged-"));
+                    .any(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("index-damaged-")
+                    });
                 assert!(aside, "the damaged copy is kept for a post-mortem");
             }
             drop(s);

@@ -331,9 +331,18 @@ mod tests {
         let on_disk = std::fs::metadata(dir.path().join("7.seg")).unwrap().len();
         assert_eq!(on_disk, WRITE_BUFFER as u64, "one write of a full buffer");
         for (i, l) in locs.iter().enumerate() {
-            assert_eq!(s.read(*l).unwrap(), [(i % 251) as u8; PACKET_LEN], "record {i}");
+            assert_eq!(
+                s.read(*l).unwrap(),
+                [(i % 251) as u8; PACKET_LEN],
+                "record {i}"
+            );
         }
-        assert!(s.read(Location { hour: 7, offset: ((per + 3) * PACKET_LEN) as u64 }).is_err());
+        assert!(s
+            .read(Location {
+                hour: 7,
+                offset: ((per + 3) * PACKET_LEN) as u64
+            })
+            .is_err());
         s.sync().unwrap();
         let on_disk = std::fs::metadata(dir.path().join("7.seg")).unwrap().len();
         assert_eq!(on_disk, ((per + 3) * PACKET_LEN) as u64);

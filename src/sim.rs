@@ -162,7 +162,6 @@ struct Sim<'a> {
     t0: Instant,
     inv_entries: u64,
     duplicates: u64,
-    down_since: HashMap<u32, f64>,
     rejoin: HashMap<u32, Rejoin>,
 }
 
@@ -304,7 +303,6 @@ pub fn run(cfg: &SimConfig) -> Report {
         t0: Instant::now(),
         inv_entries: 0,
         duplicates: 0,
-        down_since: HashMap::new(),
         rejoin: HashMap::new(),
     };
     // Creations: a Poisson process at `rate`.
@@ -456,7 +454,6 @@ impl Sim<'_> {
             }
             Ev::Down(v) => {
                 self.nodes[v as usize].online = false;
-                self.down_since.insert(v, self.now_ms);
                 // Every link of v drops, at both ends.
                 let now = self.instant();
                 for s in 0..self.nodes[v as usize].links.len() {
@@ -472,7 +469,6 @@ impl Sim<'_> {
             }
             Ev::Up(v) => {
                 self.nodes[v as usize].online = true;
-                self.down_since.remove(&v);
                 let missed: Vec<u32> = (0..self.cfg.packets as u32)
                     .filter(|&p| {
                         let c = self.created[p as usize];

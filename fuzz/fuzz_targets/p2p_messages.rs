@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let mut codec = MessageCodec::new([0xfa, 0xbf, 0xb5, 0xda], max_payload as Policy);
     let mut buf = bytes::BytesMut::from(data);
     while let Ok(Some(frame)) = codec.decode(&mut buf) {
-        if let Frame::Message { command, payload } = frame {
+        if let Frame::Message { command, payload, .. } = frame {
             if let Ok(m) = Message::decode(command, &payload) {
                 // Foreign inventory entries are counted, not re-sent: compare without them.
                 let m = match m {

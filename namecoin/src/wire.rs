@@ -72,15 +72,30 @@ impl std::fmt::Display for Command {
 
 /// First four bytes of SHA256d.
 pub fn checksum(payload: &[u8]) -> [u8; 4] {
-    let h = sha256d::Hash::hash(payload).to_byte_array();
-    [h[0], h[1], h[2], h[3]]
+    checksum_of(&digest(payload))
+}
+
+/// SHA256d of a payload, in the byte order the checksum takes its first four bytes from.
+pub fn digest(payload: &[u8]) -> [u8; 32] {
+    sha256d::Hash::hash(payload).to_byte_array()
+}
+
+/// The checksum a payload whose [`digest`] is known gets: its first four bytes.
+pub fn checksum_of(digest: &[u8; 32]) -> [u8; 4] {
+    [digest[0], digest[1], digest[2], digest[3]]
 }
 
 /// One framed message as the codec yields it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// A message whose payload was read and checksum-verified.
-    Message { command: Command, payload: Bytes },
+    /// A message whose payload was read and checksum-verified. `digest` is the payload's
+    /// whole SHA256d (the checksum is its first four bytes), kept so that a caller whose
+    /// payload id is that same hash (a BuMP packet) does not compute it again.
+    Message {
+        command: Command,
+        payload: Bytes,
+        digest: [u8; 32],
+    },
     /// A message of a command the policy does not want; its payload was discarded unread.
     Skipped { command: Command, len: usize },
     /// A message whose checksum did not match; the stream is still in sync.
@@ -149,11 +164,22 @@ impl<P: CommandPolicy> MessageCodec<P> {
 
 /// Encode one message (header + payload) into `dst`.
 pub fn encode_message(magic: [u8; 4], command: Command, payload: &[u8], dst: &mut BytesMut) {
+    encode_message_summed(magic, command, payload, checksum(payload), dst)
+}
+
+/// [`encode_message`] with the checksum already known (see [`Outgoing::with_digest`]).
+fn encode_message_summed(
+    magic: [u8; 4],
+    command: Command,
+    payload: &[u8],
+    sum: [u8; 4],
+    dst: &mut BytesMut,
+) {
     dst.reserve(HEADER_LEN + payload.len());
     dst.put_slice(&magic);
     dst.put_slice(command.as_bytes());
     dst.put_u32_le(payload.len() as u32);
-    dst.put_slice(&checksum(payload));
+    dst.put_slice(&sum);
     dst.put_slice(payload);
 }
 
@@ -213,10 +239,15 @@ impl<P: CommandPolicy> Decoder for MessageCodec<P> {
                     let payload = src.split_to(*len).freeze();
                     let (command, len, sum) = (*command, *len, *sum);
                     self.state = State::Header;
-                    if checksum(&payload) != sum {
+                    let digest = digest(&payload);
+                    if checksum_of(&digest) != sum {
                         return Ok(Some(Frame::BadChecksum { command, len }));
                     }
-                    return Ok(Some(Frame::Message { command, payload }));
+                    return Ok(Some(Frame::Message {
+                        command,
+                        payload,
+                        digest,
+                    }));
                 }
                 State::Skip { command, len, left } => {
                     let n = (*left).min(src.len());
@@ -242,12 +273,38 @@ impl<P: CommandPolicy> Decoder for MessageCodec<P> {
 pub struct Outgoing {
     pub command: Command,
     pub payload: Bytes,
+    /// The checksum, when the sender already knows the payload's SHA256d; `None`: computed
+    /// when encoded.
+    sum: Option<[u8; 4]>,
+}
+
+impl Outgoing {
+    pub fn new(command: Command, payload: Bytes) -> Outgoing {
+        Outgoing {
+            command,
+            payload,
+            sum: None,
+        }
+    }
+
+    /// A message whose payload's SHA256d the caller has just computed or checked (a BuMP
+    /// packet read back from disk and verified against its id): the header's checksum is
+    /// taken from it instead of hashing the payload a second time.
+    pub fn with_digest(command: Command, payload: Bytes, digest: &[u8; 32]) -> Outgoing {
+        debug_assert_eq!(checksum(&payload), checksum_of(digest));
+        Outgoing {
+            command,
+            payload,
+            sum: Some(checksum_of(digest)),
+        }
+    }
 }
 
 impl<P> Encoder<Outgoing> for MessageCodec<P> {
     type Error = WireError;
     fn encode(&mut self, item: Outgoing, dst: &mut BytesMut) -> Result<(), WireError> {
-        encode_message(self.magic, item.command, &item.payload, dst);
+        let sum = item.sum.unwrap_or_else(|| checksum(&item.payload));
+        encode_message_summed(self.magic, item.command, &item.payload, sum, dst);
         Ok(())
     }
 }
@@ -287,7 +344,14 @@ mod tests {
             encode_message(MAGIC, Command::new("ping"), &[1, 2, 3, 4, 5, 6, 7, 8], &mut buf);
             let frames = decode_all(&mut MessageCodec::new(MAGIC, all), &buf, step);
             prop_assert_eq!(frames.len(), 2);
-            prop_assert_eq!(&frames[0], &Frame::Message { command: Command::new("bump"), payload: Bytes::from(payload) });
+            let digest = super::digest(&payload);
+            prop_assert_eq!(&frames[0], &Frame::Message { command: Command::new("bump"), payload: Bytes::from(payload.clone()), digest });
+            // A precomputed digest gives the same bytes as hashing when encoded.
+            let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+            let mut codec = MessageCodec::new(MAGIC, all);
+            codec.encode(Outgoing::new(Command::new("bump"), Bytes::from(payload.clone())), &mut a).unwrap();
+            codec.encode(Outgoing::with_digest(Command::new("bump"), Bytes::from(payload), &digest), &mut b).unwrap();
+            prop_assert_eq!(a, b);
         }
 
         #[test]

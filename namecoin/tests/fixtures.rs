@@ -36,7 +36,10 @@ fn messages() -> Vec<Msg> {
         let mut buf = bytes::BytesMut::from(&bytes[..]);
         let frame = codec.decode(&mut buf).unwrap().expect("one whole message");
         assert!(buf.is_empty(), "one message per entry");
-        let Frame::Message { command, payload } = frame else {
+        let Frame::Message {
+            command, payload, ..
+        } = frame
+        else {
             panic!("checksum failed for {}", m["command"])
         };
         assert_eq!(command.name(), m["command"].as_str().unwrap());

@@ -26,10 +26,7 @@ use tokio_util::sync::CancellationToken;
 const MAX_PAYLOAD: usize = 4 << 20;
 
 fn out(cmd: &str, payload: Vec<u8>) -> Outgoing {
-    Outgoing {
-        command: Command::new(cmd),
-        payload: Bytes::from(payload),
-    }
+    Outgoing::new(Command::new(cmd), Bytes::from(payload))
 }
 
 pub async fn serve(listener: TcpListener, chain: Arc<Mutex<Chain>>, shutdown: CancellationToken) {
@@ -59,7 +56,10 @@ async fn peer(stream: TcpStream, chain: Arc<Mutex<Chain>>) -> Result<(), String>
     let mut got_verack = false;
     let mut got_version = false;
     while let Some(frame) = framed.next().await {
-        let Frame::Message { command, payload } = frame.map_err(|e| e.to_string())? else {
+        let Frame::Message {
+            command, payload, ..
+        } = frame.map_err(|e| e.to_string())?
+        else {
             continue;
         };
         let name = command.name();

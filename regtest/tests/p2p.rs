@@ -40,10 +40,7 @@ async fn handshake_and_headers_like_namecoind() {
     let local = stream.local_addr().unwrap();
     let codec = MessageCodec::new(regtest::NETWORK.magic(), |_: &Command| Some(8 << 20));
     let mut f = Framed::new(stream, codec);
-    let send = |cmd: &str, payload: Vec<u8>| Outgoing {
-        command: Command::new(cmd),
-        payload: payload.into(),
-    };
+    let send = |cmd: &str, payload: Vec<u8>| Outgoing::new(Command::new(cmd), payload.into());
     let v = VersionMessage {
         version: namecoin::PROTOCOL_VERSION,
         services: ServiceFlags::from(1 << 24),
@@ -81,7 +78,10 @@ async fn handshake_and_headers_like_namecoind() {
         .await
         .unwrap();
     loop {
-        let Frame::Message { command, payload } = f.next().await.unwrap().unwrap() else {
+        let Frame::Message {
+            command, payload, ..
+        } = f.next().await.unwrap().unwrap()
+        else {
             panic!()
         };
         if command.name() == "pong" {
@@ -98,7 +98,10 @@ async fn handshake_and_headers_like_namecoind() {
     };
     f.send(send("getheaders", serialize(&gh))).await.unwrap();
     let headers = loop {
-        let Frame::Message { command, payload } = f.next().await.unwrap().unwrap() else {
+        let Frame::Message {
+            command, payload, ..
+        } = f.next().await.unwrap().unwrap()
+        else {
             panic!()
         };
         if command.name() == "headers" {
@@ -130,7 +133,10 @@ async fn handshake_and_headers_like_namecoind() {
     let inv = vec![bitcoin::p2p::message_blockdata::Inventory::Block(tip)];
     f.send(send("getdata", serialize(&inv))).await.unwrap();
     loop {
-        let Frame::Message { command, payload } = f.next().await.unwrap().unwrap() else {
+        let Frame::Message {
+            command, payload, ..
+        } = f.next().await.unwrap().unwrap()
+        else {
             panic!()
         };
         if command.name() == "block" {

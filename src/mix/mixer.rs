@@ -90,6 +90,10 @@ pub struct MixStats {
     /// no crowd.
     #[serde(default)]
     pub uncounted: u64,
+    /// Own packets (sends, cover, loops) held and waiting for a packet from the network to
+    /// enter with (counted in `held` too).
+    #[serde(default)]
+    pub staged: usize,
     /// Packets dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
     /// Loop packets and the (n-1) alarm (absent when loops are off).
@@ -189,17 +193,34 @@ impl Mixer {
         self.pool.locked().largest_crowd()
     }
 
-    /// Put a packet this mix made (addressed to itself) straight into its pool: peeled here,
-    /// never published in this form. Then release whatever became due.
+    /// Put a packet this mix made (addressed to itself) into its pool: peeled here, never
+    /// published in this form, staged until the next packet from the network enters (or its
+    /// own delay, at most [`super::pool::STAGE_MAX_MS`], passes), durably before this returns.
     pub async fn inject_own(&self, packet: &Packet) -> Result<bool, MixError> {
         let entered = self
             .process_from(packet, crate::unix_now(), Origin::Own)
             .await?;
         if entered {
             self.node.store().durable().await?;
-            self.release(crate::unix_now()).await?;
+            // An own layer without delay (Tau none) has nothing to wait for: it enters now,
+            // with whatever else is staged, and leaves if it can.
+            if self.enter_overdue()? > 0 {
+                self.node.store().durable().await?;
+                self.release(crate::unix_now()).await?;
+            }
         }
         Ok(entered)
+    }
+
+    /// Staged own entries that waited long enough for a network entry enter anyway (a mix
+    /// nobody routes through must still send; see [`super::pool::STAGE_MAX_MS`]).
+    fn enter_overdue(&self) -> Result<usize, MixError> {
+        let now = unix_ms();
+        let mut pool = self.pool.locked();
+        match pool.staged_until() {
+            Some(until) if now >= until => Ok(pool.enter_staged(now, &mut rand::rngs::OsRng)?),
+            _ => Ok(0),
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -235,6 +256,7 @@ impl Mixer {
         let mut s = self.stats.locked().clone();
         let pool = self.pool.locked();
         s.held = pool.len();
+        s.staged = pool.staged();
         s.entries = pool.entries();
         drop(pool);
         s.loops = self.loop_monitor().map(|m| m.stats());
@@ -327,13 +349,29 @@ impl Mixer {
             }
         };
         let mut pool = self.pool.locked();
-        match pool.insert_with(
-            &outgoing,
-            u.instructions.crowd,
-            u.instructions.delay_secs,
-            unix_ms(),
-            counts,
-        ) {
+        // The node's own packets are staged; a packet from the network enters at once and
+        // lets the staged ones in with it (pool.rs, "Staged entries").
+        let entered = if origin == Origin::Own {
+            pool.stage(
+                &outgoing,
+                u.instructions.crowd,
+                u.instructions.delay_secs,
+                unix_ms(),
+            )
+        } else {
+            pool.insert_with(
+                &outgoing,
+                u.instructions.crowd,
+                u.instructions.delay_secs,
+                unix_ms(),
+                counts,
+            )
+            .and_then(|()| {
+                pool.enter_staged(unix_ms(), &mut rand::rngs::OsRng)
+                    .map(|_| ())
+            })
+        };
+        match entered {
             Ok(()) if !counts => {
                 self.stats.locked().uncounted += 1;
             }
@@ -467,6 +505,15 @@ impl Mixer {
                     Err(_) => return,
                 },
                 _ = tick.tick() => {
+                    match self.enter_overdue() {
+                        Ok(0) => {}
+                        Ok(_) => {
+                            if let Err(e) = self.node.store().durable().await {
+                                tracing::warn!("mix pool flush failed: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("mix could not enter staged packets: {e}"),
+                    }
                     if let Err(e) = self.release(crate::unix_now()).await {
                         tracing::warn!("mix release failed: {e}");
                     }

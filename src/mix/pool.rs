@@ -14,10 +14,20 @@
 //! `a + k`, then, once the counter passes that, `waiting_time` keyed by its due time. Each move
 //! is O(log n). Messages due at the same time leave in random order.
 //!
+//! **Staged entries.** The node's own packets (its sends, cover and loops, peeled here:
+//! docs/protocol.md §6.6) do not enter when they are made: they are *staged* and enter with
+//! the next packet from the network that enters ([`TauPool::enter_staged`]), or, when none
+//! comes, once one of them has waited its own delay or [`STAGE_MAX_MS`], whichever is less
+//! (then all enter together). Every moment the pool gains entries is then a moment an
+//! observer saw a packet arrive at this mix, so a batch that own entries completed looks like
+//! one a visible arrival completed (docs/anonymity.md). A staged entry is in no index and
+//! cannot leave; its delay starts when it enters.
+//!
 //! On disk (sled tree `ext/mixpool`): key = outgoing packet id (32), value = entry number
-//! (u64 BE) ‖ crowd (u64 BE; its top bit set marks an *uncounted* entry, see
-//! [`TauPool::insert_uncounted`]) ‖ due unix time in ms (u64 BE) ‖ outgoing packet (1024); the key
-//! `counter` holds the entry counter. A restarted pool rebuilds its indexes from disk, so
+//! (u64 BE; [`STAGED`] for a staged entry) ‖ crowd (u64 BE; its top bit set marks an
+//! *uncounted* entry, see [`TauPool::insert_uncounted`]) ‖ due unix time in ms (u64 BE; for a
+//! staged entry its delay in ms) ‖ outgoing packet (1024); the key `counter` holds the entry
+//! counter. A restarted pool rebuilds its indexes from disk, so
 //! nothing held is lost and nothing is released early. The caller removes an entry only after
 //! the released packet is durably stored; if it crashes in between, the packet is released
 //! again and the store's dedupe by packet id keeps delivery exactly-once.
@@ -101,6 +111,11 @@ impl Codec for PoolValue {
 }
 /// Top bit of the stored crowd: the entry does not count (crowds are capped far below it).
 const UNCOUNTED: u64 = 1 << 63;
+/// The entry number stored for a staged entry (no real entry number gets near it).
+pub const STAGED: u64 = u64::MAX;
+/// Longest a staged entry waits for a packet from the network before it enters anyway (less
+/// when its own delay is less).
+pub const STAGE_MAX_MS: u64 = 60_000;
 
 /// Mix policy caps.
 #[derive(Debug, Clone)]
@@ -149,6 +164,10 @@ pub struct TauPool {
     waiting_crowd: BTreeMap<(u64, PacketId), ()>,
     waiting_time: BTreeMap<(u64, PacketId), ()>,
     held: HashMap<PacketId, Meta>,
+    /// Staged own entries: id → (crowd, delay in ms), and when the first of them enters
+    /// without a network entry (unix ms).
+    staged: BTreeMap<PacketId, (u64, u64)>,
+    staged_until: Option<u64>,
 }
 
 impl TauPool {
@@ -166,6 +185,8 @@ impl TauPool {
             waiting_crowd: BTreeMap::new(),
             waiting_time: BTreeMap::new(),
             held: HashMap::new(),
+            staged: BTreeMap::new(),
+            staged_until: None,
         };
         let mut found = Vec::new();
         for item in pool.table.iter() {
@@ -174,6 +195,11 @@ impl TauPool {
             }
         }
         for (id, entry, stored_crowd, due) in found {
+            if entry == STAGED {
+                // Staged before a restart: they wait again from now.
+                pool.note_staged(id, stored_crowd & !UNCOUNTED, due, crate::clock::unix_ms());
+                continue;
+            }
             let crowd = stored_crowd & !UNCOUNTED;
             pool.index(
                 id,
@@ -207,12 +233,30 @@ impl TauPool {
         }
     }
 
+    /// Held packets, staged ones included.
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.held.len() + self.staged.len()
+    }
+
+    /// Staged own entries waiting to enter.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// When (unix ms) the staged entries enter if no network entry comes first; `None`
+    /// when none is staged.
+    pub fn staged_until(&self) -> Option<u64> {
+        self.staged_until
+    }
+
+    fn note_staged(&mut self, id: PacketId, crowd: u64, delay_ms: u64, now_ms: u64) {
+        self.staged.insert(id, (crowd, delay_ms));
+        let until = now_ms.saturating_add(delay_ms.min(STAGE_MAX_MS));
+        self.staged_until = Some(self.staged_until.map_or(until, |u| u.min(until)));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.held.is_empty() && self.staged.is_empty()
     }
 
     /// The largest crowd among held packets (0 when empty). O(n).
@@ -260,30 +304,32 @@ impl TauPool {
         now_ms: u64,
         counts: bool,
     ) -> Result<(), PoolError> {
-        if crowd > self.limits.max_crowd {
-            return Err(PoolError::CrowdTooLarge(crowd));
-        }
-        if delay_secs > self.limits.max_delay_secs {
-            return Err(PoolError::DelayTooLong(delay_secs));
-        }
-        if self.held.len() >= self.limits.max_held {
-            return Err(PoolError::Full);
-        }
-        let id = outgoing.id();
-        if self.held.contains_key(&id) {
-            return Err(PoolError::Duplicate);
-        }
-        // A counted message is entry number `counter + 1`; it needs `crowd` entries after it.
-        // An uncounted one takes the current number without advancing it.
-        let entry = self.counter + u64::from(counts);
+        let id = self.check_new(outgoing, crowd, delay_secs)?;
         let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
+        self.enter(id, outgoing.clone(), crowd, due, counts)?;
+        self.promote();
+        Ok(())
+    }
+
+    /// Write and index one entry. A counted message is entry number `counter + 1` and needs
+    /// `crowd` entries after it; an uncounted one takes the current number without advancing
+    /// it.
+    fn enter(
+        &mut self,
+        id: PacketId,
+        packet: Packet,
+        crowd: u64,
+        due: u64,
+        counts: bool,
+    ) -> Result<(), PoolError> {
+        let entry = self.counter + u64::from(counts);
         self.table.insert(
             &PoolKey::Entry(id),
             &PoolValue::Entry(Record {
                 entry,
                 crowd_field: if counts { crowd } else { crowd | UNCOUNTED },
                 due,
-                packet: outgoing.clone(),
+                packet,
             }),
         )?;
         if counts {
@@ -300,8 +346,79 @@ impl TauPool {
                 counted: counts,
             },
         );
-        self.promote();
         Ok(())
+    }
+
+    /// The checks every new entry passes (staged or not); its id.
+    fn check_new(
+        &self,
+        outgoing: &Packet,
+        crowd: u64,
+        delay_secs: u64,
+    ) -> Result<PacketId, PoolError> {
+        if crowd > self.limits.max_crowd {
+            return Err(PoolError::CrowdTooLarge(crowd));
+        }
+        if delay_secs > self.limits.max_delay_secs {
+            return Err(PoolError::DelayTooLong(delay_secs));
+        }
+        if self.len() >= self.limits.max_held {
+            return Err(PoolError::Full);
+        }
+        let id = outgoing.id();
+        if self.held.contains_key(&id) || self.staged.contains_key(&id) {
+            return Err(PoolError::Duplicate);
+        }
+        Ok(id)
+    }
+
+    /// Stage one of the node's own packets (see the module comment): kept on disk, entering
+    /// only with the next network entry ([`TauPool::enter_staged`]). It counts when it enters.
+    pub fn stage(
+        &mut self,
+        outgoing: &Packet,
+        crowd: u64,
+        delay_secs: u64,
+        now_ms: u64,
+    ) -> Result<(), PoolError> {
+        let id = self.check_new(outgoing, crowd, delay_secs)?;
+        let delay_ms = delay_secs.saturating_mul(1000);
+        self.table.insert(
+            &PoolKey::Entry(id),
+            &PoolValue::Entry(Record {
+                entry: STAGED,
+                crowd_field: crowd,
+                due: delay_ms,
+                packet: outgoing.clone(),
+            }),
+        )?;
+        self.note_staged(id, crowd, delay_ms, now_ms);
+        Ok(())
+    }
+
+    /// Let every staged entry enter now, counted, in random order, each due its delay from
+    /// now. Returns how many entered.
+    pub fn enter_staged(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl rand::Rng,
+    ) -> Result<usize, PoolError> {
+        if self.staged.is_empty() {
+            return Ok(0);
+        }
+        let mut list: Vec<(PacketId, (u64, u64))> =
+            std::mem::take(&mut self.staged).into_iter().collect();
+        self.staged_until = None;
+        list.shuffle(rng);
+        let n = list.len();
+        for (id, (crowd, delay_ms)) in list {
+            let Some(PoolValue::Entry(r)) = self.table.get(&PoolKey::Entry(id))? else {
+                continue;
+            };
+            self.enter(id, r.packet, crowd, now_ms.saturating_add(delay_ms), true)?;
+        }
+        self.promote();
+        Ok(n)
     }
 
     /// Packets to release at `now_ms`, shuffled. A message is *eligible* when its crowd and delay
@@ -540,5 +657,47 @@ mod tests {
             vec![0, 1, 2, 3, 4, 5, 6, 7],
             "target, 5 strangers, 2 counted"
         );
+    }
+
+    #[test]
+    fn staged_own_entries_enter_with_the_next_network_entry_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        // Two own packets staged: held, but no entry yet, nothing can leave, however late.
+        pool.stage(&pkt(0), 0, 10, 1_000_000).unwrap();
+        pool.stage(&pkt(1), 1, 40, 1_000_000).unwrap();
+        assert!(matches!(
+            pool.stage(&pkt(0), 0, 10, 1_000_000),
+            Err(PoolError::Duplicate)
+        ));
+        assert_eq!((pool.len(), pool.staged(), pool.entries()), (2, 2, 0));
+        assert!(pool.due(9_000_000, &mut rng).unwrap().is_empty());
+        // The first one's delay (10 s, under STAGE_MAX_MS) bounds the wait for a network entry.
+        assert_eq!(pool.staged_until(), Some(1_010_000));
+        // Staged entries are on disk: a restart keeps them staged (waiting again from then).
+        drop(pool);
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        assert_eq!((pool.len(), pool.staged(), pool.entries()), (2, 2, 0));
+        assert!(pool.staged_until().is_some());
+        // A network entry at t = 2,000 s: both staged enter with it, counted, their delays
+        // running from now.
+        pool.insert(&pkt(2), 0, 0, 2_000_000).unwrap();
+        assert_eq!(pool.enter_staged(2_000_000, &mut rng).unwrap(), 2);
+        assert_eq!((pool.len(), pool.staged(), pool.entries()), (3, 0, 3));
+        assert_eq!(pool.staged_until(), None);
+        // pkt 2 (no delay) leaves; pkt 0 after its 10 s; pkt 1 waits for its crowd (one
+        // entry after it) and its 40 s.
+        assert_eq!(ids(&pool.due(2_000_000, &mut rng).unwrap()), vec![2]);
+        pool.remove(&pkt(2).id()).unwrap();
+        assert_eq!(ids(&pool.due(2_010_000, &mut rng).unwrap()), vec![0]);
+        pool.remove(&pkt(0).id()).unwrap();
+        pool.insert(&pkt(3), 0, 0, 2_020_000).unwrap();
+        assert_eq!(ids(&pool.due(2_039_999, &mut rng).unwrap()), vec![3]);
+        assert_eq!(ids(&pool.due(2_040_000, &mut rng).unwrap()), vec![1, 3]);
+        // A long own delay waits at most STAGE_MAX_MS for a network entry.
+        pool.stage(&pkt(4), 0, 3600, 3_000_000).unwrap();
+        assert_eq!(pool.staged_until(), Some(3_000_000 + STAGE_MAX_MS));
     }
 }

@@ -8,6 +8,9 @@
 //! ring and loses its deficit. A queue is bounded by its peer's ingest permits
 //! ([`super::peer::INGEST_SLOTS`]), which travel with the packets and are released when the
 //! batch is stored: a flooding peer's reader waits for its own permits and nobody else's.
+//! All queues together are bounded by [`INGEST_TOTAL`] (a second permit each packet holds),
+//! so many peers at once cannot hold more than that in memory either; a peer can take at
+//! most its own slots of it, and the queues always drain, so nobody waits on it for long.
 
 use crate::packet::{Packet, PacketId};
 use crate::sync::Locked;
@@ -17,6 +20,34 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// Packets a peer may contribute per round.
 pub const QUANTUM: usize = 32;
+/// Packets received from all peers and not yet stored (≈ 9 MiB).
+pub const INGEST_TOTAL: usize = 8192;
+
+/// What a queued packet holds until it is stored: one of its peer's slots and one of the
+/// node's [`INGEST_TOTAL`].
+#[derive(Debug)]
+pub struct IngestPermit {
+    _peer: OwnedSemaphorePermit,
+    _total: Option<OwnedSemaphorePermit>,
+}
+
+impl IngestPermit {
+    pub fn new(peer: OwnedSemaphorePermit, total: OwnedSemaphorePermit) -> IngestPermit {
+        IngestPermit {
+            _peer: peer,
+            _total: Some(total),
+        }
+    }
+
+    /// A permit of the peer's slots only (tests of the queue alone).
+    #[cfg(test)]
+    pub fn peer_only(peer: OwnedSemaphorePermit) -> IngestPermit {
+        IngestPermit {
+            _peer: peer,
+            _total: None,
+        }
+    }
+}
 
 /// A packet from a peer, with the permit that bounds the peer's queue.
 pub struct Item {
@@ -24,7 +55,7 @@ pub struct Item {
     /// The packet's id, computed once when it arrived.
     pub id: PacketId,
     pub packet: Packet,
-    pub permit: OwnedSemaphorePermit,
+    pub permit: IngestPermit,
 }
 
 #[derive(Default)]
@@ -134,7 +165,7 @@ mod tests {
             peer,
             id: packet.id(),
             packet,
-            permit: sem.clone().try_acquire_owned().unwrap(),
+            permit: IngestPermit::peer_only(sem.clone().try_acquire_owned().unwrap()),
         }
     }
 

@@ -323,11 +323,16 @@ impl Message {
             Message::Addr(a) => serialize(a),
             Message::AddrV2(a) => serialize(a),
         };
-        Outgoing {
-            command: self.command(),
-            payload: Bytes::from(payload),
-        }
+        Outgoing::new(self.command(), Bytes::from(payload))
     }
+}
+
+/// A `bump` message straight from a packet's encoded bytes and its id (checked against them
+/// by whoever read them): the same bytes as `Message::Bump(p).encode()`, without decoding the
+/// packet and encoding it again, and with the checksum taken from the id (the id *is* the
+/// payload's SHA256d, docs/protocol.md §1 and §5.1).
+pub fn encode_packet(bytes: &[u8; PACKET_LEN], id: &PacketId) -> Outgoing {
+    Outgoing::with_digest(cmd::BUMP, Bytes::copy_from_slice(bytes), &id.0)
 }
 
 #[cfg(test)]
@@ -382,6 +387,21 @@ mod tests {
             .map(|i| PacketId([(i % 251) as u8; 32]))
             .collect();
         round_trip(Message::Inv { ids, other: 0 });
+    }
+
+    proptest! {
+        /// The shortcut from stored bytes frames exactly what encoding the decoded packet does,
+        /// checksum included.
+        #[test]
+        fn a_packet_from_its_bytes_frames_like_the_decoded_packet(tag in any::<[u8; 20]>(), expires in any::<u32>(), nonce in any::<u64>(), fill in any::<u8>()) {
+            let p = Packet { tag: Tag(tag), expires, nonce, body: Box::new([fill; BODY_LEN]) };
+            let bytes = p.encode();
+            let (mut a, mut b) = (bytes::BytesMut::new(), bytes::BytesMut::new());
+            let mut codec = namecoin::wire::MessageCodec::new([1, 2, 3, 4], max_payload as fn(&Command) -> Option<usize>);
+            tokio_util::codec::Encoder::encode(&mut codec, Message::Bump(Box::new(p.clone())).encode(), &mut a).unwrap();
+            tokio_util::codec::Encoder::encode(&mut codec, encode_packet(&bytes, &p.id()), &mut b).unwrap();
+            prop_assert_eq!(a, b);
+        }
     }
 
     #[test]

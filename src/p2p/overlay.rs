@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use super::fetch::REQUEST_TIMEOUT;
@@ -197,6 +197,7 @@ impl Overlay {
             store: node.store().clone(),
             trickle: cfg.trickle,
             events: events_tx,
+            ingest_total: Arc::new(tokio::sync::Semaphore::new(super::ingest::INGEST_TOTAL)),
         });
         let overlay = Arc::new(Overlay {
             node,
@@ -280,7 +281,7 @@ impl Overlay {
                 PeerEvent::Connected(p) => self.on_connected(&p),
                 PeerEvent::Inv(p, ids) => self.on_inv(&p, &ids),
                 PeerEvent::NotFound(p, ids) => self.on_notfound(&p, &ids),
-                PeerEvent::Packet(p, packet, permit) => self.on_packet(&p, *packet, permit),
+                PeerEvent::Packet(p, id, packet, permit) => self.on_packet(&p, id, *packet, permit),
                 PeerEvent::Addr(_, entries) => self.on_addr(&entries),
                 PeerEvent::GetAddr(p) => self.answer_getaddr(&p),
                 PeerEvent::Recon(p, ranges) => {
@@ -595,8 +596,15 @@ impl Overlay {
     }
 
     /// A `bump` message: accept it only if we asked this peer for it; admission checks it.
-    fn on_packet(&self, peer: &Arc<PeerShared>, packet: Packet, permit: OwnedSemaphorePermit) {
-        let id = packet.id();
+    /// `id` was computed from the packet's bytes as they arrived (the frame's checksum hash).
+    fn on_packet(
+        &self,
+        peer: &Arc<PeerShared>,
+        id: PacketId,
+        packet: Packet,
+        permit: super::ingest::IngestPermit,
+    ) {
+        debug_assert_eq!(id, packet.id());
         let (requested_here, more) =
             self.fetch
                 .locked()

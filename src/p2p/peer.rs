@@ -15,6 +15,7 @@
 //! a slice at a time).
 
 use super::handshake::{Handshake, Nonces, VersionTemplate};
+use super::ingest::IngestPermit;
 use super::message::{cmd, max_payload, DecodeError, Message, MAX_INV};
 use super::penalty;
 use crate::packet::{Packet, PacketId};
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -53,9 +54,11 @@ pub const PING_PER_SEC: f64 = 1.0;
 /// Most ids one event carries (an `inv` of 50,000 becomes 49 events).
 pub const EVENT_IDS: usize = 1024;
 /// Packets of one peer received and not yet stored; its reader waits for a free slot.
-pub const INGEST_SLOTS: usize = 512;
+pub const INGEST_SLOTS: usize = 2048;
 /// After we tell a peer a higher floor, how long announcements below it go unpunished.
 pub const FLOOR_GRACE: Duration = Duration::from_secs(30);
+/// Bytes gathered before the writer writes to the socket (see [`spawn`]).
+const WRITE_BATCH: usize = 64 * 1024;
 /// Longest one write to the socket may take; a peer that reads slower is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -85,7 +88,9 @@ pub enum PeerEvent {
     /// A `bump` packet arrived (requested or not: the owner knows what it asked for). The
     /// permit is one of the peer's [`INGEST_SLOTS`]: it is held until the packet is stored,
     /// so a peer that sends faster than its share is slowed alone (docs/admission.md §4).
-    Packet(Arc<PeerShared>, Box<Packet>, OwnedSemaphorePermit),
+    /// The id comes from the frame's checksum hash: a `bump` payload is the packet's bytes,
+    /// so their SHA256d is its id, computed once.
+    Packet(Arc<PeerShared>, PacketId, Box<Packet>, IngestPermit),
     /// Addresses gossiped by the peer: (services, address).
     Addr(Arc<PeerShared>, Vec<(u64, SocketAddr)>),
     /// The peer asks for addresses (first time only).
@@ -110,6 +115,8 @@ pub struct PeerCtx {
     /// Mean announcement delay; `None` announces at once.
     pub trickle: Option<Duration>,
     pub events: mpsc::Sender<PeerEvent>,
+    /// The node's [`super::ingest::INGEST_TOTAL`] permits, shared by all connections.
+    pub ingest_total: Arc<Semaphore>,
 }
 
 /// State shared between a peer's reader, writer and the overlay.
@@ -345,7 +352,10 @@ where
         MessageCodec::new(ctx.magic, max_payload as Policy),
         256 * 1024,
     );
-    let writer = FramedWrite::new(wr, MessageCodec::new(ctx.magic, max_payload as Policy));
+    let mut writer = FramedWrite::new(wr, MessageCodec::new(ctx.magic, max_payload as Policy));
+    // Packets are fed a slice at a time and flushed at its end; a larger boundary than the
+    // default 8 KiB means one socket write per 64 packets instead of per 8.
+    writer.set_backpressure_boundary(WRITE_BATCH);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let shared = Arc::new(PeerShared::new(id, addr, outbound, cancel, control_tx));
     let peer = shared.clone();
@@ -458,11 +468,13 @@ async fn write_frames<W: AsyncWrite + Send>(
         };
         if !slice.is_empty() {
             let mut missing = Vec::new();
+            let now = crate::unix_now();
             for id in &slice {
-                // Expired but not yet swept counts as gone.
-                match ctx.store.get_live(id, crate::unix_now()) {
-                    Ok(Some((_, p))) => {
-                        let m = Message::Bump(Box::new(p)).encode();
+                // Expired but not yet swept counts as gone. The bytes go out as stored: the
+                // read checked them against the id, which is also the frame's checksum.
+                match ctx.store.get_bytes_live(id, now) {
+                    Ok(Some(bytes)) => {
+                        let m = super::message::encode_packet(&bytes, id);
                         peer.bytes_out
                             .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
                         peer.packets_out.fetch_add(1, Ordering::Relaxed);
@@ -631,7 +643,7 @@ impl<'a> Reader<'a> {
                 }
                 f = reader.next() => f,
             };
-            let (command, payload) = match frame {
+            let (command, payload, digest) = match frame {
                 None => return Err(Ended::Closed),
                 Some(Err(e)) => {
                     if !matches!(e, WireError::Io(_)) {
@@ -639,10 +651,14 @@ impl<'a> Reader<'a> {
                     }
                     return Err(Ended::Wire(e));
                 }
-                Some(Ok(Frame::Message { command, payload })) => {
+                Some(Ok(Frame::Message {
+                    command,
+                    payload,
+                    digest,
+                })) => {
                     peer.bytes_in
                         .fetch_add(24 + payload.len() as u64, Ordering::Relaxed);
-                    (command, payload)
+                    (command, payload, digest)
                 }
                 Some(Ok(Frame::Skipped { len, .. })) => {
                     peer.bytes_in.fetch_add(24 + len as u64, Ordering::Relaxed);
@@ -702,12 +718,12 @@ impl<'a> Reader<'a> {
                 }
                 continue;
             }
-            self.dispatch(msg).await;
+            self.dispatch(msg, digest).await;
         }
     }
 
-    /// A message after the handshake.
-    async fn dispatch(&mut self, msg: Message) {
+    /// A message after the handshake; `digest` is its payload's SHA256d.
+    async fn dispatch(&mut self, msg: Message, digest: [u8; 32]) {
         let peer = self.peer;
         match msg {
             Message::Ping(n) => {
@@ -759,11 +775,17 @@ impl<'a> Reader<'a> {
                 }
             }
             Message::Bump(p) => {
-                // Waits only when this peer has INGEST_SLOTS packets not yet stored.
-                let Ok(permit) = peer.ingest_slots.clone().acquire_owned().await else {
+                // Waits only when this peer has INGEST_SLOTS packets not yet stored, or all
+                // peers together INGEST_TOTAL (in that order: a peer holds at most its slots).
+                let Ok(own) = peer.ingest_slots.clone().acquire_owned().await else {
                     return;
                 };
-                self.emit(PeerEvent::Packet(peer.clone(), p, permit)).await
+                let Ok(total) = self.ctx.ingest_total.clone().acquire_owned().await else {
+                    return;
+                };
+                let permit = IngestPermit::new(own, total);
+                self.emit(PeerEvent::Packet(peer.clone(), PacketId(digest), p, permit))
+                    .await
             }
             Message::Recon(ranges) => {
                 // Each step costs us a pass over part of the store: it shares the ping rate.
@@ -845,6 +867,7 @@ mod tests {
             store,
             trickle: None,
             events: tx,
+            ingest_total: Arc::new(Semaphore::new(super::super::ingest::INGEST_TOTAL)),
         });
         let peer = spawn(
             ctx,
@@ -869,7 +892,9 @@ mod tests {
             .expect("stream open")
             .expect("valid frame");
         match f {
-            Frame::Message { command, payload } => Message::decode(command, &payload).unwrap(),
+            Frame::Message {
+                command, payload, ..
+            } => Message::decode(command, &payload).unwrap(),
             other => panic!("unexpected frame {other:?}"),
         }
     }

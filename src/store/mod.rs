@@ -884,6 +884,23 @@ impl Store {
         Ok(self.get(id)?.filter(|(_, p)| p.expires > now))
     }
 
+    /// The encoded bytes of one packet that has not expired at `now`, checked against its id
+    /// (what a peer's `getdata` is served from: no decoding, and the check's hash is the
+    /// wire checksum, see [`crate::p2p::message::encode_packet`]).
+    pub fn get_bytes_live(
+        &self,
+        id: &PacketId,
+        now: u32,
+    ) -> Result<Option<[u8; PACKET_LEN]>, StoreError> {
+        let Some((_, expires, record)) = self.index.locked().get(id) else {
+            return Ok(None);
+        };
+        if expires <= now {
+            return Ok(None);
+        }
+        self.read_checked(id, location(expires, record))
+    }
+
     fn lookup(&self, id: &PacketId) -> Result<Lookup, StoreError> {
         let Some((seq, expires, record)) = self.index.locked().get(id) else {
             return Ok(Lookup::Missing);
@@ -893,16 +910,29 @@ impl Store {
 
     /// The packet `id` at `loc`, checked against its id.
     fn read_at(&self, id: &PacketId, seq: u64, loc: Location) -> Result<Lookup, StoreError> {
-        // Bytes that do not hash to the id (a write torn by an OS crash, a damaged or deleted
-        // segment) are damaged: the index says the packet is there, the bytes are not it.
-        match self.segments.read(loc) {
-            Ok(bytes) if PacketId::of_bytes(&bytes) == *id => match Packet::decode(&bytes) {
+        match self.read_checked(id, loc)? {
+            Some(bytes) => match Packet::decode(&bytes) {
                 Ok(p) => Ok(Lookup::Found(seq, p)),
                 Err(_) => {
                     self.note_damaged(loc);
                     Ok(Lookup::Damaged(loc))
                 }
             },
+            None => Ok(Lookup::Damaged(loc)),
+        }
+    }
+
+    /// The bytes at `loc` if they hash to `id`; `None` (noted as damaged) if they do not or
+    /// are gone.
+    fn read_checked(
+        &self,
+        id: &PacketId,
+        loc: Location,
+    ) -> Result<Option<[u8; PACKET_LEN]>, StoreError> {
+        // Bytes that do not hash to the id (a write torn by an OS crash, a damaged or deleted
+        // segment) are damaged: the index says the packet is there, the bytes are not it.
+        match self.segments.read(loc) {
+            Ok(bytes) if PacketId::of_bytes(&bytes) == *id => Ok(Some(bytes)),
             Ok(_) => {
                 self.note_damaged(loc);
                 tracing::warn!(
@@ -910,14 +940,14 @@ impl Store {
                     offset = loc.offset,
                     "packet bytes on disk do not match their id"
                 );
-                Ok(Lookup::Damaged(loc))
+                Ok(None)
             }
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     || e.kind() == std::io::ErrorKind::UnexpectedEof =>
             {
                 self.note_damaged(loc);
-                Ok(Lookup::Damaged(loc))
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }

@@ -327,6 +327,19 @@ async fn flood_latency(n: usize, sends: usize) {
     }
 }
 
+/// CPU time (user + system) of this process so far, in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / tick
+}
+
 async fn catch_up(n: usize) {
     let d0 = tempfile::tempdir().unwrap();
     let d1 = tempfile::tempdir().unwrap();
@@ -343,11 +356,13 @@ async fn catch_up(n: usize) {
     // first packet asked for (reconciliation included) to the last one stored.
     let mut connected = None;
     let mut first = None;
+    let mut cpu_at_connect = 0.0;
     let mut last_log = Instant::now();
     while b.node.store().len() < n as u64 {
         let st = b.overlay.sync_status();
         if connected.is_none() && st.bump_peers >= 1 {
             connected = Some(t.elapsed());
+            cpu_at_connect = cpu_secs();
         }
         if first.is_none() && (st.requested > 0 || st.received > 0) {
             first = Some(t.elapsed());
@@ -360,15 +375,17 @@ async fn catch_up(n: usize) {
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     let took = t.elapsed();
+    let cpu = cpu_secs() - cpu_at_connect;
     let connected = connected.unwrap_or(took);
     let transfer = took - connected;
     let raw = raw_relay(n * 1024, 1).await;
     let st = b.overlay.sync_status();
     println!(
-        "catch-up of {n} missed packets: {:.3} s from connected to all stored ({:.0} packets/s; first ask {:.3} s after connected)   raw TCP transfer of the same bytes: {:.3} s   ratio {:.2}x   (node start {:.3} s, handshake {:.3} s, whole {:.2} s = {:.1}x raw; reconciliation: {} steps, {} bytes out, {} in)",
+        "catch-up of {n} missed packets: {:.3} s from connected to all stored ({:.0} packets/s; first ask {:.3} s after connected; {:.2} CPU s, both nodes)   raw TCP transfer of the same bytes: {:.3} s   ratio {:.2}x   (node start {:.3} s, handshake {:.3} s, whole {:.2} s = {:.1}x raw; reconciliation: {} steps, {} bytes out, {} in)",
         transfer.as_secs_f64(),
         n as f64 / transfer.as_secs_f64(),
         first.unwrap_or(took).saturating_sub(connected).as_secs_f64(),
+        cpu,
         raw.as_secs_f64(),
         transfer.as_secs_f64() / raw.as_secs_f64(),
         started.as_secs_f64(),

@@ -28,12 +28,28 @@ pub struct RoutePolicy {
     pub expires: u32,
 }
 
+/// The minimum delay one hop is told: the level's delay `d` plus an exponential wait of mean
+/// `d / 2`, capped at `2d` (so between `d` and `3d`), drawn per hop. A release then follows
+/// its input by no fixed interval an observer could look for (docs/anonymity.md, "Hop
+/// delays"); the level's delay stays the minimum every hop keeps.
+pub fn hop_delay(d: u64, rng: &mut dyn RngCore) -> u64 {
+    use rand::Rng as _;
+    if d == 0 {
+        return 0;
+    }
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let mean = d as f64 / 2.0;
+    d + ((-u.ln()) * mean).min(2.0 * d as f64).round() as u64
+}
+
 /// Instructions for every hop of `route`: forward to the next mix's tag, the last to
-/// `final_tag`, all with the same Tau values and expiry. Callers add final data or a drop flag.
+/// `final_tag`, all with the same crowd and expiry, each its own [`hop_delay`]. Callers add
+/// final data or a drop flag.
 pub(crate) fn instructions(
     route: &[PublicKey],
     final_tag: Tag,
     pol: RoutePolicy,
+    rng: &mut dyn RngCore,
 ) -> Vec<HopInstructions> {
     (0..route.len())
         .map(|i| HopInstructions {
@@ -44,7 +60,7 @@ pub(crate) fn instructions(
             },
             next_expires: pol.expires,
             crowd: pol.crowd,
-            delay_secs: pol.delay_secs,
+            delay_secs: hop_delay(pol.delay_secs, rng),
             postage: None,
             drop: false,
             final_data: None,
@@ -74,7 +90,8 @@ pub fn final_capacity_with(
     pol: RoutePolicy,
     postage: &[Option<[u8; 36]>],
 ) -> usize {
-    let mut instr = instructions(route, Tag([0; 20]), pol);
+    // Sizes only: the delays drawn do not change the layer's length.
+    let mut instr = instructions(route, Tag([0; 20]), pol, &mut rand::rngs::OsRng);
     for (hop, p) in instr.iter_mut().zip(postage) {
         hop.postage = *p;
     }
@@ -158,7 +175,7 @@ pub fn wrap_parts(
         if part.keys.len() != hops {
             return Err(WrapError::NoRoom);
         }
-        let mut instr = instructions(&part.keys, final_tag, pol);
+        let mut instr = instructions(&part.keys, final_tag, pol, rng);
         for (hop, p) in instr.iter_mut().zip(postage) {
             hop.postage = *p;
         }
@@ -176,6 +193,21 @@ pub fn wrap_parts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_delays_are_drawn_per_hop_between_the_level_and_three_times_it() {
+        let mut rng = rand::rngs::OsRng;
+        let d: Vec<u64> = (0..500).map(|_| hop_delay(30, &mut rng)).collect();
+        assert!(d.iter().all(|x| (30..=90).contains(x)), "{d:?}");
+        let mean = d.iter().sum::<u64>() as f64 / d.len() as f64;
+        // Exp(15) capped at 60 has mean ≈ 14.7: the mean delay ≈ 44.7 s.
+        assert!((40.0..50.0).contains(&mean), "mean {mean}");
+        assert!(
+            d.iter().filter(|&&x| x == 30).count() < 50,
+            "not pinned at the minimum"
+        );
+        assert_eq!(hop_delay(0, &mut rng), 0, "no delay asked, none added");
+    }
     use crate::message::Assembler;
     use crate::onion::layer::peel;
     use rand::SeedableRng;

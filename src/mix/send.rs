@@ -809,10 +809,11 @@ mod tests {
         let mut p = held[0].1.clone();
         for (i, k) in sk.iter().enumerate() {
             let u = peel(k, &p, &mut rand::rngs::OsRng).unwrap();
-            assert_eq!(
-                (u.instructions.crowd, u.instructions.delay_secs),
-                (2, 10),
-                "hop {i} has the low level"
+            assert_eq!(u.instructions.crowd, 2, "hop {i} has the low level");
+            assert!(
+                (10..=30).contains(&u.instructions.delay_secs),
+                "hop {i}: the low level's delay and at most 2x more: {}",
+                u.instructions.delay_secs
             );
             p = u.outgoing.unwrap();
         }

@@ -77,13 +77,23 @@ impl Ingest {
 
     /// Queue a packet (never blocks: the permit bounds the queue).
     pub fn push(&self, item: Item) {
+        self.push_many(vec![item])
+    }
+
+    /// Queue packets of one peer, in order (never blocks: the permits bound the queue).
+    pub fn push_many(&self, items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
         let mut st = self.state.locked();
-        let peer = item.peer;
-        let (q, _) = st.queues.entry(peer).or_default();
-        let was_empty = q.is_empty();
-        q.push_back(item);
-        if was_empty {
-            st.ring.push_back(peer);
+        for item in items {
+            let peer = item.peer;
+            let (q, _) = st.queues.entry(peer).or_default();
+            let was_empty = q.is_empty();
+            q.push_back(item);
+            if was_empty {
+                st.ring.push_back(peer);
+            }
         }
         drop(st);
         self.ready.notify_one();

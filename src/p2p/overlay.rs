@@ -21,7 +21,7 @@ use super::penalty;
 use super::recon::{self, Snapshot};
 use crate::clock::unix_secs;
 use crate::node::Node;
-use crate::packet::{Packet, PacketError, PacketId};
+use crate::packet::{PacketError, PacketId};
 use crate::sync::Locked;
 use bitcoin::p2p::address::Address;
 use bitcoin::p2p::ServiceFlags;
@@ -281,7 +281,7 @@ impl Overlay {
                 PeerEvent::Connected(p) => self.on_connected(&p),
                 PeerEvent::Inv(p, ids) => self.on_inv(&p, &ids),
                 PeerEvent::NotFound(p, ids) => self.on_notfound(&p, &ids),
-                PeerEvent::Packet(p, id, packet, permit) => self.on_packet(&p, id, *packet, permit),
+                PeerEvent::Packets(p, list) => self.on_packets(&p, list),
                 PeerEvent::Addr(_, entries) => self.on_addr(&entries),
                 PeerEvent::GetAddr(p) => self.answer_getaddr(&p),
                 PeerEvent::Recon(p, ranges) => {
@@ -595,33 +595,46 @@ impl Overlay {
         self.ask(asks);
     }
 
-    /// A `bump` message: accept it only if we asked this peer for it; admission checks it.
-    /// `id` was computed from the packet's bytes as they arrived (the frame's checksum hash).
-    fn on_packet(
-        &self,
-        peer: &Arc<PeerShared>,
-        id: PacketId,
-        packet: Packet,
-        permit: super::ingest::IngestPermit,
-    ) {
-        debug_assert_eq!(id, packet.id());
-        let (requested_here, more) =
-            self.fetch
-                .locked()
-                .delivered(peer.id, &id, Instant::now(), |id| self.have(id));
-        if !requested_here {
+    /// `bump` packets from one peer, in arrival order: each is accepted only if we asked this
+    /// peer for it (else [`penalty::UNREQUESTED_PACKET`] each); admission checks them. Their
+    /// ids were computed from the bytes as they arrived (the frames' checksum hashes).
+    fn on_packets(&self, peer: &Arc<PeerShared>, list: Vec<super::peer::Arrived>) {
+        let now = Instant::now();
+        let mut accepted = Vec::with_capacity(list.len());
+        let mut more = Vec::new();
+        let mut unrequested = 0;
+        {
+            let mut fetch = self.fetch.locked();
+            for a in list {
+                debug_assert_eq!(a.id, a.packet.id());
+                let (requested_here, next) =
+                    fetch.delivered(peer.id, &a.id, now, |id| self.have(id));
+                more.extend(next);
+                if requested_here {
+                    accepted.push(a);
+                } else {
+                    unrequested += 1;
+                }
+            }
+        }
+        for _ in 0..unrequested {
             self.misbehave(peer, penalty::UNREQUESTED_PACKET, "unrequested bump packet");
-            return;
         }
         self.ask(vec![(peer.id, more)]);
-        peer.packets_in.fetch_add(1, Ordering::Relaxed);
-        peer.mark_known([&id]);
-        self.ingest.push(Item {
-            peer: peer.id,
-            id,
-            packet,
-            permit,
-        });
+        peer.packets_in
+            .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+        peer.mark_known(accepted.iter().map(|a| &a.id));
+        self.ingest.push_many(
+            accepted
+                .into_iter()
+                .map(|a| Item {
+                    peer: peer.id,
+                    id: a.id,
+                    packet: *a.packet,
+                    permit: a.permit,
+                })
+                .collect(),
+        );
     }
 
     /// Gossiped addresses (the decoder already refused lists over [`MAX_ADDR`]).

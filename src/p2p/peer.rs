@@ -88,9 +88,9 @@ pub enum PeerEvent {
     /// A `bump` packet arrived (requested or not: the owner knows what it asked for). The
     /// permit is one of the peer's [`INGEST_SLOTS`]: it is held until the packet is stored,
     /// so a peer that sends faster than its share is slowed alone (docs/admission.md §4).
-    /// The id comes from the frame's checksum hash: a `bump` payload is the packet's bytes,
-    /// so their SHA256d is its id, computed once.
-    Packet(Arc<PeerShared>, PacketId, Box<Packet>, IngestPermit),
+    /// `bump` packets that arrived one after the other (a run the reader found already
+    /// buffered, at most [`PACKET_BATCH`]), in order.
+    Packets(Arc<PeerShared>, Vec<Arrived>),
     /// Addresses gossiped by the peer: (services, address).
     Addr(Arc<PeerShared>, Vec<(u64, SocketAddr)>),
     /// The peer asks for addresses (first time only).
@@ -104,6 +104,19 @@ pub enum PeerEvent {
     /// force before the peer sees the connection close.
     Closed(Arc<PeerShared>, Ended, oneshot::Sender<()>),
 }
+
+/// One `bump` packet as it arrived (requested or not: the owner knows what it asked for).
+#[derive(Debug)]
+pub struct Arrived {
+    /// From the frame's checksum hash: a `bump` payload is the packet's bytes, so their
+    /// SHA256d is its id, computed once.
+    pub id: PacketId,
+    pub packet: Box<Packet>,
+    pub permit: IngestPermit,
+}
+
+/// Most packets one [`PeerEvent::Packets`] carries.
+pub const PACKET_BATCH: usize = 256;
 
 /// What a connection is given by its owner.
 pub struct PeerCtx {
@@ -551,6 +564,8 @@ struct Reader<'a> {
     ping_tokens: f64,
     ping_out: Option<(u64, Instant)>,
     answered_getaddr: bool,
+    /// Packets read and not yet handed to the owner (see [`PeerEvent::Packets`]).
+    packets: Vec<Arrived>,
 }
 
 impl<'a> Reader<'a> {
@@ -563,15 +578,39 @@ impl<'a> Reader<'a> {
             ping_tokens: PING_BURST,
             ping_out: None,
             answered_getaddr: false,
+            packets: Vec::new(),
         }
     }
 
-    async fn emit(&self, ev: PeerEvent) {
+    /// One permit of `sem`; if none is free, the packets read so far are handed on first.
+    async fn permit(&mut self, sem: &Arc<Semaphore>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        self.flush_packets().await;
+        sem.clone().acquire_owned().await.ok()
+    }
+
+    /// Hand the packets read so far to the owner.
+    async fn flush_packets(&mut self) {
+        if !self.packets.is_empty() {
+            let list = std::mem::take(&mut self.packets);
+            let _ = self
+                .ctx
+                .events
+                .send(PeerEvent::Packets(self.peer.clone(), list))
+                .await;
+        }
+    }
+
+    async fn emit(&mut self, ev: PeerEvent) {
+        // Events stay in the order they happened: packets read before go first.
+        self.flush_packets().await;
         // The owner is gone only at shutdown; the connection ends then anyway.
         let _ = self.ctx.events.send(ev).await;
     }
 
-    async fn misbehave(&self, points: u32, why: impl Into<String>) {
+    async fn misbehave(&mut self, points: u32, why: impl Into<String>) {
         self.emit(PeerEvent::Misbehaved(self.peer.clone(), points, why.into()))
             .await;
     }
@@ -612,6 +651,7 @@ impl<'a> Reader<'a> {
             self.peer.send(m);
         }
         let result = self.read_frames(&mut reader, &mut handshake).await;
+        self.flush_packets().await;
         self.ctx.nonces.remove(our_nonce);
         (result, reader)
     }
@@ -626,7 +666,21 @@ impl<'a> Reader<'a> {
         let mut ping_timer =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         loop {
-            let frame = tokio::select! {
+            // While packets are waiting to be handed on, take the next frame only if it is
+            // already here; otherwise hand them on before waiting.
+            let ready = if self.packets.is_empty() {
+                None
+            } else if peer.cancel.is_cancelled() {
+                return Err(Ended::Cancelled);
+            } else {
+                futures::FutureExt::now_or_never(reader.next())
+            };
+            if ready.is_none() {
+                self.flush_packets().await;
+            }
+            let frame = match ready {
+                Some(f) => f,
+                None => tokio::select! {
                 _ = peer.cancel.cancelled() => return Err(Ended::Cancelled),
                 _ = tokio::time::sleep_until(deadline), if !peer.handshake_done() => return Err(Ended::HandshakeTimeout),
                 _ = ping_timer.tick(), if peer.handshake_done() => {
@@ -642,6 +696,7 @@ impl<'a> Reader<'a> {
                     continue;
                 }
                 f = reader.next() => f,
+                },
             };
             let (command, payload, digest) = match frame {
                 None => return Err(Ended::Closed),
@@ -777,15 +832,22 @@ impl<'a> Reader<'a> {
             Message::Bump(p) => {
                 // Waits only when this peer has INGEST_SLOTS packets not yet stored, or all
                 // peers together INGEST_TOTAL (in that order: a peer holds at most its slots).
-                let Ok(own) = peer.ingest_slots.clone().acquire_owned().await else {
+                // Before waiting, the packets read so far are handed on: held here, their
+                // permits would never come back.
+                let Some(own) = self.permit(&peer.ingest_slots).await else {
                     return;
                 };
-                let Ok(total) = self.ctx.ingest_total.clone().acquire_owned().await else {
+                let Some(total) = self.permit(&self.ctx.ingest_total).await else {
                     return;
                 };
-                let permit = IngestPermit::new(own, total);
-                self.emit(PeerEvent::Packet(peer.clone(), PacketId(digest), p, permit))
-                    .await
+                self.packets.push(Arrived {
+                    id: PacketId(digest),
+                    packet: p,
+                    permit: IngestPermit::new(own, total),
+                });
+                if self.packets.len() >= PACKET_BATCH {
+                    self.flush_packets().await;
+                }
             }
             Message::Recon(ranges) => {
                 // Each step costs us a pass over part of the store: it shares the ping rate.
@@ -1000,6 +1062,80 @@ mod tests {
                 break;
             }
         }
+    }
+
+    /// Handshake as a BuMP peer; returns once the connection reported it.
+    async fn bump_handshake(
+        rx: &mut mpsc::Receiver<PeerEvent>,
+        rd: &mut FramedRead<ReadHalf<DuplexStream>, MessageCodec<Policy>>,
+        wr: &mut FramedWrite<WriteHalf<DuplexStream>, MessageCodec<Policy>>,
+    ) {
+        wr.send(their_version().encode()).await.unwrap();
+        for _ in 0..3 {
+            next_msg(rd).await;
+        }
+        wr.send(
+            Message::Feature {
+                id: super::super::message::FEATURE_ID.into(),
+                data: vec![super::super::message::BUMP_PROTOCOL_VERSION],
+            }
+            .encode(),
+        )
+        .await
+        .unwrap();
+        wr.send(Message::Verack.encode()).await.unwrap();
+        assert!(matches!(next_event(rx).await, PeerEvent::Connected(_)));
+    }
+
+    #[tokio::test]
+    async fn packets_in_a_row_arrive_as_batches_in_order_with_their_ids_and_permits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let (peer, mut rx, (mut rd, mut wr)) = setup(store);
+        bump_handshake(&mut rx, &mut rd, &mut wr).await;
+        let n = PACKET_BATCH + 44;
+        let packets: Vec<Packet> = (0..n)
+            .map(|i| Packet {
+                tag: crate::tag::Tag([1; 20]),
+                expires: 7,
+                nonce: i as u64,
+                body: Box::new([(i % 251) as u8; crate::packet::BODY_LEN]),
+            })
+            .collect();
+        // All written at once, then a ping: the packets are handed on before the ping is
+        // answered, in order, none in a batch over PACKET_BATCH.
+        for p in &packets {
+            wr.feed(Message::Bump(Box::new(p.clone())).encode())
+                .await
+                .unwrap();
+        }
+        wr.send(Message::Ping(5).encode()).await.unwrap();
+        let mut got = Vec::new();
+        let mut batches = 0;
+        while got.len() < n {
+            match next_event(&mut rx).await {
+                PeerEvent::Packets(_, list) => {
+                    assert!(!list.is_empty() && list.len() <= PACKET_BATCH);
+                    batches += 1;
+                    got.extend(list);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(batches >= 2 && batches < n, "{batches} batches");
+        for (a, p) in got.iter().zip(&packets) {
+            assert_eq!(
+                a.id,
+                p.id(),
+                "the id is the frame's hash of the packet's bytes"
+            );
+            assert_eq!(*a.packet, *p);
+        }
+        // Each held packet holds one of the peer's ingest slots until it is dropped.
+        assert_eq!(peer.ingest_slots.available_permits(), INGEST_SLOTS - n);
+        drop(got);
+        assert_eq!(peer.ingest_slots.available_permits(), INGEST_SLOTS);
+        assert_eq!(next_msg(&mut rd).await, Message::Pong(5));
     }
 
     #[tokio::test]

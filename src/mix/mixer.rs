@@ -218,7 +218,10 @@ impl Mixer {
         let now = unix_ms();
         let mut pool = self.pool.locked();
         match pool.staged_until() {
-            Some(until) if now >= until => Ok(pool.enter_staged(now, &mut rand::rngs::OsRng)?),
+            Some(until) if now >= until => {
+                let n = pool.staged_overdue(now);
+                Ok(pool.enter_staged(n, &mut rand::rngs::OsRng)?)
+            }
             _ => Ok(0),
         }
     }
@@ -367,8 +370,8 @@ impl Mixer {
                 counts,
             )
             .and_then(|()| {
-                pool.enter_staged(unix_ms(), &mut rand::rngs::OsRng)
-                    .map(|_| ())
+                // One staged own entry with each network entry: the counter moves by two.
+                pool.enter_staged(1, &mut rand::rngs::OsRng).map(|_| ())
             })
         };
         match entered {

@@ -16,17 +16,17 @@
 //!
 //! **Staged entries.** The node's own packets (its sends, cover and loops, peeled here:
 //! docs/protocol.md §6.6) do not enter when they are made: they are *staged* and enter with
-//! the next packet from the network that enters ([`TauPool::enter_staged`]), or, when none
-//! comes, once one of them has waited its own delay or [`STAGE_MAX_MS`], whichever is less
-//! (then all enter together). Every moment the pool gains entries is then a moment an
+//! a packet from the network that enters, one with each ([`TauPool::enter_staged`]), so that
+//! no arrival makes the entry counter jump; or, when none comes, once it has waited its own
+//! delay or [`STAGE_MAX_MS`], whichever is less. Every moment the pool gains entries is then a moment an
 //! observer saw a packet arrive at this mix, so a batch that own entries completed looks like
 //! one a visible arrival completed (docs/anonymity.md). A staged entry is in no index and
-//! cannot leave; its delay starts when it enters.
+//! cannot leave; its delay runs from when it was staged, so it waits no longer than asked.
 //!
 //! On disk (sled tree `ext/mixpool`): key = outgoing packet id (32), value = entry number
 //! (u64 BE; [`STAGED`] for a staged entry) ‖ crowd (u64 BE; its top bit set marks an
-//! *uncounted* entry, see [`TauPool::insert_uncounted`]) ‖ due unix time in ms (u64 BE; for a
-//! staged entry its delay in ms) ‖ outgoing packet (1024); the key `counter` holds the entry
+//! *uncounted* entry, see [`TauPool::insert_uncounted`]) ‖ due unix time in ms (u64 BE) ‖
+//! outgoing packet (1024); the key `counter` holds the entry
 //! counter. A restarted pool rebuilds its indexes from disk, so
 //! nothing held is lost and nothing is released early. The caller removes an entry only after
 //! the released packet is durably stored; if it crashes in between, the packet is released
@@ -164,9 +164,9 @@ pub struct TauPool {
     waiting_crowd: BTreeMap<(u64, PacketId), ()>,
     waiting_time: BTreeMap<(u64, PacketId), ()>,
     held: HashMap<PacketId, Meta>,
-    /// Staged own entries: id → (crowd, delay in ms), and when the first of them enters
-    /// without a network entry (unix ms).
-    staged: BTreeMap<PacketId, (u64, u64)>,
+    /// Staged own entries: id → (crowd, delay in ms, when it enters without a network entry
+    /// (unix ms)), and the earliest of those times.
+    staged: BTreeMap<PacketId, (u64, u64, u64)>,
     staged_until: Option<u64>,
 }
 
@@ -196,7 +196,8 @@ impl TauPool {
         }
         for (id, entry, stored_crowd, due) in found {
             if entry == STAGED {
-                // Staged before a restart: they wait again from now.
+                // Staged before a restart: still due when they were, and waiting for a network
+                // entry at most STAGE_MAX_MS from now.
                 pool.note_staged(id, stored_crowd & !UNCOUNTED, due, crate::clock::unix_ms());
                 continue;
             }
@@ -249,9 +250,16 @@ impl TauPool {
         self.staged_until
     }
 
-    fn note_staged(&mut self, id: PacketId, crowd: u64, delay_ms: u64, now_ms: u64) {
-        self.staged.insert(id, (crowd, delay_ms));
-        let until = now_ms.saturating_add(delay_ms.min(STAGE_MAX_MS));
+    /// Staged entries whose wait for a network entry is over at `now_ms`.
+    pub fn staged_overdue(&self, now_ms: u64) -> usize {
+        self.staged.values().filter(|s| s.2 <= now_ms).count()
+    }
+
+    /// Keep a staged entry due at `due` (unix ms): it waits for a network entry until its
+    /// due time, at most [`STAGE_MAX_MS`] from `now_ms`.
+    fn note_staged(&mut self, id: PacketId, crowd: u64, due: u64, now_ms: u64) {
+        let until = due.min(now_ms.saturating_add(STAGE_MAX_MS));
+        self.staged.insert(id, (crowd, due, until));
         self.staged_until = Some(self.staged_until.map_or(until, |u| u.min(until)));
     }
 
@@ -382,40 +390,46 @@ impl TauPool {
         now_ms: u64,
     ) -> Result<(), PoolError> {
         let id = self.check_new(outgoing, crowd, delay_secs)?;
-        let delay_ms = delay_secs.saturating_mul(1000);
+        let due = now_ms.saturating_add(delay_secs.saturating_mul(1000));
         self.table.insert(
             &PoolKey::Entry(id),
             &PoolValue::Entry(Record {
                 entry: STAGED,
                 crowd_field: crowd,
-                due: delay_ms,
+                due,
                 packet: outgoing.clone(),
             }),
         )?;
-        self.note_staged(id, crowd, delay_ms, now_ms);
+        self.note_staged(id, crowd, due, now_ms);
         Ok(())
     }
 
-    /// Let every staged entry enter now, counted, in random order, each due its delay from
-    /// now. Returns how many entered.
+    /// Let up to `max` staged entries enter now, counted, those whose wait ends first first
+    /// (ties in random order); each stays due its delay after it was staged (so staging adds
+    /// no wait beyond the delay asked). Returns how many entered.
     pub fn enter_staged(
         &mut self,
-        now_ms: u64,
+        max: usize,
         rng: &mut impl rand::Rng,
     ) -> Result<usize, PoolError> {
-        if self.staged.is_empty() {
+        if self.staged.is_empty() || max == 0 {
             return Ok(0);
         }
-        let mut list: Vec<(PacketId, (u64, u64))> =
-            std::mem::take(&mut self.staged).into_iter().collect();
-        self.staged_until = None;
+        let mut list: Vec<(PacketId, (u64, u64, u64))> =
+            self.staged.iter().map(|(id, v)| (*id, *v)).collect();
         list.shuffle(rng);
+        list.sort_by_key(|(_, v)| v.2);
+        list.truncate(max);
+        for (id, _) in &list {
+            self.staged.remove(id);
+        }
+        self.staged_until = self.staged.values().map(|v| v.2).min();
         let n = list.len();
-        for (id, (crowd, delay_ms)) in list {
+        for (id, (crowd, due, _)) in list {
             let Some(PoolValue::Entry(r)) = self.table.get(&PoolKey::Entry(id))? else {
                 continue;
             };
-            self.enter(id, r.packet, crowd, now_ms.saturating_add(delay_ms), true)?;
+            self.enter(id, r.packet, crowd, due, true)?;
         }
         self.promote();
         Ok(n)
@@ -681,21 +695,28 @@ mod tests {
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         assert_eq!((pool.len(), pool.staged(), pool.entries()), (2, 2, 0));
         assert!(pool.staged_until().is_some());
-        // A network entry at t = 2,000 s: both staged enter with it, counted, their delays
-        // running from now.
-        pool.insert(&pkt(2), 0, 0, 2_000_000).unwrap();
-        assert_eq!(pool.enter_staged(2_000_000, &mut rng).unwrap(), 2);
-        assert_eq!((pool.len(), pool.staged(), pool.entries()), (3, 0, 3));
-        assert_eq!(pool.staged_until(), None);
-        // pkt 2 (no delay) leaves; pkt 0 after its 10 s; pkt 1 waits for its crowd (one
-        // entry after it) and its 40 s.
-        assert_eq!(ids(&pool.due(2_000_000, &mut rng).unwrap()), vec![2]);
+        // A network entry at t = 1,005 s: one staged entry enters with it (the one whose
+        // wait ends first: pkt 0), counted, still due 10 s after it was staged.
+        pool.insert(&pkt(2), 0, 0, 1_005_000).unwrap();
+        assert_eq!(pool.enter_staged(1, &mut rng).unwrap(), 1);
+        assert_eq!((pool.len(), pool.staged(), pool.entries()), (3, 1, 2));
+        assert_eq!(pool.staged_overdue(1_005_000), 0);
+        assert_eq!(pool.staged_until(), Some(1_040_000), "pkt 1: its due time");
+        assert_eq!(ids(&pool.due(1_005_000, &mut rng).unwrap()), vec![2]);
         pool.remove(&pkt(2).id()).unwrap();
-        assert_eq!(ids(&pool.due(2_010_000, &mut rng).unwrap()), vec![0]);
+        assert_eq!(ids(&pool.due(1_010_000, &mut rng).unwrap()), vec![0]);
         pool.remove(&pkt(0).id()).unwrap();
-        pool.insert(&pkt(3), 0, 0, 2_020_000).unwrap();
-        assert_eq!(ids(&pool.due(2_039_999, &mut rng).unwrap()), vec![3]);
-        assert_eq!(ids(&pool.due(2_040_000, &mut rng).unwrap()), vec![1, 3]);
+        // No network entry comes: at its due time pkt 1 is overdue and enters by itself; it
+        // then waits for its crowd (one entry after it).
+        assert_eq!(pool.staged_overdue(1_039_999), 0);
+        assert_eq!(pool.staged_overdue(1_040_000), 1);
+        assert_eq!(pool.enter_staged(1, &mut rng).unwrap(), 1);
+        assert_eq!((pool.staged(), pool.entries()), (0, 3));
+        assert_eq!(pool.staged_until(), None);
+        assert_eq!(pool.enter_staged(1, &mut rng).unwrap(), 0);
+        assert!(pool.due(1_040_000, &mut rng).unwrap().is_empty());
+        pool.insert(&pkt(3), 0, 0, 1_041_000).unwrap();
+        assert_eq!(ids(&pool.due(1_041_000, &mut rng).unwrap()), vec![1, 3]);
         // A long own delay waits at most STAGE_MAX_MS for a network entry.
         pool.stage(&pkt(4), 0, 3600, 3_000_000).unwrap();
         assert_eq!(pool.staged_until(), Some(3_000_000 + STAGE_MAX_MS));

@@ -370,8 +370,10 @@ impl Mixer {
                 counts,
             )
             .and_then(|()| {
-                // One staged own entry with each network entry: the counter moves by two.
-                pool.enter_staged(1, &mut rand::rngs::OsRng).map(|_| ())
+                // The staged own entries enter with each network entry: the pool gains
+                // entries only at moments a packet visibly reached it.
+                pool.enter_staged(usize::MAX, &mut rand::rngs::OsRng)
+                    .map(|_| ())
             })
         };
         match entered {

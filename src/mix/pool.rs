@@ -16,9 +16,10 @@
 //!
 //! **Staged entries.** The node's own packets (its sends, cover and loops, peeled here:
 //! docs/protocol.md §6.6) do not enter when they are made: they are *staged* and enter with
-//! a packet from the network that enters, one with each ([`TauPool::enter_staged`]), so that
-//! no arrival makes the entry counter jump; or, when none comes, once it has waited its own
-//! delay or [`STAGE_MAX_MS`], whichever is less. Every moment the pool gains entries is then a moment an
+//! the next packet from the network that enters ([`TauPool::enter_staged`]: the mix lets all
+//! of them in; one per arrival was tried and left more of them to enter alone on a quiet
+//! network, docs/anonymity.md); or, when none comes, once it has waited its own delay or
+//! [`STAGE_MAX_MS`], whichever is less. Every moment the pool gains entries is then a moment an
 //! observer saw a packet arrive at this mix, so a batch that own entries completed looks like
 //! one a visible arrival completed (docs/anonymity.md). A staged entry is in no index and
 //! cannot leave; its delay runs from when it was staged, so it waits no longer than asked.

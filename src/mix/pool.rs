@@ -503,6 +503,13 @@ mod tests {
         }
     }
 
+    /// An empty store in a temporary folder (kept alive by the returned guard).
+    fn fresh_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        (dir, store)
+    }
+
     fn ids(v: &[Packet]) -> Vec<u32> {
         let mut x: Vec<u32> = v.iter().map(|p| p.expires - 100_000).collect();
         x.sort();
@@ -578,8 +585,7 @@ mod tests {
 
     #[test]
     fn caps_and_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let (_dir, store) = fresh_store();
         let limits = PoolLimits {
             max_held: 2,
             max_crowd: 5,
@@ -613,8 +619,7 @@ mod tests {
 
     #[test]
     fn release_order_among_equals_is_random() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let (_dir, store) = fresh_store();
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         for i in 0..20 {
             pool.insert(&pkt(i), 0, 0, 0).unwrap();
@@ -640,8 +645,7 @@ mod tests {
 
     #[test]
     fn uncounted_entries_wait_but_do_not_fill_crowds() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let (_dir, store) = fresh_store();
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         // The target needs 2 entries after it; 5 uncounted strangers arrive: nothing leaves.
@@ -676,8 +680,7 @@ mod tests {
 
     #[test]
     fn staged_own_entries_enter_with_the_next_network_entry_and_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let (_dir, store) = fresh_store();
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         // Two own packets staged: held, but no entry yet, nothing can leave, however late.

@@ -76,6 +76,7 @@ impl Ingest {
     }
 
     /// Queue a packet (never blocks: the permit bounds the queue).
+    #[cfg(test)]
     pub fn push(&self, item: Item) {
         self.push_many(vec![item])
     }

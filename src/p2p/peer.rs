@@ -988,25 +988,7 @@ mod tests {
         store.insert(&packet, now).unwrap();
         let (peer, mut rx, (mut rd, mut wr)) = setup(store);
 
-        // Handshake: their version → our version, feature, verack; their feature + verack.
-        wr.send(their_version().encode()).await.unwrap();
-        assert!(matches!(next_msg(&mut rd).await, Message::Version(v) if !v.relay));
-        assert!(matches!(next_msg(&mut rd).await, Message::Feature { .. }));
-        assert_eq!(next_msg(&mut rd).await, Message::Verack);
-        wr.send(
-            Message::Feature {
-                id: super::super::message::FEATURE_ID.into(),
-                data: vec![super::super::message::BUMP_PROTOCOL_VERSION],
-            }
-            .encode(),
-        )
-        .await
-        .unwrap();
-        wr.send(Message::Verack.encode()).await.unwrap();
-        match next_event(&mut rx).await {
-            PeerEvent::Connected(p) => assert!(p.is_bump() && p.handshake_done()),
-            other => panic!("{other:?}"),
-        }
+        bump_handshake(&mut rx, &mut rd, &mut wr).await;
         assert_eq!(peer.info.locked().user_agent, "/test:1/");
 
         // Inv becomes an event; ping is answered by the connection itself.
@@ -1064,16 +1046,17 @@ mod tests {
         }
     }
 
-    /// Handshake as a BuMP peer; returns once the connection reported it.
+    /// Handshake as a BuMP peer: their version → our version, feature, verack; their
+    /// feature + verack. Returns once the connection reported it done.
     async fn bump_handshake(
         rx: &mut mpsc::Receiver<PeerEvent>,
         rd: &mut FramedRead<ReadHalf<DuplexStream>, MessageCodec<Policy>>,
         wr: &mut FramedWrite<WriteHalf<DuplexStream>, MessageCodec<Policy>>,
     ) {
         wr.send(their_version().encode()).await.unwrap();
-        for _ in 0..3 {
-            next_msg(rd).await;
-        }
+        assert!(matches!(next_msg(rd).await, Message::Version(v) if !v.relay));
+        assert!(matches!(next_msg(rd).await, Message::Feature { .. }));
+        assert_eq!(next_msg(rd).await, Message::Verack);
         wr.send(
             Message::Feature {
                 id: super::super::message::FEATURE_ID.into(),
@@ -1084,7 +1067,10 @@ mod tests {
         .await
         .unwrap();
         wr.send(Message::Verack.encode()).await.unwrap();
-        assert!(matches!(next_event(rx).await, PeerEvent::Connected(_)));
+        match next_event(rx).await {
+            PeerEvent::Connected(p) => assert!(p.is_bump() && p.handshake_done()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -871,17 +871,12 @@ impl Store {
     }
 
     /// Look up one packet with its arrival sequence number, expired or not (the sweeper may
-    /// not have reached it yet): readers that serve or show packets use [`Store::get_live`].
+    /// not have reached it yet): readers that serve packets use [`Store::get_bytes_live`].
     pub fn get(&self, id: &PacketId) -> Result<Option<(u64, Packet)>, StoreError> {
         Ok(match self.lookup(id)? {
             Lookup::Found(seq, p) => Some((seq, p)),
             Lookup::Missing | Lookup::Damaged(_) => None,
         })
-    }
-
-    /// One packet that has not expired at `now`.
-    pub fn get_live(&self, id: &PacketId, now: u32) -> Result<Option<(u64, Packet)>, StoreError> {
-        Ok(self.get(id)?.filter(|(_, p)| p.expires > now))
     }
 
     /// The encoded bytes of one packet that has not expired at `now`, checked against its id

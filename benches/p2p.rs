@@ -327,6 +327,17 @@ async fn flood_latency(n: usize, sends: usize) {
     }
 }
 
+/// Tells a `perf record --control fifo:CTL -D -1` run to start or stop sampling, when
+/// `BUMP_BENCH_PERF_CTL` names its control fifo: a profile of the measured window only.
+fn perf_ctl(cmd: &str) {
+    if let Some(path) = std::env::var_os("BUMP_BENCH_PERF_CTL") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+            use std::io::Write;
+            let _ = writeln!(f, "{cmd}");
+        }
+    }
+}
+
 /// CPU time (user + system) of this process so far, in seconds.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -363,6 +374,7 @@ async fn catch_up(n: usize) {
         if connected.is_none() && st.bump_peers >= 1 {
             connected = Some(t.elapsed());
             cpu_at_connect = cpu_secs();
+            perf_ctl("enable");
         }
         if first.is_none() && (st.requested > 0 || st.received > 0) {
             first = Some(t.elapsed());
@@ -375,6 +387,7 @@ async fn catch_up(n: usize) {
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     let took = t.elapsed();
+    perf_ctl("disable");
     let cpu = cpu_secs() - cpu_at_connect;
     let connected = connected.unwrap_or(took);
     let transfer = took - connected;

@@ -12,6 +12,7 @@ fn item(i: u64, expires: u32) -> Item {
     Item {
         expires,
         id: PacketId(sha256::Hash::hash(&i.to_le_bytes()).to_byte_array()),
+        record: 0,
     }
 }
 
@@ -39,7 +40,18 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let n: u64 = if full { 1_000_000 } else { 20_000 };
     let base: Vec<Item> = (0..n).map(|i| item(i, 1000 + (i % 48) as u32)).collect();
+    let t = Instant::now();
     let a = Snapshot::new(base.clone());
+    let built = t.elapsed();
+    let t = Instant::now();
+    let mut plain = base.clone();
+    plain.sort_unstable();
+    let sorted = t.elapsed();
+    println!(
+        "snapshot of {n} items built in {:.1} ms   baseline (plain sort of the items): {:.1} ms",
+        built.as_secs_f64() * 1e3,
+        sorted.as_secs_f64() * 1e3
+    );
     for pct in [0.1f64, 1.0, 10.0] {
         let d = ((n as f64) * pct / 100.0) as u64;
         for (kind, newest) in [("newest hour", true), ("scattered", false)] {

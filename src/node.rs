@@ -375,7 +375,7 @@ impl Node {
         now: u32,
         strict: bool,
     ) -> Result<Admitted, NodeError> {
-        let (out, refused) = self.admit_detailed(packets, now).await?;
+        let (out, refused) = self.admit_detailed(packets, now, || {}).await?;
         match refused.first() {
             Some((_, score, floor)) if strict => Err(NodeError::BelowFloor {
                 score: *score,
@@ -386,11 +386,14 @@ impl Node {
     }
 
     /// Validate all, store, wait until durable, announce the new ones; the packets refused
-    /// for the floor come back with their score and the floor they missed.
+    /// for the floor come back with their score and the floor they missed. `inserted` runs
+    /// (or is dropped, on an error) once the packets are in the store, before the wait for
+    /// the disk: what a caller holds to bound unstored packets can go then.
     async fn admit_detailed(
         &self,
         packets: Vec<(PacketId, Packet)>,
         now: u32,
+        inserted: impl FnOnce(),
     ) -> Result<(Admitted, Vec<(Packet, u64, u64)>), NodeError> {
         for (index, (id, p)) in packets.iter().enumerate() {
             self.check_identified(id, p, now)
@@ -405,6 +408,7 @@ impl Node {
         .await
         .map_err(|_| StoreError::Corrupt("insert task panicked"))?;
         let results = results?;
+        inserted();
         self.store.durable().await?;
         let mut out = Admitted::default();
         let mut refused = Vec::new();
@@ -437,7 +441,7 @@ impl Node {
         let mut total = Admitted::default();
         for round in 1..=PUBLISH_ROUNDS {
             let tried = pending.clone();
-            let (a, refused) = self.admit_detailed(identify(pending), now).await?;
+            let (a, refused) = self.admit_detailed(identify(pending), now, || {}).await?;
             total.new += a.new;
             total.duplicates += a.duplicates;
             self.remember_own(tried, &refused, now);
@@ -460,11 +464,14 @@ impl Node {
 
     /// Admit packets that arrived from peers: each is checked on its own, the valid ones are
     /// stored as by [`Node::admit`], and the invalid ones are returned with their index in
-    /// `packets` and the reason, so the caller can tell their senders.
+    /// `packets` and the reason, so the caller can tell their senders. `inserted` runs once
+    /// they are in the store, before the wait for the disk (the overlay frees the peers'
+    /// ingest slots then).
     pub async fn admit_each(
         &self,
         packets: Vec<(PacketId, Packet)>,
         now: u32,
+        inserted: impl FnOnce(),
     ) -> Result<(Admitted, Vec<(usize, PacketError)>), NodeError> {
         let mut refused = Vec::new();
         let mut valid = Vec::with_capacity(packets.len());
@@ -475,9 +482,10 @@ impl Node {
             }
         }
         let admitted = if valid.is_empty() {
+            inserted();
             Admitted::default()
         } else {
-            self.admit_with(valid, now, false).await?
+            self.admit_detailed(valid, now, inserted).await?.0
         };
         Ok((admitted, refused))
     }

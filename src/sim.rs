@@ -259,6 +259,7 @@ pub fn run(cfg: &SimConfig) -> Report {
         .map(|_| Item {
             expires: now_unix + rng.gen_range(3600..41 * 3600),
             id: random_id(&mut rng),
+            record: 0,
         })
         .collect();
     base.sort_unstable();
@@ -594,6 +595,7 @@ impl Sim<'_> {
             .map(|p| Item {
                 expires: self.expires[p],
                 id: self.ids[p],
+                record: 0,
             })
             .collect();
         extra.sort_unstable();

@@ -68,7 +68,7 @@ pub type Asks = Vec<(u64, Vec<PacketId>)>;
 
 #[derive(Default)]
 pub struct Fetcher {
-    inflight: HashMap<PacketId, Request>,
+    inflight: hashbrown::HashMap<PacketId, Request>,
     peers: HashMap<u64, PeerState>,
     backlog_total: usize,
 }
@@ -179,16 +179,20 @@ impl Fetcher {
         now: Instant,
         have: impl Fn(&PacketId) -> bool,
     ) -> (bool, Vec<PacketId>) {
-        match self.inflight.get(id) {
-            Some(r) if r.peer == peer => {
-                self.inflight.remove(id);
+        // One lookup: `remove`, and put back in the rare case it was asked of another peer.
+        match self.inflight.remove(id) {
+            Some(r) if r.peer != peer => {
+                self.inflight.insert(*id, r);
+                (false, Vec::new())
+            }
+            Some(_) => {
                 if let Some(st) = self.peers.get_mut(&peer) {
                     st.inflight = st.inflight.saturating_sub(1);
                     st.last_answer = Some(now);
                 }
                 (true, self.top_up(peer, now, false, &have))
             }
-            _ => (false, Vec::new()),
+            None => (false, Vec::new()),
         }
     }
 

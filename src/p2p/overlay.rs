@@ -22,6 +22,7 @@ use super::recon::{self, Snapshot};
 use crate::clock::unix_secs;
 use crate::node::Node;
 use crate::packet::{PacketError, PacketId};
+use crate::store::segments::SEGMENT_SECS;
 use crate::sync::Locked;
 use bitcoin::p2p::address::Address;
 use bitcoin::p2p::ServiceFlags;
@@ -41,8 +42,11 @@ pub use super::fetch::REQUEST_TIMEOUT;
 pub use super::penalty::BAN_SCORE;
 /// Most packets from peers stored in one batch.
 const INGEST_BATCH: usize = 1024;
-/// Batches from peers being stored at once.
+/// Batches from peers being checked and written at once.
 const INGEST_PIPELINE: usize = 3;
+/// Batches written and waiting for the disk's sync, at most (each holds its packets, about
+/// 1 MiB, until then: the relay announces them once durable).
+const DURABLE_PIPELINE: usize = 8;
 /// A reconciliation snapshot is rebuilt when the store changed, or when it is older than this
 /// (packets expire).
 const SNAPSHOT_AGE: Duration = Duration::from_secs(30);
@@ -417,9 +421,13 @@ impl Overlay {
         let now = crate::unix_now();
         let items = tokio::task::spawn_blocking(move || {
             store
-                .live_expiries(now)
+                .live_located(now)
                 .into_iter()
-                .map(|(id, expires)| recon::Item { expires, id })
+                .map(|(id, expires, record)| recon::Item {
+                    expires,
+                    id,
+                    record,
+                })
                 .collect::<Vec<_>>()
         })
         .await;
@@ -488,10 +496,18 @@ impl Overlay {
             }
         }
         if !out.have.is_empty() {
-            let items: Vec<(PacketId, u32)> = out.have.iter().map(|i| (i.id, i.expires)).collect();
-            // Fresh knowledge: the peer lacks these, whatever we thought it knew.
-            peer.forget_known(items.iter().map(|(id, _)| id));
-            peer.announce(&items, crate::unix_now(), self.node.base_work());
+            // Announced as the packets lie on disk: the peer asks in this order, and reads of
+            // neighbouring records are served together.
+            let mut have = out.have;
+            have.sort_unstable_by_key(|i| (i.expires / SEGMENT_SECS, i.record));
+            let items: Vec<(PacketId, u32)> = have.iter().map(|i| (i.id, i.expires)).collect();
+            // In pieces, so the writer sends the first while the rest are queued.
+            let (now, base) = (crate::unix_now(), self.node.base_work());
+            for piece in items.chunks(super::peer::INV_SEND) {
+                // Fresh knowledge: the peer lacks these, whatever we thought it knew.
+                peer.forget_known(piece.iter().map(|(id, _)| id));
+                peer.announce(piece, now, base);
+            }
         }
         if !out.reply.is_empty() {
             self.send_recon(peer, out.reply);
@@ -665,28 +681,43 @@ impl Overlay {
 
     /// Store packets from peers, a batch at a time, taken fairly over peers ([`Ingest`]).
     async fn ingest_loop(self: Arc<Self>) {
-        // Up to INGEST_PIPELINE batches at once: the next batch is checked and written while
-        // the previous one waits for its sync (the store's group commit covers both).
+        // Up to INGEST_PIPELINE batches being checked and written at once, and up to
+        // DURABLE_PIPELINE written and waiting for their sync (the store's group commit
+        // covers them all). A batch's ingest slots are freed once it is written, so the peers
+        // keep sending while the disk syncs.
         let pipeline = Arc::new(tokio::sync::Semaphore::new(INGEST_PIPELINE));
+        let syncing = Arc::new(tokio::sync::Semaphore::new(DURABLE_PIPELINE));
         loop {
             let batch = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 b = self.ingest.next(INGEST_BATCH) => b,
             };
-            let slot = tokio::select! {
+            let slots = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                s = pipeline.clone().acquire_owned() => s,
+                s = async {
+                    let w = syncing.clone().acquire_owned().await;
+                    let i = pipeline.clone().acquire_owned().await;
+                    (i, w)
+                } => s,
+            };
+            let (Ok(writing), Ok(waiting)) = slots else {
+                return;
             };
             let me = self.clone();
             tokio::spawn(async move {
-                me.store_batch(batch).await;
-                drop(slot);
+                me.store_batch(batch, writing).await;
+                drop(waiting);
             });
         }
     }
 
     /// Store one batch from the ingest queues; penalise the peers of invalid packets.
-    async fn store_batch(&self, batch: Vec<super::ingest::Item>) {
+    /// `writing` (a pipeline slot) and the batch's ingest permits go once it is written.
+    async fn store_batch(
+        &self,
+        batch: Vec<super::ingest::Item>,
+        writing: tokio::sync::OwnedSemaphorePermit,
+    ) {
         {
             let now = crate::unix_now();
             let mut from = Vec::with_capacity(batch.len());
@@ -698,7 +729,9 @@ impl Overlay {
                 permits.push(item.permit);
             }
             let count = packets.len() as u64;
-            match self.node.admit_each(packets, now).await {
+            // Written (or refused): the peers may send more, while the disk syncs.
+            let written = move || drop((permits, writing));
+            match self.node.admit_each(packets, now, written).await {
                 Ok((a, refused)) => {
                     self.received
                         .fetch_add(count - refused.len() as u64, Ordering::Relaxed);
@@ -725,8 +758,6 @@ impl Overlay {
                 }
                 Err(e) => tracing::warn!("could not store packets from peers: {e}"),
             }
-            // Stored (or refused): the peers may send more.
-            drop(permits);
         }
     }
 

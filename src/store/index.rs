@@ -50,6 +50,9 @@ struct Slot {
     record: u32,
     prev: u32,
     next: u32,
+    /// The bytes on disk were hashed to the id in this run (on arrival, on a rebuild, or on a
+    /// first read): later reads need not hash them again. Fits the slot's padding.
+    checked: bool,
 }
 
 struct TagList {
@@ -137,8 +140,25 @@ impl Index {
         Some((s.seq, s.expires, s.record))
     }
 
-    /// Index a packet. `false` (and nothing changes) if its id is already held.
-    pub fn insert(&mut self, h: Held) -> bool {
+    /// (slot, expires, record, checked) of a held packet: what a read needs.
+    pub fn locate(&self, id: &PacketId) -> Option<(u32, u32, u32, bool)> {
+        let n = self.slot_of(id)?;
+        let s = &self.slots[n as usize];
+        Some((n, s.expires, s.record, s.checked))
+    }
+
+    /// Note that the bytes of `id`, in `slot`, were read and hash to it.
+    pub fn mark_checked(&mut self, slot: u32, id: &PacketId) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            if s.seq != 0 && s.id == id.0 {
+                s.checked = true;
+            }
+        }
+    }
+
+    /// Index a packet; `checked`: its bytes on disk were hashed to its id in this run.
+    /// `false` (and nothing changes) if its id is already held.
+    pub fn insert(&mut self, h: Held, checked: bool) -> bool {
         if self.contains(&h.id) {
             return false;
         }
@@ -151,6 +171,7 @@ impl Index {
             record: h.record,
             prev: self.tags[tag as usize].tail,
             next: NIL,
+            checked,
         };
         let n = match self.free.pop() {
             Some(n) => {
@@ -382,6 +403,15 @@ impl Index {
             .collect()
     }
 
+    /// (id, expires, record) of every packet with `expires > now`, in slot order. O(n).
+    pub fn live_located(&self, now: u32) -> Vec<(PacketId, u32, u32)> {
+        self.slots
+            .iter()
+            .filter(|s| s.seq != 0 && s.expires > now)
+            .map(|s| (PacketId(s.id), s.expires, s.record))
+            .collect()
+    }
+
     /// Call `f` with every held packet and its score, tag by tag, each tag's packets in
     /// arrival order (what loading needs to rebuild the tag lists), for the journal's
     /// snapshot. O(n); 8 bytes a slot of scratch.
@@ -445,9 +475,12 @@ mod tests {
     fn insert_lookup_tag_order_eviction_and_sweep() {
         let mut x = Index::new();
         for i in 0..10 {
-            assert!(x.insert(held(i, (i % 2) as u8, 100 + i, 50 - i as u64)));
+            assert!(x.insert(held(i, (i % 2) as u8, 100 + i, 50 - i as u64), true));
         }
-        assert!(!x.insert(held(3, 0, 1, 1)), "a held id is a duplicate");
+        assert!(
+            !x.insert(held(3, 0, 1, 1), true),
+            "a held id is a duplicate"
+        );
         assert_eq!(x.len(), 10);
         assert_eq!(x.get(&held(4, 0, 0, 0).id), Some((5, 104, 4)));
         let (tag0, more) = x.tag_after(&Tag([0; 20]), 0, 100);
@@ -475,7 +508,16 @@ mod tests {
         let (tag0, _) = x.tag_after(&Tag([0; 20]), 0, 100);
         assert_eq!(tag0.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5, 7, 9]);
         // Freed slots are reused; the tag lists and heaps stay right.
-        assert!(x.insert(held(20, 0, 500, 1)));
+        assert!(x.insert(held(20, 0, 500, 1), false));
+        // An unchecked slot is marked only for its own id.
+        let id20 = held(20, 0, 0, 0).id;
+        let (slot, _, _, checked) = x.locate(&id20).unwrap();
+        assert!(!checked);
+        x.mark_checked(slot, &held(5, 0, 0, 0).id);
+        assert!(!x.locate(&id20).unwrap().3);
+        x.mark_checked(slot, &id20);
+        assert!(x.locate(&id20).unwrap().3);
+        assert!(x.locate(&held(6, 0, 0, 0).id).unwrap().3);
         assert_eq!(x.lowest().map(|l| l.0), Some(1));
         let (tag0, _) = x.tag_after(&Tag([0; 20]), 0, 100);
         assert_eq!(
@@ -519,7 +561,7 @@ mod tests {
                         let mut h = held(i as u32, tag, exp as u32, score as u64);
                         h.seq = seq;
                         let fresh = !model.contains_key(&h.id.0);
-                        prop_assert_eq!(x.insert(h), fresh);
+                        prop_assert_eq!(x.insert(h, true), fresh);
                         if fresh { model.insert(h.id.0, h); }
                     }
                     Op::Remove(i) => {

@@ -299,7 +299,8 @@ fn apply(index: &mut Index, kind: Kind, h: Held) {
                 }
                 index.remove(&h.id);
             }
-            index.insert(h);
+            // Bytes not read in this run: the first read checks them against the id.
+            index.insert(h, false);
         }
         Kind::Remove => {
             if index
@@ -687,7 +688,8 @@ impl Store {
         if at.is_err() {
             self.journal.append(Kind::Add, &held)?;
         }
-        index.insert(held);
+        // Both callers hashed these bytes to the id (on arrival or in the rebuild's scan).
+        index.insert(held, true);
         Ok(Inserted::New(seq))
     }
 
@@ -871,7 +873,7 @@ impl Store {
     }
 
     /// Look up one packet with its arrival sequence number, expired or not (the sweeper may
-    /// not have reached it yet): readers that serve packets use [`Store::get_bytes_live`].
+    /// not have reached it yet): readers that serve packets use [`Store::get_many_bytes_live`].
     pub fn get(&self, id: &PacketId) -> Result<Option<(u64, Packet)>, StoreError> {
         Ok(match self.lookup(id)? {
             Lookup::Found(seq, p) => Some((seq, p)),
@@ -879,21 +881,56 @@ impl Store {
         })
     }
 
-    /// The encoded bytes of one packet that has not expired at `now`, checked against its id
-    /// (what a peer's `getdata` is served from: no decoding, and the check's hash is the
-    /// wire checksum, see [`crate::p2p::message::encode_packet`]).
-    pub fn get_bytes_live(
+    /// The encoded bytes of each of `ids` that is held and has not expired at `now`:
+    /// `f(i, bytes of ids[i])`, in disk order; the others (not held, expired, damaged) are
+    /// not called. What a peer's `getdata` is served from: no decoding, no copy, and the id
+    /// is the wire checksum ([`crate::p2p::message::encode_packet`]). One index lock for the
+    /// whole batch; records adjacent on disk are read together ([`Segments::read_many`]). A
+    /// record's bytes are checked against its id the first time they are read in this run;
+    /// records that arrived or were rebuilt in this run were hashed then (the index's
+    /// `checked` flag).
+    pub fn get_many_bytes_live(
         &self,
-        id: &PacketId,
+        ids: &[PacketId],
         now: u32,
-    ) -> Result<Option<[u8; PACKET_LEN]>, StoreError> {
-        let Some((_, expires, record)) = self.index.locked().get(id) else {
-            return Ok(None);
-        };
-        if expires <= now {
-            return Ok(None);
+        mut f: impl FnMut(usize, &[u8; PACKET_LEN]),
+    ) -> Result<(), StoreError> {
+        let mut at = Vec::with_capacity(ids.len());
+        let mut locs = Vec::with_capacity(ids.len());
+        {
+            let index = self.index.locked();
+            for (i, id) in ids.iter().enumerate() {
+                // Expired but not yet swept counts as gone.
+                if let Some((slot, expires, record, checked)) = index.locate(id) {
+                    if expires > now {
+                        at.push((i, slot, checked));
+                        locs.push(location(expires, record));
+                    }
+                }
+            }
         }
-        self.read_checked(id, location(expires, record))
+        let mut checked_now = Vec::new();
+        let mut failed = None;
+        self.segments.read_many(&locs, |k, read| {
+            let (i, slot, checked) = at[k];
+            match self.verify(&ids[i], locs[k], read, checked) {
+                Ok(Some(bytes)) => {
+                    if !checked {
+                        checked_now.push((slot, ids[i]));
+                    }
+                    f(i, bytes);
+                }
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
+            }
+        });
+        if !checked_now.is_empty() {
+            let mut index = self.index.locked();
+            for (slot, id) in &checked_now {
+                index.mark_checked(*slot, id);
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     fn lookup(&self, id: &PacketId) -> Result<Lookup, StoreError> {
@@ -924,10 +961,26 @@ impl Store {
         id: &PacketId,
         loc: Location,
     ) -> Result<Option<[u8; PACKET_LEN]>, StoreError> {
+        match self.segments.read(loc) {
+            Ok(bytes) => Ok(self.verify(id, loc, Ok(&bytes), false)?.copied()),
+            Err(e) => self.verify(id, loc, Err(e), false).map(|_| None),
+        }
+    }
+
+    /// What a read of `id` at `loc` gave: the bytes if they hash to `id` (or `trusted`: they
+    /// were hashed to it earlier in this run); `None`, noted as damaged, if they do not or
+    /// are gone.
+    fn verify<'a>(
+        &self,
+        id: &PacketId,
+        loc: Location,
+        read: std::io::Result<&'a [u8; PACKET_LEN]>,
+        trusted: bool,
+    ) -> Result<Option<&'a [u8; PACKET_LEN]>, StoreError> {
         // Bytes that do not hash to the id (a write torn by an OS crash, a damaged or deleted
         // segment) are damaged: the index says the packet is there, the bytes are not it.
-        match self.segments.read(loc) {
-            Ok(bytes) if PacketId::of_bytes(&bytes) == *id => Ok(Some(bytes)),
+        match read {
+            Ok(bytes) if trusted || PacketId::of_bytes(bytes) == *id => Ok(Some(bytes)),
             Ok(_) => {
                 self.note_damaged(loc);
                 tracing::warn!(
@@ -1007,6 +1060,12 @@ impl Store {
     /// [`Store::live_ids`] with each packet's expiry.
     pub fn live_expiries(&self, now: u32) -> Vec<(PacketId, u32)> {
         self.index.locked().live(now)
+    }
+
+    /// (id, expires, record) of every packet that has not expired at `now`: with the record
+    /// number in its hour's segment, which orders packets as they lie on disk.
+    pub fn live_located(&self, now: u32) -> Vec<(PacketId, u32, u32)> {
+        self.index.locked().live_located(now)
     }
 
     /// Delete every packet with `expires <= now`. Returns how many were removed.

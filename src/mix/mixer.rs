@@ -8,8 +8,9 @@
 //!   dropped; the replay cache (SHA-256 of the shared secret → the packet's expiry) is persisted
 //!   and pruned only after the packet it guards has expired, since an expired packet cannot be
 //!   stored again. Valid packets enter the [`TauPool`].
-//! - **Release**: packets whose Tau values are met are stored (and so flooded) through the
-//!   node's normal admission; only then are they removed from the pool. Dummies are discarded
+//! - **Release**: packets whose Tau values are met leave one by one, each at its own uniform
+//!   random moment within [`RELEASE_SPREAD_MS`], stored (and so flooded) through the node's
+//!   normal admission; only then are they removed from the pool. Dummies are discarded
 //!   at their release time, so they behave like real packets until then.
 //! - On start the mix re-reads stored packets under its tag: those not in the replay cache were
 //!   never processed (the node stopped first) and are processed now.
@@ -147,6 +148,23 @@ pub struct Mixer {
     last_drop: Mutex<String>,
     /// When the most recent entries entered (at most [`RECENT_ENTRIES`]).
     recent: Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// Released packets waiting for their own moment to leave ([`RELEASE_SPREAD_MS`]); they
+    /// stay in the pool (on disk) until published, so a restart releases them again.
+    leaving: Mutex<Leaving>,
+    /// Wakes the run loop when `leaving` gets an earlier moment.
+    leave_wake: tokio::sync::Notify,
+}
+
+/// A released batch's packets leave one by one, each after its own uniform random wait of up
+/// to this: they do not appear together, so how many packets a node announces at once says
+/// nothing of how many of a batch were its own (own entries join the pool in groups, network
+/// ones one by one; docs/anonymity.md). Every packet leaving the pool waits so, own or not.
+pub const RELEASE_SPREAD_MS: u64 = 1500;
+
+#[derive(Default)]
+struct Leaving {
+    queue: Vec<(std::time::Instant, Packet)>,
+    ids: std::collections::HashSet<crate::packet::PacketId>,
 }
 
 /// Entry times kept for [`Mixer::entries_within`].
@@ -181,6 +199,8 @@ impl Mixer {
             loops: parts.loops,
             last_drop: Mutex::new(String::new()),
             recent: Mutex::new(std::collections::VecDeque::new()),
+            leaving: Mutex::new(Leaving::default()),
+            leave_wake: tokio::sync::Notify::new(),
         }))
     }
 
@@ -203,10 +223,13 @@ impl Mixer {
         if entered {
             self.node.store().durable().await?;
             // An own layer without delay (Tau none) has nothing to wait for: it enters now,
-            // with whatever else is staged, and leaves if it can.
+            // with whatever else is staged, and leaves if it can, without the release spread
+            // (the sender asked for no wait at all).
             if self.enter_overdue()? > 0 {
                 self.node.store().durable().await?;
-                self.release(crate::unix_now()).await?;
+                if self.release_with(crate::unix_now(), false).await? > 0 {
+                    self.leave(crate::unix_now()).await?;
+                }
             }
         }
         Ok(entered)
@@ -409,9 +432,21 @@ impl Mixer {
         Ok(true)
     }
 
-    /// Release what is due: store it (durably), then forget it.
+    /// Take the packets whose Tau values are met out of the pool's waiting: dummies and
+    /// expired ones are dropped now, the others each get their moment to leave
+    /// ([`RELEASE_SPREAD_MS`], [`Mixer::leave`]). Returns how many were scheduled.
     async fn release(&self, now: u32) -> Result<usize, MixError> {
-        let due = self.pool.locked().due(unix_ms(), &mut rand::rngs::OsRng)?;
+        self.release_with(now, true).await
+    }
+
+    /// [`Mixer::release`]; without `spread` the packets released now may leave at once.
+    async fn release_with(&self, now: u32, spread: bool) -> Result<usize, MixError> {
+        // (Never both locks at once.)
+        let leaving = self.leaving.locked().ids.clone();
+        let due = self
+            .pool
+            .locked()
+            .due_except(unix_ms(), &mut rand::rngs::OsRng, &leaving)?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -420,27 +455,86 @@ impl Mixer {
         let (live, expired): (Vec<Packet>, Vec<Packet>) = real
             .into_iter()
             .partition(|p| p.check_expiry(now, self.node.limits().max_ttl).is_ok());
-        let n = live.len();
-        if !live.is_empty() {
-            if let Err(e) = self.node.publish(live.clone(), now).await {
-                tracing::warn!("mix could not publish released packets: {e}");
-                return Ok(0);
+        if !dummies.is_empty() || !expired.is_empty() {
+            {
+                let mut pool = self.pool.locked();
+                for p in dummies.iter().chain(&expired) {
+                    pool.remove(&p.id())?;
+                }
             }
+            self.node.store().durable().await?;
+            let mut s = self.stats.locked();
+            s.dummies_dropped += dummies.len() as u64;
+            if !expired.is_empty() {
+                *s.dropped.entry("expired while held".into()).or_default() += expired.len() as u64;
+            }
+        }
+        let mut n = 0;
+        {
+            let mut leaving = self.leaving.locked();
+            let start = std::time::Instant::now();
+            let mut rng = rand::rngs::OsRng;
+            for p in live {
+                if leaving.ids.insert(p.id()) {
+                    let wait = match spread {
+                        true => rand::Rng::gen_range(&mut rng, 0..=RELEASE_SPREAD_MS),
+                        false => 0,
+                    };
+                    leaving.queue.push((start + Duration::from_millis(wait), p));
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.leave_wake.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// When the next released packet leaves, if any is waiting.
+    fn next_leave(&self) -> Option<std::time::Instant> {
+        self.leaving.locked().queue.iter().map(|(at, _)| *at).min()
+    }
+
+    /// Publish the released packets whose moment has come, then forget them in the pool.
+    async fn leave(&self, now: u32) -> Result<usize, MixError> {
+        let ready: Vec<Packet> = {
+            let mut leaving = self.leaving.locked();
+            let t = std::time::Instant::now();
+            let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut leaving.queue)
+                .into_iter()
+                .partition(|(at, _)| *at <= t);
+            leaving.queue = wait;
+            ready.into_iter().map(|(_, p)| p).collect()
+        };
+        if ready.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.node.publish(ready.clone(), now).await {
+            tracing::warn!("mix could not publish released packets: {e}");
+            // Try again in a second; they are still in the pool.
+            let again = std::time::Instant::now() + Duration::from_secs(1);
+            self.leaving
+                .locked()
+                .queue
+                .extend(ready.into_iter().map(|p| (again, p)));
+            return Ok(0);
         }
         {
             let mut pool = self.pool.locked();
-            for p in live.iter().chain(&dummies).chain(&expired) {
+            for p in &ready {
                 pool.remove(&p.id())?;
             }
         }
-        self.node.store().durable().await?;
-        let mut s = self.stats.locked();
-        s.released += n as u64;
-        s.dummies_dropped += dummies.len() as u64;
-        if !expired.is_empty() {
-            *s.dropped.entry("expired while held".into()).or_default() += expired.len() as u64;
+        {
+            let mut leaving = self.leaving.locked();
+            for p in &ready {
+                leaving.ids.remove(&p.id());
+            }
         }
-        Ok(n)
+        self.node.store().durable().await?;
+        self.stats.locked().released += ready.len() as u64;
+        Ok(ready.len())
     }
 
     /// Drop replay-cache entries of packets that have expired.
@@ -480,8 +574,21 @@ impl Mixer {
         let mut prune = tokio::time::interval(Duration::from_secs(600));
         let mut retry = tokio::time::interval(Duration::from_secs(2));
         loop {
+            let next_leave = self.next_leave();
+            let leave_at = async {
+                match next_leave {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = leave_at => {
+                    if let Err(e) = self.leave(crate::unix_now()).await {
+                        tracing::warn!("mix could not send released packets: {e}");
+                    }
+                }
+                _ = self.leave_wake.notified() => {}
                 ev = rx.recv() => match ev {
                     Ok(ev) if ev.packet.tag == self.tag => {
                         match self.process(&ev.packet, crate::unix_now()).await {
@@ -571,6 +678,22 @@ mod tests {
     use crate::onion::layer::{wrap, HopInstructions};
     use crate::store::{Store, StoreConfig};
 
+    /// A node on a store in `dir`.
+    fn test_node(dir: &Path) -> (Arc<Store>, Arc<Node>) {
+        let store = Arc::new(Store::open(&dir.join("store"), &StoreConfig::default()).unwrap());
+        let info = NodeInfo {
+            network: namecoin::Network::Regtest,
+            netdir: dir.to_path_buf(),
+        };
+        let node = Arc::new(Node::new(
+            store.clone(),
+            Limits::default(),
+            info,
+            CancellationToken::new(),
+        ));
+        (store, node)
+    }
+
     #[tokio::test]
     async fn a_replayed_packet_is_dropped_and_the_cache_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -593,18 +716,7 @@ mod tests {
         }];
         let packet = wrap(&[public], &instr, now + 3600, &mut rand::rngs::OsRng).unwrap();
         for round in 0..2 {
-            let store =
-                Arc::new(Store::open(&dir.path().join("store"), &StoreConfig::default()).unwrap());
-            let info = NodeInfo {
-                network: namecoin::Network::Regtest,
-                netdir: dir.path().to_path_buf(),
-            };
-            let node = Arc::new(Node::new(
-                store.clone(),
-                Limits::default(),
-                info,
-                CancellationToken::new(),
-            ));
+            let (store, node) = test_node(dir.path());
             let mix =
                 Mixer::new(node, secret, PoolLimits::default(), MixerParts::default()).unwrap();
             let first = mix.process(&packet, now).await.unwrap();
@@ -617,5 +729,70 @@ mod tests {
             assert!(mix.stats().dropped["replay"] >= 1);
             store.durable().await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_released_batch_leaves_one_by_one_within_the_spread() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = load_or_create_key(dir.path()).unwrap();
+        let public = PublicKey::from_secret_key(&secp256k1::Secp256k1::new(), &secret);
+        let (_store, node) = test_node(dir.path());
+        let mix = Mixer::new(
+            node.clone(),
+            secret,
+            PoolLimits::default(),
+            MixerParts::default(),
+        )
+        .unwrap();
+        let now = crate::unix_now();
+        let out = Tag([9; 20]);
+        for i in 0..4u8 {
+            let instr = vec![HopInstructions {
+                next_tag: out,
+                next_expires: now + 3600,
+                crowd: 0,
+                delay_secs: 0,
+                postage: None,
+                drop: false,
+                final_data: Some(vec![i; 10]),
+            }];
+            let packet = wrap(&[public], &instr, now + 3600, &mut rand::rngs::OsRng).unwrap();
+            assert!(mix.process(&packet, now).await.unwrap());
+        }
+        let start = std::time::Instant::now();
+        assert_eq!(mix.release(now).await.unwrap(), 4);
+        assert_eq!(mix.release(now).await.unwrap(), 0, "scheduled once");
+        let moments: Vec<std::time::Instant> = mix
+            .leaving
+            .locked()
+            .queue
+            .iter()
+            .map(|(at, _)| *at)
+            .collect();
+        assert_eq!(moments.len(), 4);
+        let spread = Duration::from_millis(RELEASE_SPREAD_MS);
+        assert!(moments
+            .iter()
+            .all(|&at| at >= start && at <= start + spread + Duration::from_millis(50)));
+        let distinct: std::collections::HashSet<_> = moments.iter().collect();
+        assert!(distinct.len() > 1, "each packet has its own moment");
+        // Nothing is published before its moment; all are within the spread (bounded loop).
+        for _ in 0..40 {
+            let n = node.packets(out).await.unwrap().len();
+            let due = moments
+                .iter()
+                .filter(|&&at| at <= std::time::Instant::now())
+                .count();
+            assert!(n <= due, "{n} published, {due} due");
+            if n == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            mix.leave(crate::unix_now()).await.unwrap();
+        }
+        assert_eq!(node.packets(out).await.unwrap().len(), 4);
+        assert_eq!(mix.stats().released, 4);
+        assert_eq!(mix.stats().held, 0, "forgotten in the pool once published");
+        assert!(mix.leaving.locked().ids.is_empty());
     }
 }

@@ -442,6 +442,17 @@ impl TauPool {
     /// Uncounted entries leave with a batch but never make one up. They stay held (and on disk)
     /// until [`TauPool::remove`].
     pub fn due(&mut self, now_ms: u64, rng: &mut impl rand::Rng) -> Result<Vec<Packet>, PoolError> {
+        self.due_except(now_ms, rng, &std::collections::HashSet::new())
+    }
+
+    /// [`TauPool::due`] among the entries not in `leaving` (released already, still held
+    /// until they are published): those neither leave again nor make up a new batch's crowd.
+    pub fn due_except(
+        &mut self,
+        now_ms: u64,
+        rng: &mut impl rand::Rng,
+        leaving: &std::collections::HashSet<PacketId>,
+    ) -> Result<Vec<Packet>, PoolError> {
         self.promote();
         // Member i needs `crowd_i + counted_i <= counted members`: sorted by that need, the
         // neediest member that fails can be satisfied by no subset (removing members never adds
@@ -449,6 +460,7 @@ impl TauPool {
         let mut eligible: Vec<(u64, bool, PacketId)> = self
             .waiting_time
             .range(..=(now_ms, PacketId([0xff; 32])))
+            .filter(|(&(_, id), _)| !leaving.contains(&id))
             .filter_map(|(&(_, id), _)| {
                 self.held
                     .get(&id)
@@ -556,6 +568,31 @@ mod tests {
         assert_eq!(
             ids(&pool.due(1_060_000, &mut rng).unwrap()),
             vec![0, 4, 5, 6]
+        );
+    }
+
+    #[test]
+    fn entries_already_leaving_neither_leave_again_nor_make_a_crowd() {
+        let (_dir, store) = fresh_store();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        // 2 wants 2 entries after it and 2 companions; 0 and 1 come after it.
+        pool.insert(&pkt(2), 2, 0, 1_000_000).unwrap();
+        pool.insert(&pkt(0), 0, 0, 1_000_000).unwrap();
+        pool.insert(&pkt(1), 0, 0, 1_000_000).unwrap();
+        assert_eq!(ids(&pool.due(1_000_000, &mut rng).unwrap()), vec![0, 1, 2]);
+        // Once 0 and 1 are leaving (released, not yet published), 2 has nobody to go with.
+        let leaving: std::collections::HashSet<PacketId> = [pkt(0).id(), pkt(1).id()].into();
+        assert!(pool
+            .due_except(1_000_000, &mut rng, &leaving)
+            .unwrap()
+            .is_empty());
+        for i in 3..5 {
+            pool.insert(&pkt(i), 0, 0, 1_000_000).unwrap();
+        }
+        assert_eq!(
+            ids(&pool.due_except(1_000_000, &mut rng, &leaving).unwrap()),
+            vec![2, 3, 4]
         );
     }
 

@@ -382,11 +382,12 @@ impl Overlay {
         // Only what meets the floor the peer told us (none told yet: everything).
         let p = peer.clone();
         let ids = match tokio::task::spawn_blocking(move || {
-            store
-                .live_expiries(now)
-                .into_iter()
-                .filter(|(id, expires)| p.meets_floor(id, *expires, now, base))
-                .map(|(id, _)| id)
+            // In disk order, as reconciliation's finds: the peer's requests read in runs.
+            let mut live = store.live_located(now);
+            live.sort_unstable_by_key(|&(_, expires, record)| (expires / SEGMENT_SECS, record));
+            live.into_iter()
+                .filter(|(id, expires, _)| p.meets_floor(id, *expires, now, base))
+                .map(|(id, _, _)| id)
                 .collect::<Vec<_>>()
         })
         .await

@@ -566,7 +566,7 @@ mod tests {
         fn snapshots_are_in_item_order_ties_included(
             raw in proptest::collection::vec((0u32..3, 0u8..4, 0u8..4, any::<u8>()), 0..300)
         ) {
-            // Few distinct expiries and first bytes: many items tie on the 128-bit key.
+            // Few distinct expiries and first bytes: many items tie on the 64-bit key.
             let items: Vec<Item> = raw
                 .iter()
                 .map(|&(e, a, b, c)| {

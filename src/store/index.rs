@@ -394,17 +394,8 @@ impl Index {
         doomed.into_iter().map(|n| self.remove_slot(n)).collect()
     }
 
-    /// (id, expires) of every packet with `expires > now`. O(n).
-    pub fn live(&self, now: u32) -> Vec<(PacketId, u32)> {
-        self.slots
-            .iter()
-            .filter(|s| s.seq != 0 && s.expires > now)
-            .map(|s| (PacketId(s.id), s.expires))
-            .collect()
-    }
-
     /// (id, expires, record) of every packet with `expires > now`, in slot order. O(n).
-    pub fn live_located(&self, now: u32) -> Vec<(PacketId, u32, u32)> {
+    pub fn live(&self, now: u32) -> Vec<(PacketId, u32, u32)> {
         self.slots
             .iter()
             .filter(|s| s.seq != 0 && s.expires > now)

@@ -1045,27 +1045,23 @@ impl Store {
             .locked()
             .live(0)
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|(id, _, _)| id)
             .collect()
     }
 
     /// Ids of the packets that have not expired at `now` (for catch-up with peers).
     pub fn live_ids(&self, now: u32) -> Vec<PacketId> {
-        self.live_expiries(now)
+        self.live_located(now)
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|(id, _, _)| id)
             .collect()
     }
 
-    /// [`Store::live_ids`] with each packet's expiry.
-    pub fn live_expiries(&self, now: u32) -> Vec<(PacketId, u32)> {
-        self.index.locked().live(now)
-    }
-
     /// (id, expires, record) of every packet that has not expired at `now`: with the record
-    /// number in its hour's segment, which orders packets as they lie on disk.
+    /// number in its hour's segment, `(expires / 3600, record)` orders packets as they lie on
+    /// disk.
     pub fn live_located(&self, now: u32) -> Vec<(PacketId, u32, u32)> {
-        self.index.locked().live_located(now)
+        self.index.locked().live(now)
     }
 
     /// Delete every packet with `expires <= now`. Returns how many were removed.

@@ -216,11 +216,9 @@ impl Segments {
                 if let Some(file) = file {
                     buf.resize(run.len() * PACKET_LEN, 0);
                     if file.read_exact_at(&mut buf, first.offset).is_ok() {
-                        for (&i, rec) in run.iter().zip(buf.chunks_exact(PACKET_LEN)) {
-                            match rec.try_into() {
-                                Ok(rec) => f(i, Ok(rec)),
-                                Err(_) => f(i, Err(std::io::Error::other("short record"))),
-                            }
+                        let (records, _) = buf.as_chunks::<PACKET_LEN>();
+                        for (&i, rec) in run.iter().zip(records) {
+                            f(i, Ok(rec));
                         }
                         continue;
                     }

@@ -266,12 +266,14 @@ async fn flood_latency(n: usize, sends: usize) {
         let mut rx = r.node.subscribe();
         let arr = arrivals.clone();
         tokio::spawn(async move {
-            while let Ok(ev) = rx.recv().await {
+            while let Ok(batch) = rx.recv().await {
                 let now = Instant::now();
                 let mut a = arr.lock().unwrap();
-                let e = a.entry(ev.id).or_insert((0, now));
-                e.0 += 1;
-                e.1 = now;
+                for ev in batch.iter() {
+                    let e = a.entry(ev.id).or_insert((0, now));
+                    e.0 += 1;
+                    e.1 = now;
+                }
             }
         });
     }
@@ -569,9 +571,12 @@ async fn honest_traffic(b: &Bench, count: usize, gap: Duration) -> Vec<Option<Du
         watchers.push(tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(ev) => {
+                    Ok(batch) => {
                         // Tags of honest messages start with 0xa0 + the node that must see it.
-                        if ev.packet.tag.0[0] == 0xa0 + i as u8 {
+                        for ev in batch
+                            .iter()
+                            .filter(|ev| ev.packet.tag.0[0] == 0xa0 + i as u8)
+                        {
                             arr.lock().unwrap().insert(ev.packet.tag, Instant::now());
                         }
                     }

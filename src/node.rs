@@ -86,8 +86,12 @@ pub enum NodeError {
 pub struct NewPacket {
     pub seq: u64,
     pub id: PacketId,
-    pub packet: Arc<Packet>,
+    pub packet: Packet,
 }
+
+/// The packets one admission stored, in the order given: subscribers get them a batch at a
+/// time (one wake-up and one channel slot per batch, not per packet).
+pub type NewPackets = Arc<[NewPacket]>;
 
 /// Outcome of admitting a batch of packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,7 +137,7 @@ pub struct Node {
     store: Arc<Store>,
     limits: Limits,
     info: NodeInfo,
-    events: broadcast::Sender<NewPacket>,
+    events: broadcast::Sender<NewPackets>,
     started: Instant,
     shutdown: CancellationToken,
     /// The highest floor BuMP peers told us (the overlay keeps it current); own packets are
@@ -357,7 +361,7 @@ impl Node {
     }
 
     /// Receive every packet newly stored from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<NewPacket> {
+    pub fn subscribe(&self) -> broadcast::Receiver<NewPackets> {
         self.events.subscribe()
     }
 
@@ -412,16 +416,12 @@ impl Node {
         self.store.durable().await?;
         let mut out = Admitted::default();
         let mut refused = Vec::new();
+        let mut new = Vec::with_capacity(packets.len());
         for ((id, p), r) in packets.into_iter().zip(results) {
             match r {
                 Inserted::New(seq) => {
                     out.new += 1;
-                    // No receivers is fine: nobody is listening.
-                    let _ = self.events.send(NewPacket {
-                        seq,
-                        id,
-                        packet: Arc::new(p),
-                    });
+                    new.push(NewPacket { seq, id, packet: p });
                 }
                 Inserted::Duplicate => out.duplicates += 1,
                 Inserted::Refused { score, floor } => {
@@ -429,6 +429,10 @@ impl Node {
                     refused.push((p, score, floor));
                 }
             }
+        }
+        if !new.is_empty() {
+            // No receivers is fine: nobody is listening.
+            let _ = self.events.send(new.into());
         }
         Ok((out, refused))
     }
@@ -651,9 +655,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(parts, 3);
-        for _ in 0..3 {
-            assert_eq!(rx.recv().await.unwrap().packet.tag, Tag([1; 20]));
+        let mut told = 0;
+        while told < 3 {
+            for ev in rx.recv().await.unwrap().iter() {
+                assert_eq!(ev.packet.tag, Tag([1; 20]));
+                told += 1;
+            }
         }
+        assert_eq!(told, 3);
         let m = n.messages(Tag([1; 20])).await.unwrap();
         assert_eq!((m.done.len(), m.partial.len(), m.unframed), (1, 0, 0));
         assert_eq!(m.done[0].id, id);

@@ -212,8 +212,7 @@ impl MixBook {
                     }
                 }
                 ev = rx.recv() => match ev {
-                    Ok(ev) if ev.packet.tag == tag => dirty = true,
-                    Ok(_) => {}
+                    Ok(batch) => dirty |= batch.iter().any(|ev| ev.packet.tag == tag),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty = true,
                     Err(_) => return,
                 },

@@ -590,22 +590,29 @@ impl Mixer {
                 }
                 _ = self.leave_wake.notified() => {}
                 ev = rx.recv() => match ev {
-                    Ok(ev) if ev.packet.tag == self.tag => {
-                        match self.process(&ev.packet, crate::unix_now()).await {
-                            Ok(true) => {
-                                if let Err(e) = self.node.store().durable().await {
-                                    tracing::warn!("mix pool flush failed: {e}");
-                                }
+                    Ok(batch) => {
+                        let mut ours = false;
+                        let mut entered = false;
+                        for ev in batch.iter().filter(|ev| ev.packet.tag == self.tag) {
+                            ours = true;
+                            match self.process(&ev.packet, crate::unix_now()).await {
+                                Ok(true) => entered = true,
+                                Ok(false) => {}
+                                Err(e) => tracing::warn!("mix could not process a packet: {e}"),
                             }
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!("mix could not process a packet: {e}"),
+                        }
+                        if entered {
+                            if let Err(e) = self.node.store().durable().await {
+                                tracing::warn!("mix pool flush failed: {e}");
+                            }
                         }
                         // New entries can complete crowds: release at once.
-                        if let Err(e) = self.release(crate::unix_now()).await {
-                            tracing::warn!("mix release failed: {e}");
+                        if ours {
+                            if let Err(e) = self.release(crate::unix_now()).await {
+                                tracing::warn!("mix release failed: {e}");
+                            }
                         }
                     }
-                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "mix fell behind; rereading its tag");
                         if let Ok(list) = self.node.packets(self.tag).await {

@@ -574,7 +574,7 @@ impl Overlay {
         let floor = self.node.store().floor(crate::unix_now());
         let told = peer.told_floor();
         let mut ignored = false;
-        let lacking: Vec<PacketId> = ids
+        let above: Vec<PacketId> = ids
             .iter()
             .filter(|id| {
                 let work = crate::pow::work_of(id);
@@ -584,7 +584,6 @@ impl Overlay {
                 ignored |= work < told / 2;
                 false
             })
-            .filter(|id| !self.have(id))
             .copied()
             .collect();
         if ignored && announced {
@@ -594,14 +593,21 @@ impl Overlay {
                 "announced packets far below the floor we told it",
             );
         }
-        if lacking.is_empty() {
+        if above.is_empty() {
             return;
         }
-        let want = self
-            .fetch
-            .locked()
-            .announced(peer.id, lacking, Instant::now(), |id| self.have(id));
-        self.ask(vec![(peer.id, want)]);
+        let want = self.node.store().with_membership(|have| {
+            let lacking: Vec<PacketId> = above.into_iter().filter(|id| !have(id)).collect();
+            if lacking.is_empty() {
+                return Vec::new();
+            }
+            self.fetch
+                .locked()
+                .announced(peer.id, lacking, Instant::now(), have)
+        });
+        if !want.is_empty() {
+            self.ask(vec![(peer.id, want)]);
+        }
     }
 
     fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
@@ -620,12 +626,11 @@ impl Overlay {
         let mut accepted = Vec::with_capacity(list.len());
         let mut more = Vec::new();
         let mut unrequested = 0;
-        {
+        self.node.store().with_membership(|have| {
             let mut fetch = self.fetch.locked();
             for a in list {
                 debug_assert_eq!(a.id, a.packet.id());
-                let (requested_here, next) =
-                    fetch.delivered(peer.id, &a.id, now, |id| self.have(id));
+                let (requested_here, next) = fetch.delivered(peer.id, &a.id, now, have);
                 more.extend(next);
                 if requested_here {
                     accepted.push(a);
@@ -633,7 +638,7 @@ impl Overlay {
                     unrequested += 1;
                 }
             }
-        }
+        });
         for _ in 0..unrequested {
             self.misbehave(peer, penalty::UNREQUESTED_PACKET, "unrequested bump packet");
         }
@@ -814,7 +819,7 @@ impl Overlay {
             };
             let mut ids = Vec::new();
             match first {
-                Ok(ev) => ids.push((ev.id, ev.packet.expires)),
+                Ok(batch) => ids.extend(batch.iter().map(|ev| (ev.id, ev.packet.expires))),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,
@@ -833,7 +838,7 @@ impl Overlay {
             }
             while ids.len() < MAX_INV {
                 match rx.try_recv() {
-                    Ok(ev) => ids.push((ev.id, ev.packet.expires)),
+                    Ok(batch) => ids.extend(batch.iter().map(|ev| (ev.id, ev.packet.expires))),
                     Err(_) => break,
                 }
             }

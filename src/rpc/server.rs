@@ -725,12 +725,15 @@ impl RpcImpl {
             }
         }
         loop {
-            let batch: Vec<(u64, Arc<Packet>)> = tokio::select! {
+            let batch: Vec<(u64, Packet)> = tokio::select! {
                 _ = sink.closed() => return Ok(()),
                 _ = self.node.shutdown_token().cancelled() => return Ok(()),
                 ev = rx.recv() => match ev {
-                    Ok(ev) if ev.packet.tag == tag => vec![(ev.seq, ev.packet)],
-                    Ok(_) => continue,
+                    Ok(batch) => batch
+                        .iter()
+                        .filter(|ev| ev.packet.tag == tag)
+                        .map(|ev| (ev.seq, ev.packet.clone()))
+                        .collect(),
                     Err(RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "subscription lagged; rereading the store");
                         self.node
@@ -739,7 +742,6 @@ impl RpcImpl {
                             .map_err(node_error)?
                             .into_iter()
                             .filter(|(seq, _)| *seq > last_seq)
-                            .map(|(s, p)| (s, Arc::new(p)))
                             .collect()
                     }
                     Err(RecvError::Closed) => return Ok(()),

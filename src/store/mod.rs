@@ -582,6 +582,14 @@ impl Store {
         Ok(self.index.locked().contains(id))
     }
 
+    /// Run `f` with a membership test that takes the index lock once for all its calls (a
+    /// lock per id, thousands per batch, would contend with the writer of each batch).
+    /// Keep `f` short: inserts wait while it runs.
+    pub fn with_membership<R>(&self, f: impl FnOnce(&dyn Fn(&PacketId) -> bool) -> R) -> R {
+        let index = self.index.locked();
+        f(&|id| index.contains(id))
+    }
+
     /// Insert one packet (not yet durable: await [`Store::durable`] before acknowledging).
     /// `now` is used only to sweep expired packets when the store is full.
     pub fn insert(&self, packet: &Packet, now: u32) -> Result<Inserted, StoreError> {

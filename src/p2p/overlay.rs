@@ -10,6 +10,9 @@
 //! - **Scoring.** Misbehaviour adds points; at 100 the peer is disconnected and its IP banned.
 //! - **Connections.** `--connect` (only these), `--addnode` (these too), outbound slots filled
 //!   from the peer table, inbound up to a limit, reconnects with exponential backoff.
+//!
+//! Locks, when more than one is held, are taken in this order: the store's index (through
+//! `Store::with_membership`), the fetcher, the peer table.
 
 use super::addrbook::AddrBook;
 use super::fetch::Fetcher;
@@ -554,11 +557,6 @@ impl Overlay {
         }
     }
 
-    /// Whether the store holds a packet (an error counts as "yes": do not fetch it now).
-    fn have(&self, id: &PacketId) -> bool {
-        self.node.store().contains(id).unwrap_or(true)
-    }
-
     /// A BuMP peer announced ids: queue those we lack; ask what its budget allows now.
     fn on_inv(&self, peer: &Arc<PeerShared>, ids: &[PacketId]) {
         self.want(peer, ids, true)
@@ -611,10 +609,12 @@ impl Overlay {
     }
 
     fn on_notfound(&self, peer: &PeerShared, ids: &[PacketId]) {
-        let asks = self
-            .fetch
-            .locked()
-            .not_found(peer.id, ids, Instant::now(), |id| self.have(id));
+        // Lock order everywhere: the store's index (membership), then the fetcher.
+        let asks = self.node.store().with_membership(|have| {
+            self.fetch
+                .locked()
+                .not_found(peer.id, ids, Instant::now(), have)
+        });
         self.ask(asks);
     }
 
@@ -1008,17 +1008,19 @@ impl Overlay {
                 _ = tick.tick() => false,
             };
             let now = Instant::now();
-            let (asks, stalled, outstanding, drained) = {
+            let (asks, stalled, outstanding) = self.node.store().with_membership(|have| {
                 let mut f = self.fetch.locked();
-                let (asks, stalled) = f.tick(now, |id| self.have(id));
-                let drained: Vec<u64> = self
-                    .peers
+                let (asks, stalled) = f.tick(now, have);
+                (asks, stalled, f.inflight() + f.backlog())
+            });
+            let drained: Vec<u64> = {
+                let f = self.fetch.locked();
+                self.peers
                     .locked()
                     .keys()
                     .copied()
                     .filter(|p| f.drained_after_overflow(*p))
-                    .collect();
-                (asks, stalled, f.inflight() + f.backlog(), drained)
+                    .collect()
             };
             self.ask(asks);
             for pid in stalled {

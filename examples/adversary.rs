@@ -32,6 +32,9 @@
 //!   20, 60, 180 s) of the message's first. The best (H, W, rule) in hindsight is reported, separately
 //!   for single- and multi-part messages. Also: delivery times.
 //!
+//! `ADVERSARY_ROWS=FILE` writes every judged announcement (node, time, truth, burst, time
+//! since input) as CSV.
+//!
 //! The best (H, W, rule) in hindsight is an upper bound (30 rules, few messages); the estimate
 //! is the rule chosen on half the messages and counted on the other half, both ways
 //! (two-fold cross-validation). A 6th argument sets the share of multi-part messages (0.3).
@@ -435,6 +438,16 @@ fn main() {
             .map_or(1e9, |x| t - x);
         let truth = !parent.contains_key(id);
         rows.push((truth, burst, since));
+    }
+    // `ADVERSARY_ROWS=FILE`: every judged announcement as CSV, to study what a feature sees.
+    if let Ok(path) = std::env::var("ADVERSARY_ROWS") {
+        let mut csv = String::from("node,at_ms,insertion,burst,since_input_ms\n");
+        for ((_, n, t), (truth, burst, since)) in ann.iter().zip(&rows) {
+            csv.push_str(&format!("{n},{t:.0},{},{burst},{since:.0}\n", *truth as u8));
+        }
+        if let Err(e) = std::fs::write(&path, csv) {
+            eprintln!("could not write {path}: {e}");
+        }
     }
     let ins = rows.iter().filter(|r| r.0).count();
     let rel = rows.len() - ins;

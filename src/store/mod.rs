@@ -1120,6 +1120,27 @@ mod tests {
     }
 
     #[test]
+    fn membership_under_one_lock_answers_as_contains_and_frees_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let now = 1_000_000;
+        let held = pkt(1, now + 3600, 1);
+        let absent = pkt(1, now + 3600, 2);
+        assert!(matches!(
+            store.insert(&held, now).unwrap(),
+            Inserted::New(_)
+        ));
+        let seen = store.with_membership(|have| (have(&held.id()), have(&absent.id())));
+        assert_eq!(seen, (true, false));
+        // The lock is released when `f` returns: an insert goes through afterwards.
+        assert!(matches!(
+            store.insert(&absent, now).unwrap(),
+            Inserted::New(_)
+        ));
+        assert!(store.with_membership(|have| have(&absent.id())));
+    }
+
+    #[test]
     fn a_full_store_evicts_the_lowest_score_and_refuses_what_scores_lower() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = StoreConfig {

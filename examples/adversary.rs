@@ -33,7 +33,11 @@
 //!   for single- and multi-part messages. Also: delivery times.
 //!
 //! `ADVERSARY_ROWS=FILE` writes every judged announcement (node, time, truth, burst, time
-//! since input) as CSV.
+//! since input) as CSV. Before the first send the network runs cover and loops until every
+//! node has announced a packet, then `ADVERSARY_WARMUP_S` seconds more (60 unless set; 0 = no
+//! warm-up): insertion vs release is judged on a live network, from the first send on, and
+//! printed again from the network's birth (when every node, with no input yet, must go first
+//! once).
 //!
 //! The best (H, W, rule) in hindsight is an upper bound (30 rules, few messages); the estimate
 //! is the rule chosen on half the messages and counted on the other half, both ways
@@ -200,6 +204,68 @@ struct Sent {
     parts: usize,
 }
 
+/// One judged announcement: (truly an insertion, burst size, ms since the node's last input).
+type Row = (bool, f64, f64);
+
+/// Balanced accuracy of the rule "insertion iff (feature >= th) != dir" on `rs`.
+fn score(rs: &[&Row], f: &dyn Fn(&Row) -> f64, th: f64, dir: bool) -> f64 {
+    let (mut tp, mut tn, mut p, mut n) = (0usize, 0usize, 0usize, 0usize);
+    for r in rs {
+        let guess_ins = (f(r) >= th) != dir;
+        if r.0 {
+            p += 1;
+            tp += (guess_ins) as usize;
+        } else {
+            n += 1;
+            tn += (!guess_ins) as usize;
+        }
+    }
+    0.5 * (tp as f64 / p.max(1) as f64 + tn as f64 / n.max(1) as f64)
+}
+
+/// The best rule on `rs` (threshold, direction, its accuracy there).
+fn fit(rs: &[&Row], f: &dyn Fn(&Row) -> f64) -> (f64, bool, f64) {
+    let mut vals: Vec<f64> = rs.iter().map(|r| f(r)).collect();
+    vals.sort_by(|a, b| a.total_cmp(b));
+    vals.dedup();
+    let mut best = (f64::INFINITY, false, 0.5);
+    for th in vals {
+        for dir in [false, true] {
+            let acc = score(rs, f, th, dir);
+            if acc > best.2 {
+                best = (th, dir, acc);
+            }
+        }
+    }
+    best
+}
+
+/// Insertion or release, on `rows`: the best threshold rule in hindsight on burst size and
+/// on time since input, and each cross-validated (two-fold, announcements alternately in
+/// time order: the rule is chosen on one half and scored on the other, so a threshold
+/// picked to fit noise does not count).
+fn classify(rows: &[Row]) -> (f64, f64, f64, f64) {
+    let all: Vec<&Row> = rows.iter().collect();
+    let halves: [Vec<&Row>; 2] = [
+        rows.iter().step_by(2).collect(),
+        rows.iter().skip(1).step_by(2).collect(),
+    ];
+    let cross = |f: &dyn Fn(&Row) -> f64| -> f64 {
+        let (a, b) = (&halves[0], &halves[1]);
+        let (ta, da, _) = fit(a, f);
+        let (tb, db, _) = fit(b, f);
+        0.5 * (score(b, f, ta, da) + score(a, f, tb, db))
+    };
+    let burst = |r: &Row| r.1;
+    let since = |r: &Row| r.2;
+    (
+        fit(&all, &burst).2,
+        fit(&all, &since).2,
+        cross(&burst),
+        cross(&since),
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n_nodes: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -278,6 +344,32 @@ fn main() {
         if sealed { "sealed" } else { "plain" }
     );
 
+    // A live network: cover and loops run until every node has announced something (a
+    // network being born first fills its crowds from its nodes' own cover, with no input
+    // anywhere), then `ADVERSARY_WARMUP_S` seconds more (60 unless set), before the first
+    // send; insertion vs release is judged from the first send on (and, for comparison, from
+    // the network's birth).
+    let warmup: f64 = std::env::var("ADVERSARY_WARMUP_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60.0);
+    if warmup > 0.0 {
+        let birth = Instant::now();
+        while birth.elapsed() < Duration::from_secs(900) {
+            let announced: HashSet<usize> =
+                seen.lock().unwrap().first.values().map(|v| v.0).collect();
+            if announced.len() == n_nodes {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        eprintln!(
+            "every node announced by {:.0} s; warming up {warmup:.0} s more (cover and loops only)",
+            t0.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs_f64(warmup));
+    }
+    let judge_from_ms = t0.elapsed().as_secs_f64() * 1000.0;
     // Poisson sends, mean 3 s apart, from random nodes.
     let mut sent = Vec::new();
     for k in 0..n_msgs {
@@ -451,58 +543,22 @@ fn main() {
     }
     let ins = rows.iter().filter(|r| r.0).count();
     let rel = rows.len() - ins;
-    type Row = (bool, f64, f64);
-    // Balanced accuracy of the rule "insertion iff (feature >= th) != dir" on `rs`.
-    let score = |rs: &[&Row], f: &dyn Fn(&Row) -> f64, th: f64, dir: bool| -> f64 {
-        let (mut tp, mut tn, mut p, mut n) = (0usize, 0usize, 0usize, 0usize);
-        for r in rs {
-            let guess_ins = (f(r) >= th) != dir;
-            if r.0 {
-                p += 1;
-                tp += (guess_ins) as usize;
-            } else {
-                n += 1;
-                tn += (!guess_ins) as usize;
-            }
-        }
-        0.5 * (tp as f64 / p.max(1) as f64 + tn as f64 / n.max(1) as f64)
-    };
-    // The best rule on `rs` (threshold, direction, its accuracy there).
-    let fit = |rs: &[&Row], f: &dyn Fn(&Row) -> f64| -> (f64, bool, f64) {
-        let mut vals: Vec<f64> = rs.iter().map(|r| f(r)).collect();
-        vals.sort_by(|a, b| a.total_cmp(b));
-        vals.dedup();
-        let mut best = (f64::INFINITY, false, 0.5);
-        for th in vals {
-            for dir in [false, true] {
-                let acc = score(rs, f, th, dir);
-                if acc > best.2 {
-                    best = (th, dir, acc);
-                }
-            }
-        }
-        best
-    };
-    let all: Vec<&Row> = rows.iter().collect();
-    let best_balanced = |f: &dyn Fn(&Row) -> f64| -> f64 { fit(&all, f).2 };
-    // Two-fold cross-validation (announcements alternately in time order): the rule is chosen
-    // on one half and scored on the other, so a threshold picked to fit noise does not count.
-    let halves: [Vec<&Row>; 2] = [
-        rows.iter().step_by(2).collect(),
-        rows.iter().skip(1).step_by(2).collect(),
-    ];
-    let cross = |f: &dyn Fn(&Row) -> f64| -> f64 {
-        let (a, b) = (&halves[0], &halves[1]);
-        let (ta, da, _) = fit(a, f);
-        let (tb, db, _) = fit(b, f);
-        0.5 * (score(b, f, ta, da) + score(a, f, tb, db))
-    };
-    let acc_burst = best_balanced(&|r| r.1);
-    let acc_since = best_balanced(&|r| r.2);
-    let cv_burst = cross(&|r| r.1);
-    let cv_since = cross(&|r| r.2);
+    // From the first send on (the network has run `warmup` by then): a live network's figure.
+    let live: Vec<Row> = ann
+        .iter()
+        .zip(&rows)
+        .filter(|((_, _, t), _)| *t >= judge_from_ms)
+        .map(|(_, r)| *r)
+        .collect();
+    let (acc_burst, acc_since, cv_burst, cv_since) = classify(&live);
     eprintln!(
-        "insertion vs release: in hindsight {acc_burst:.2} (burst) / {acc_since:.2} (since input); cross-validated {cv_burst:.2} / {cv_since:.2}"
+        "insertion vs release (live, from the first send, {} announcements): in hindsight {acc_burst:.2} (burst) / {acc_since:.2} (since input); cross-validated {cv_burst:.2} / {cv_since:.2}",
+        live.len()
+    );
+    let (b_burst, b_since, b_cv_burst, b_cv_since) = classify(&rows);
+    eprintln!(
+        "insertion vs release (from the network's birth, {} announcements): in hindsight {b_burst:.2} / {b_since:.2}; cross-validated {b_cv_burst:.2} / {b_cv_since:.2}",
+        rows.len()
     );
 
     // ---- who sent it?

@@ -149,6 +149,9 @@ pub struct Node {
     /// Own packets published in the last [`RAISE_WINDOW`] seconds (at most [`RAISE_KEEP`]),
     /// with when: re-solved when a peer's floor rises above them ([`Node::raise_own`]).
     recent_own: std::sync::Mutex<std::collections::VecDeque<(u32, Packet)>>,
+    /// When (unix ms) a packet from a peer was last stored new; 0 = none since start. The
+    /// mix reads it to tell a quiet network from a busy one (mix/pool.rs, staged entries).
+    last_from_peer_ms: AtomicU64,
 }
 
 /// Expiry for a message sent now with `ttl`: quantized so that it tells observers little about
@@ -202,6 +205,7 @@ impl Node {
             solve_done: Arc::new(AtomicU64::new(0)),
             solve_total: AtomicU64::new(0),
             recent_own: Default::default(),
+            last_from_peer_ms: AtomicU64::new(0),
         }
     }
 
@@ -491,7 +495,19 @@ impl Node {
         } else {
             self.admit_detailed(valid, now, inserted).await?.0
         };
+        if admitted.new > 0 {
+            self.last_from_peer_ms
+                .store(crate::clock::unix_ms(), Ordering::Relaxed);
+        }
         Ok((admitted, refused))
+    }
+
+    /// When (unix ms) a packet from a peer was last stored new since start, if one was.
+    pub fn last_from_peer_ms(&self) -> Option<u64> {
+        match self.last_from_peer_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// Split `data` into packets under `tag` and admit them. Returns the message id, the

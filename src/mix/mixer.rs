@@ -214,8 +214,9 @@ impl Mixer {
     }
 
     /// Put a packet this mix made (addressed to itself) into its pool: peeled here, never
-    /// published in this form, staged until the next packet from the network enters (or its
-    /// own delay, at most [`super::pool::STAGE_MAX_MS`], passes), durably before this returns.
+    /// published in this form, staged until the next packet from the network enters (or, see
+    /// [`Mixer::enter_overdue`], the network stays quiet or the wait grows too long), durably
+    /// before this returns.
     pub async fn inject_own(&self, packet: &Packet) -> Result<bool, MixError> {
         let entered = self
             .process_from(packet, crate::unix_now(), Origin::Own)
@@ -235,14 +236,20 @@ impl Mixer {
         Ok(entered)
     }
 
-    /// Staged own entries that waited long enough for a network entry enter anyway (a mix
-    /// nobody routes through must still send; see [`super::pool::STAGE_MAX_MS`]).
+    /// Staged own entries that waited long enough for a network entry enter anyway: at once
+    /// when they have no delay; while the network is quiet (no packet from a peer for
+    /// [`super::pool::STAGE_MAX_MS`]) once overdue; while it is busy only once one has waited
+    /// [`super::pool::STAGE_HOLD_MAX_MS`] (a mix nobody routes through must still send).
     fn enter_overdue(&self) -> Result<usize, MixError> {
         let now = unix_ms();
+        let quiet = self
+            .node
+            .last_from_peer_ms()
+            .is_none_or(|t| now.saturating_sub(t) >= super::pool::STAGE_MAX_MS);
         let mut pool = self.pool.locked();
         match pool.staged_until() {
             Some(until) if now >= until => {
-                let n = pool.staged_overdue(now);
+                let n = pool.may_enter_alone(now, quiet);
                 Ok(pool.enter_staged(n, &mut rand::rngs::OsRng)?)
             }
             _ => Ok(0),

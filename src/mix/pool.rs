@@ -18,11 +18,18 @@
 //! docs/protocol.md §6.6) do not enter when they are made: they are *staged* and enter with
 //! the next packet from the network that enters ([`TauPool::enter_staged`]: the mix lets all
 //! of them in; one per arrival was tried and left more of them to enter alone on a quiet
-//! network, docs/anonymity.md); or, when none comes, once it has waited its own delay or
-//! [`STAGE_MAX_MS`], whichever is less. Every moment the pool gains entries is then a moment an
-//! observer saw a packet arrive at this mix, so a batch that own entries completed looks like
-//! one a visible arrival completed (docs/anonymity.md). A staged entry is in no index and
-//! cannot leave; its delay runs from when it was staged, so it waits no longer than asked.
+//! network, docs/anonymity.md). When none comes, a staged entry is *overdue* once it has
+//! waited its own delay or [`STAGE_MAX_MS`], whichever is less; an overdue entry enters
+//! without a network entry only while the whole network is quiet (the node has stored no new
+//! packet for [`STAGE_MAX_MS`]: a network being born, where someone must go first) or once it
+//! has waited [`STAGE_HOLD_MAX_MS`] (liveness, when traffic flows but nobody routes through
+//! this mix). A mix that merely had no input for a minute while others are busy keeps its own
+//! entries until the next packet reaches it: an announcement long after the mix's last visible
+//! input was always an insertion (docs/anonymity.md, the quiet-run rows). Every moment the
+//! pool gains entries is then, but for those two cases, a moment an observer saw a packet
+//! arrive at this mix, so a batch that own entries completed looks like one a visible arrival
+//! completed. A staged entry is in no index and cannot leave; its delay runs from when it was
+//! staged, so staging adds to its wait only what the hold for a network entry adds.
 //!
 //! On disk (sled tree `ext/mixpool`): key = outgoing packet id (32), value = entry number
 //! (u64 BE; [`STAGED`] for a staged entry) ‖ crowd (u64 BE; its top bit set marks an
@@ -114,9 +121,13 @@ impl Codec for PoolValue {
 const UNCOUNTED: u64 = 1 << 63;
 /// The entry number stored for a staged entry (no real entry number gets near it).
 pub const STAGED: u64 = u64::MAX;
-/// Longest a staged entry waits for a packet from the network before it enters anyway (less
-/// when its own delay is less).
+/// How long a staged entry waits for a packet from the network before it is *overdue* (less
+/// when its own delay is less); also how long the node must have stored no new packet at all
+/// for the network to count as quiet, when overdue entries may enter by themselves.
 pub const STAGE_MAX_MS: u64 = 60_000;
+/// Longest a staged entry with a delay waits for a packet from the network while the network
+/// is not quiet (traffic flows, but nobody routes through this mix): then it enters anyway.
+pub const STAGE_HOLD_MAX_MS: u64 = 180_000;
 
 /// Mix policy caps.
 #[derive(Debug, Clone)]
@@ -150,6 +161,17 @@ pub enum PoolError {
     Store(#[from] StoreError),
 }
 
+/// A staged entry's Tau values and how long it waits for a network entry (unix ms).
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    crowd: u64,
+    due: u64,
+    /// Overdue from then: enters by itself if the network is quiet.
+    until: u64,
+    /// Enters by itself from then, quiet network or not.
+    hold_until: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Meta {
     crowd_at: u64,
@@ -165,9 +187,8 @@ pub struct TauPool {
     waiting_crowd: BTreeMap<(u64, PacketId), ()>,
     waiting_time: BTreeMap<(u64, PacketId), ()>,
     held: HashMap<PacketId, Meta>,
-    /// Staged own entries: id → (crowd, delay in ms, when it enters without a network entry
-    /// (unix ms)), and the earliest of those times.
-    staged: BTreeMap<PacketId, (u64, u64, u64)>,
+    /// Staged own entries: id → their wait, and the earliest time one is overdue.
+    staged: BTreeMap<PacketId, Staged>,
     staged_until: Option<u64>,
 }
 
@@ -253,14 +274,39 @@ impl TauPool {
 
     /// Staged entries whose wait for a network entry is over at `now_ms`.
     pub fn staged_overdue(&self, now_ms: u64) -> usize {
-        self.staged.values().filter(|s| s.2 <= now_ms).count()
+        self.staged.values().filter(|s| s.until <= now_ms).count()
+    }
+
+    /// How many staged entries may enter without a network entry at `now_ms`: the overdue
+    /// ones when the network is `quiet`, or when one of them has waited its longest hold;
+    /// else none (see the module comment).
+    pub fn may_enter_alone(&self, now_ms: u64, quiet: bool) -> usize {
+        let held_out = self.staged.values().any(|s| s.hold_until <= now_ms);
+        if quiet || held_out {
+            self.staged_overdue(now_ms)
+        } else {
+            0
+        }
     }
 
     /// Keep a staged entry due at `due` (unix ms): it waits for a network entry until its
-    /// due time, at most [`STAGE_MAX_MS`] from `now_ms`.
+    /// due time, at most [`STAGE_MAX_MS`] from `now_ms` while the network is quiet and
+    /// [`STAGE_HOLD_MAX_MS`] while it is not; one with no delay (due now) waits for nothing.
     fn note_staged(&mut self, id: PacketId, crowd: u64, due: u64, now_ms: u64) {
         let until = due.min(now_ms.saturating_add(STAGE_MAX_MS));
-        self.staged.insert(id, (crowd, due, until));
+        let hold_until = match due <= now_ms {
+            true => now_ms,
+            false => now_ms.saturating_add(STAGE_HOLD_MAX_MS),
+        };
+        self.staged.insert(
+            id,
+            Staged {
+                crowd,
+                due,
+                until,
+                hold_until,
+            },
+        );
         self.staged_until = Some(self.staged_until.map_or(until, |u| u.min(until)));
     }
 
@@ -416,21 +462,21 @@ impl TauPool {
         if self.staged.is_empty() || max == 0 {
             return Ok(0);
         }
-        let mut list: Vec<(PacketId, (u64, u64, u64))> =
+        let mut list: Vec<(PacketId, Staged)> =
             self.staged.iter().map(|(id, v)| (*id, *v)).collect();
         list.shuffle(rng);
-        list.sort_by_key(|(_, v)| v.2);
+        list.sort_by_key(|(_, v)| v.until);
         list.truncate(max);
         for (id, _) in &list {
             self.staged.remove(id);
         }
-        self.staged_until = self.staged.values().map(|v| v.2).min();
+        self.staged_until = self.staged.values().map(|v| v.until).min();
         let n = list.len();
-        for (id, (crowd, due, _)) in list {
+        for (id, s) in list {
             let Some(PoolValue::Entry(r)) = self.table.get(&PoolKey::Entry(id))? else {
                 continue;
             };
-            self.enter(id, r.packet, crowd, due, true)?;
+            self.enter(id, r.packet, s.crowd, s.due, true)?;
         }
         self.promote();
         Ok(n)
@@ -761,5 +807,37 @@ mod tests {
         // A long own delay waits at most STAGE_MAX_MS for a network entry.
         pool.stage(&pkt(4), 0, 3600, 3_000_000).unwrap();
         assert_eq!(pool.staged_until(), Some(3_000_000 + STAGE_MAX_MS));
+    }
+
+    #[test]
+    fn overdue_entries_enter_alone_only_on_a_quiet_network_or_after_the_longest_hold() {
+        let (_dir, store) = fresh_store();
+        let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
+        let t0 = 5_000_000;
+        // Two own entries with 30 s and 120 s delays, one with none.
+        pool.stage(&pkt(0), 0, 30, t0).unwrap();
+        pool.stage(&pkt(1), 0, 120, t0).unwrap();
+        assert_eq!(
+            pool.may_enter_alone(t0 + 29_999, true),
+            0,
+            "nothing overdue"
+        );
+        // Overdue at their due time (30 s) or STAGE_MAX_MS (60 s): on a quiet network they
+        // may enter by themselves; on a busy one they wait for a network entry...
+        assert_eq!(pool.may_enter_alone(t0 + 30_000, true), 1);
+        assert_eq!(pool.may_enter_alone(t0 + 30_000, false), 0);
+        assert_eq!(pool.may_enter_alone(t0 + STAGE_MAX_MS, true), 2);
+        assert_eq!(pool.may_enter_alone(t0 + STAGE_MAX_MS, false), 0);
+        assert_eq!(pool.may_enter_alone(t0 + STAGE_HOLD_MAX_MS - 1, false), 0);
+        // ...until one has waited STAGE_HOLD_MAX_MS: then every overdue one goes.
+        assert_eq!(pool.may_enter_alone(t0 + STAGE_HOLD_MAX_MS, false), 2);
+        // An entry without delay waits for nothing, busy network or not.
+        pool.stage(&pkt(2), 0, 0, t0 + 1000).unwrap();
+        assert_eq!(pool.may_enter_alone(t0 + 1000, false), 1);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let n = pool.may_enter_alone(t0 + 1000, false);
+        assert_eq!(pool.enter_staged(n, &mut rng).unwrap(), 1);
+        assert_eq!(ids(&pool.due(t0 + 1000, &mut rng).unwrap()), vec![2]);
+        assert_eq!(pool.staged(), 2, "the two with delays still wait");
     }
 }

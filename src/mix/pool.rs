@@ -22,8 +22,8 @@
 //! waited its own delay or [`STAGE_MAX_MS`], whichever is less; an overdue entry enters
 //! without a network entry only while the whole network is quiet (the node has stored no new
 //! packet for [`STAGE_MAX_MS`]: a network being born, where someone must go first) or once it
-//! has waited [`STAGE_HOLD_MAX_MS`] (liveness, when traffic flows but nobody routes through
-//! this mix). A mix that merely had no input for a minute while others are busy keeps its own
+//! has waited three times its delay, at most [`STAGE_HOLD_MAX_MS`] (liveness, when traffic
+//! flows but nobody routes through this mix). A mix that merely had no input for a minute while others are busy keeps its own
 //! entries until the next packet reaches it: an announcement long after the mix's last visible
 //! input was always an insertion (docs/anonymity.md, the quiet-run rows). Every moment the
 //! pool gains entries is then, but for those two cases, a moment an observer saw a packet
@@ -125,8 +125,10 @@ pub const STAGED: u64 = u64::MAX;
 /// when its own delay is less); also how long the node must have stored no new packet at all
 /// for the network to count as quiet, when overdue entries may enter by themselves.
 pub const STAGE_MAX_MS: u64 = 60_000;
-/// Longest a staged entry with a delay waits for a packet from the network while the network
-/// is not quiet (traffic flows, but nobody routes through this mix): then it enters anyway.
+/// Longest a staged entry waits for a packet from the network while the network is not quiet
+/// (traffic flows, but nobody routes through this mix): then it enters anyway. An entry with
+/// a shorter delay waits at most three times its delay (so an own layer without delay waits
+/// for nothing).
 pub const STAGE_HOLD_MAX_MS: u64 = 180_000;
 
 /// Mix policy caps.
@@ -290,14 +292,13 @@ impl TauPool {
     }
 
     /// Keep a staged entry due at `due` (unix ms): it waits for a network entry until its
-    /// due time, at most [`STAGE_MAX_MS`] from `now_ms` while the network is quiet and
-    /// [`STAGE_HOLD_MAX_MS`] while it is not; one with no delay (due now) waits for nothing.
+    /// due time, at most [`STAGE_MAX_MS`] from `now_ms`, while the network is quiet; while it
+    /// is not, three times its delay, at most [`STAGE_HOLD_MAX_MS`].
     fn note_staged(&mut self, id: PacketId, crowd: u64, due: u64, now_ms: u64) {
         let until = due.min(now_ms.saturating_add(STAGE_MAX_MS));
-        let hold_until = match due <= now_ms {
-            true => now_ms,
-            false => now_ms.saturating_add(STAGE_HOLD_MAX_MS),
-        };
+        // The hold at most triples the wait the sender asked for: a short delay stays short.
+        let delay = due.saturating_sub(now_ms);
+        let hold_until = now_ms.saturating_add(STAGE_HOLD_MAX_MS.min(delay.saturating_mul(3)));
         self.staged.insert(
             id,
             Staged {
@@ -814,22 +815,21 @@ mod tests {
         let (_dir, store) = fresh_store();
         let mut pool = TauPool::open(&store, PoolLimits::default()).unwrap();
         let t0 = 5_000_000;
-        // Two own entries with 30 s and 120 s delays, one with none.
-        pool.stage(&pkt(0), 0, 30, t0).unwrap();
+        // Two own entries with 90 s and 120 s delays, one with none.
+        pool.stage(&pkt(0), 0, 90, t0).unwrap();
         pool.stage(&pkt(1), 0, 120, t0).unwrap();
         assert_eq!(
-            pool.may_enter_alone(t0 + 29_999, true),
+            pool.may_enter_alone(t0 + 59_999, true),
             0,
             "nothing overdue"
         );
-        // Overdue at their due time (30 s) or STAGE_MAX_MS (60 s): on a quiet network they
-        // may enter by themselves; on a busy one they wait for a network entry...
-        assert_eq!(pool.may_enter_alone(t0 + 30_000, true), 1);
-        assert_eq!(pool.may_enter_alone(t0 + 30_000, false), 0);
+        // Overdue after STAGE_MAX_MS (60 s): on a quiet network they may enter by
+        // themselves; on a busy one they wait for a network entry...
         assert_eq!(pool.may_enter_alone(t0 + STAGE_MAX_MS, true), 2);
         assert_eq!(pool.may_enter_alone(t0 + STAGE_MAX_MS, false), 0);
         assert_eq!(pool.may_enter_alone(t0 + STAGE_HOLD_MAX_MS - 1, false), 0);
-        // ...until one has waited STAGE_HOLD_MAX_MS: then every overdue one goes.
+        // ...until one has waited STAGE_HOLD_MAX_MS (under three times its delay): then
+        // every overdue one goes.
         assert_eq!(pool.may_enter_alone(t0 + STAGE_HOLD_MAX_MS, false), 2);
         // An entry without delay waits for nothing, busy network or not.
         pool.stage(&pkt(2), 0, 0, t0 + 1000).unwrap();
@@ -839,5 +839,11 @@ mod tests {
         assert_eq!(pool.enter_staged(n, &mut rng).unwrap(), 1);
         assert_eq!(ids(&pool.due(t0 + 1000, &mut rng).unwrap()), vec![2]);
         assert_eq!(pool.staged(), 2, "the two with delays still wait");
+        // A short delay is held at most three times over: 10 s → overdue at 10 s, alone on a
+        // busy network from 30 s.
+        pool.stage(&pkt(3), 0, 10, t0 + 2000).unwrap();
+        assert_eq!(pool.may_enter_alone(t0 + 12_000, true), 1);
+        assert_eq!(pool.may_enter_alone(t0 + 31_999, false), 0);
+        assert_eq!(pool.may_enter_alone(t0 + 32_000, false), 1);
     }
 }

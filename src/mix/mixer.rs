@@ -239,7 +239,8 @@ impl Mixer {
     /// Staged own entries that waited long enough for a network entry enter anyway: at once
     /// when they have no delay; while the network is quiet (no packet from a peer for
     /// [`super::pool::STAGE_MAX_MS`]) once overdue; while it is busy only once one has waited
-    /// [`super::pool::STAGE_HOLD_MAX_MS`] (a mix nobody routes through must still send).
+    /// three times its delay, at most [`super::pool::STAGE_HOLD_MAX_MS`] (a mix nobody routes
+    /// through must still send).
     fn enter_overdue(&self) -> Result<usize, MixError> {
         let now = unix_ms();
         let quiet = self

@@ -23,9 +23,10 @@
 //! without a network entry only while the whole network is quiet (the node has stored no new
 //! packet for [`STAGE_MAX_MS`]: a network being born, where someone must go first) or once it
 //! has waited three times its delay, at most [`STAGE_HOLD_MAX_MS`] (liveness, when traffic
-//! flows but nobody routes through this mix). A mix that merely had no input for a minute while others are busy keeps its own
-//! entries until the next packet reaches it: an announcement long after the mix's last visible
-//! input was always an insertion (docs/anonymity.md, the quiet-run rows). Every moment the
+//! flows but nobody routes through this mix). A mix that merely had no input for a minute
+//! while others are busy keeps its own entries until the next packet reaches it: an
+//! announcement long after the mix's last visible input was always an insertion
+//! (docs/anonymity.md, the quiet-run rows). Every moment the
 //! pool gains entries is then, but for those two cases, a moment an observer saw a packet
 //! arrive at this mix, so a batch that own entries completed looks like one a visible arrival
 //! completed. A staged entry is in no index and cannot leave; its delay runs from when it was

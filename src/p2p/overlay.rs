@@ -508,9 +508,7 @@ impl Overlay {
             // In pieces, so the writer sends the first while the rest are queued.
             let (now, base) = (crate::unix_now(), self.node.base_work());
             for piece in items.chunks(super::peer::INV_SEND) {
-                // Fresh knowledge: the peer lacks these, whatever we thought it knew.
-                peer.forget_known(piece.iter().map(|(id, _)| id));
-                peer.announce(piece, now, base);
+                peer.announce_lacking(piece, now, base);
             }
         }
         if !out.reply.is_empty() {

@@ -120,9 +120,7 @@ pub struct Arrived {
 /// proof of work. A false match only skips one announcement to one peer, which reconciliation
 /// makes good.
 fn known_key(id: &PacketId) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.0[..8]);
-    u64::from_le_bytes(b)
+    id.prefix()
 }
 
 /// Most ids the writer puts in one `inv` (the protocol allows [`MAX_INV`]): the peer can
@@ -226,14 +224,6 @@ impl PeerShared {
         self.known.locked().contains(&known_key(id))
     }
 
-    /// Forget that the peer has these (reconciliation found it lacks them).
-    pub fn forget_known<'a>(&self, ids: impl IntoIterator<Item = &'a PacketId>) {
-        let mut k = self.known.locked();
-        for id in ids {
-            k.remove(&known_key(id));
-        }
-    }
-
     /// Whether a packet (id, expiry) meets the floor this peer told us. A floor at or under
     /// the network's `base` adds nothing to the proof-of-work rule every packet already met
     /// (whose score, by rounding, may sit a hair under the base).
@@ -245,6 +235,16 @@ impl PeerShared {
     /// Queue announcements of the packets (id, expiry) the peer does not know yet and that
     /// meet its floor at `now` ([`PeerShared::meets_floor`]).
     pub fn announce(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
+        self.queue_announce(packets, now, base, false)
+    }
+
+    /// Queue announcements of packets the peer lacks (reconciliation found so), whatever we
+    /// thought it knew, if they meet its floor; they are known to it from now on.
+    pub fn announce_lacking(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
+        self.queue_announce(packets, now, base, true)
+    }
+
+    fn queue_announce(&self, packets: &[(PacketId, u32)], now: u32, base: u64, lacking: bool) {
         let fresh: Vec<PacketId> = {
             let mut k = self.known.locked();
             packets
@@ -255,7 +255,7 @@ impl PeerShared {
                     if k.len() >= KNOWN_CAP {
                         k.clear();
                     }
-                    k.insert(known_key(id))
+                    k.insert(known_key(id)) || lacking
                 })
                 .copied()
                 .collect()

@@ -611,21 +611,29 @@ impl Store {
         packets: &[(PacketId, &Packet)],
         now: u32,
     ) -> Result<Vec<Inserted>, StoreError> {
-        let mut index = self.index.locked();
-        // Count a write generation even on error: what went in before it must be flushable.
-        self.written.fetch_add(1, Ordering::SeqCst);
-        let out = packets
-            .iter()
-            .map(|&(id, p)| {
-                let bytes = p.encode();
-                debug_assert_eq!(id, PacketId::of_bytes(&bytes));
-                self.insert_at(&mut index, p, id, Err(&bytes), now)
-            })
-            .collect::<Result<Vec<_>, _>>();
-        self.count.store(index.len() as u64, Ordering::Relaxed);
-        // A journal far past the store (a long run without sweeps) is folded in here too.
-        if self.journal.in_log() > 4 * COMPACT_AFTER.max(index.len() as u64) {
-            self.compact(&index)?;
+        let out = {
+            let mut index = self.index.locked();
+            // Count a write generation even on error: what went in before it must be flushable.
+            self.written.fetch_add(1, Ordering::SeqCst);
+            let out = packets
+                .iter()
+                .map(|&(id, p)| {
+                    let bytes = p.encode();
+                    debug_assert_eq!(id, PacketId::of_bytes(&bytes));
+                    self.insert_at(&mut index, p, id, Err(&bytes), now)
+                })
+                .collect::<Result<Vec<_>, _>>();
+            self.count.store(index.len() as u64, Ordering::Relaxed);
+            // A journal far past the store (a long run without sweeps) is folded in here too.
+            if self.journal.in_log() > 4 * COMPACT_AFTER.max(index.len() as u64) {
+                self.compact(&index)?;
+            }
+            out
+        };
+        // Full buffers go to the files with the index free for lookups meanwhile. A failed
+        // write keeps its bytes in memory; the next sync tries again and reports it.
+        if let Err(e) = self.segments.write_out(segments::WRITE_BUFFER) {
+            tracing::warn!("could not write packets to a segment file (the sync retries): {e}");
         }
         out
     }

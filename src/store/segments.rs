@@ -7,9 +7,15 @@
 //! ([`crate::store`]); a segment may hold bytes no index entry points to (an insert cut short by
 //! a crash), which are simply never read.
 //!
-//! Appends are gathered in memory per segment (up to [`WRITE_BUFFER`] bytes) and written in
-//! one `pwrite`, at the latest by [`Segments::sync`]; reads of bytes not yet written are served
-//! from that buffer. (One system call per packet was a tenth of the relay path's time.)
+//! Appends are gathered in memory per segment and written in one `pwrite` of at least
+//! [`WRITE_BUFFER`] bytes, at the latest by [`Segments::sync`]. (One system call per packet was
+//! a tenth of the relay path's time.) The write itself happens in [`Segments::write_out`],
+//! which the store calls after it let go of its index lock: a full buffer is taken out of the
+//! segment under the segment lock, written without any lock, and dropped once on disk, so a
+//! slow page cache never holds up lookups or other appends. Bytes not yet on disk — still
+//! gathered, or being written — are read from memory. [`Segments::sync`] writes what is
+//! gathered, waits for writes that other threads began before it, retries any that failed,
+//! then syncs the files: nothing it covers is only in memory.
 //!
 //! On open, a file whose length is not a multiple of 1024 (a torn append) is truncated to the
 //! last whole packet.
@@ -24,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Seconds per segment.
 pub const SEGMENT_SECS: u32 = 3600;
@@ -42,16 +48,52 @@ pub const READ_RUN: usize = 64;
 /// Appended bytes gathered before one write.
 pub const WRITE_BUFFER: usize = 256 * 1024;
 
+/// Gathered bytes at which [`Segments::append`] writes them itself (a caller that never
+/// calls [`Segments::write_out`] still has its memory bounded).
+const APPEND_WRITES_AT: usize = 16 * WRITE_BUFFER;
+
+/// Bytes taken out of a segment's gathering buffer and being written (or whose write failed
+/// and waits for the next [`Segments::sync`] to try again).
+struct Writing {
+    /// Order in which writes began ([`Open::next_write`]).
+    seq: u64,
+    at: u64,
+    bytes: Arc<Vec<u8>>,
+    failed: bool,
+}
+
+impl Writing {
+    /// Record `offset` if this buffer holds it.
+    fn record(&self, offset: u64) -> Option<&[u8]> {
+        let at = offset.checked_sub(self.at)? as usize;
+        self.bytes.get(at..at + PACKET_LEN)
+    }
+}
+
 struct Segment {
     file: Arc<File>,
-    /// Bytes in the file and in `pending`.
+    /// Bytes in the file, being written and gathered.
     len: u64,
     /// Appended, not yet written; they belong at `len - pending.len()`.
     pending: Vec<u8>,
+    /// Earlier buffers whose write has not finished.
+    writing: Vec<Writing>,
 }
 
 impl Segment {
-    fn flush(&mut self) -> std::io::Result<()> {
+    /// Where the bytes still in memory begin: every byte before is in the file.
+    fn written(&self) -> u64 {
+        let gathered = self.len - self.pending.len() as u64;
+        self.writing
+            .iter()
+            .map(|w| w.at)
+            .min()
+            .unwrap_or(gathered)
+            .min(gathered)
+    }
+
+    /// Write the gathered bytes now, under the caller's lock (the drop, the backstop).
+    fn write_pending(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
             let at = self.len - self.pending.len() as u64;
             self.file.write_all_at(&self.pending, at)?;
@@ -61,9 +103,20 @@ impl Segment {
     }
 }
 
+#[derive(Default)]
+struct Open {
+    segments: HashMap<u32, Segment>,
+    next_write: u64,
+}
+
+/// A write taken out of a segment: (hour, file, offset, bytes, seq).
+type Job = (u32, Arc<File>, u64, Arc<Vec<u8>>, u64);
+
 pub struct Segments {
     dir: PathBuf,
-    open: Mutex<HashMap<u32, Segment>>,
+    open: Mutex<Open>,
+    /// Signalled when a write taken out of a segment ends.
+    wrote: Condvar,
     dirty: Mutex<HashSet<u32>>,
 }
 
@@ -76,7 +129,8 @@ impl Segments {
         std::fs::create_dir_all(dir)?;
         Ok(Segments {
             dir: dir.to_path_buf(),
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
+            wrote: Condvar::new(),
             dirty: Mutex::new(HashSet::new()),
         })
     }
@@ -116,40 +170,103 @@ impl Segments {
                 file: file.clone(),
                 len,
                 pending: Vec::new(),
+                writing: Vec::new(),
             },
         );
         Ok((file, len))
     }
 
-    /// Append a packet expiring at `expires`; returns where it went. Not durable until
-    /// [`Segments::sync`].
+    /// Append a packet expiring at `expires`; returns where it went. Gathered in memory:
+    /// [`Segments::write_out`] writes it, [`Segments::sync`] makes it durable.
     pub fn append(&self, expires: u32, bytes: &[u8; PACKET_LEN]) -> std::io::Result<Location> {
         let hour = expires / SEGMENT_SECS;
-        let mut map = lock(&self.open);
-        let (_, offset) = self.segment(&mut map, hour)?;
+        let mut open = lock(&self.open);
+        let map = &mut open.segments;
+        let (_, offset) = self.segment(map, hour)?;
         if let Some(s) = map.get_mut(&hour) {
-            if s.pending.len() + PACKET_LEN > WRITE_BUFFER {
-                s.flush()?;
+            if s.pending.len() + PACKET_LEN > APPEND_WRITES_AT {
+                s.write_pending()?;
+            }
+            if s.pending.capacity() == 0 {
+                s.pending.reserve(WRITE_BUFFER);
             }
             s.pending.extend_from_slice(bytes);
             s.len = offset + PACKET_LEN as u64;
         }
-        drop(map);
+        drop(open);
         lock(&self.dirty).insert(hour);
         Ok(Location { hour, offset })
+    }
+
+    /// Write every segment's gathered bytes that reach `min` (at least one byte), without
+    /// holding the segment lock while the system writes them. A failed write keeps its bytes
+    /// in memory (still readable) for [`Segments::sync`] to try again, and is returned.
+    pub fn write_out(&self, min: usize) -> std::io::Result<()> {
+        let jobs: Vec<Job> = {
+            let mut open = lock(&self.open);
+            let Open {
+                segments,
+                next_write,
+            } = &mut *open;
+            let mut jobs = Vec::new();
+            for (&hour, s) in segments.iter_mut() {
+                if s.pending.is_empty() || s.pending.len() < min {
+                    continue;
+                }
+                let bytes = Arc::new(std::mem::take(&mut s.pending));
+                let at = s.len - bytes.len() as u64;
+                let seq = *next_write;
+                *next_write += 1;
+                s.writing.push(Writing {
+                    seq,
+                    at,
+                    bytes: bytes.clone(),
+                    failed: false,
+                });
+                jobs.push((hour, s.file.clone(), at, bytes, seq));
+            }
+            jobs
+        };
+        self.run(jobs)
+    }
+
+    /// Write taken-out buffers; each leaves its segment's `writing` once on disk.
+    fn run(&self, jobs: Vec<Job>) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for (hour, file, at, bytes, seq) in jobs {
+            let r = file.write_all_at(&bytes, at);
+            let mut open = lock(&self.open);
+            if let Some(s) = open.segments.get_mut(&hour) {
+                match &r {
+                    Ok(()) => s.writing.retain(|w| w.seq != seq),
+                    Err(_) => {
+                        if let Some(w) = s.writing.iter_mut().find(|w| w.seq == seq) {
+                            w.failed = true;
+                        }
+                    }
+                }
+            }
+            drop(open);
+            self.wrote.notify_all();
+            if let Err(e) = r {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     /// Read the packet bytes at `loc` (the caller checks they hash to the id it expects).
     pub fn read(&self, loc: Location) -> std::io::Result<[u8; PACKET_LEN]> {
         let file = {
-            let mut map = lock(&self.open);
+            let mut open = lock(&self.open);
+            let map = &mut open.segments;
             if !map.contains_key(&loc.hour) && !self.path(loc.hour).exists() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "segment deleted",
                 ));
             }
-            self.segment(&mut map, loc.hour)?;
+            self.segment(map, loc.hour)?;
             match map.get(&loc.hour) {
                 Some(s) => {
                     let start = s.len - s.pending.len() as u64;
@@ -165,6 +282,11 @@ impl Segments {
                                 ))
                             }
                         }
+                        return Ok(out);
+                    }
+                    if let Some(b) = s.writing.iter().find_map(|w| w.record(loc.offset)) {
+                        let mut out = [0u8; PACKET_LEN];
+                        out.copy_from_slice(b);
                         return Ok(out);
                     }
                     s.file.clone()
@@ -206,10 +328,9 @@ impl Segments {
             if run.len() > 1 {
                 // The file, if the whole run is already written to it.
                 let file = {
-                    let map = lock(&self.open);
-                    map.get(&first.hour).and_then(|s| {
-                        let written = s.len - s.pending.len() as u64;
-                        (first.offset + (run.len() * PACKET_LEN) as u64 <= written)
+                    let open = lock(&self.open);
+                    open.segments.get(&first.hour).and_then(|s| {
+                        (first.offset + (run.len() * PACKET_LEN) as u64 <= s.written())
                             .then(|| s.file.clone())
                     })
                 };
@@ -233,24 +354,18 @@ impl Segments {
         }
     }
 
-    /// fsync every segment appended to since the last sync.
+    /// Make every append so far durable: write what is gathered, wait for the writes other
+    /// threads began before this call, try failed writes again, then fsync every segment
+    /// appended to since the last sync.
     pub fn sync(&self) -> std::io::Result<()> {
         let dirty: Vec<u32> = lock(&self.dirty).drain().collect();
+        let r = self.write_out(1).and_then(|()| self.settle());
+        if let Err(e) = r {
+            lock(&self.dirty).extend(dirty);
+            return Err(e);
+        }
         for hour in dirty {
-            let file = {
-                let mut map = lock(&self.open);
-                match map.get_mut(&hour) {
-                    Some(s) => {
-                        if let Err(e) = s.flush() {
-                            drop(map);
-                            lock(&self.dirty).insert(hour);
-                            return Err(e);
-                        }
-                        Some(s.file.clone())
-                    }
-                    None => None,
-                }
-            };
+            let file = lock(&self.open).segments.get(&hour).map(|s| s.file.clone());
             if let Some(f) = file {
                 if let Err(e) = f.sync_data() {
                     lock(&self.dirty).insert(hour);
@@ -259,6 +374,40 @@ impl Segments {
             }
         }
         Ok(())
+    }
+
+    /// Wait until every write begun before this call is on disk (retrying failed ones here).
+    fn settle(&self) -> std::io::Result<()> {
+        let mut open = lock(&self.open);
+        let before = open.next_write;
+        loop {
+            let mut waiting = false;
+            let mut retry: Vec<Job> = Vec::new();
+            for (&hour, s) in open.segments.iter_mut() {
+                for w in s.writing.iter_mut().filter(|w| w.seq < before) {
+                    if w.failed {
+                        // Taken for this retry; a failure marks it again.
+                        w.failed = false;
+                        retry.push((hour, s.file.clone(), w.at, w.bytes.clone(), w.seq));
+                    } else {
+                        waiting = true;
+                    }
+                }
+            }
+            if !retry.is_empty() {
+                drop(open);
+                self.run(retry)?;
+                open = lock(&self.open);
+                continue;
+            }
+            if !waiting {
+                return Ok(());
+            }
+            open = self
+                .wrote
+                .wait(open)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 
     /// Delete the segments whose every packet has expired by `now` (hour `h` holds expiries
@@ -274,7 +423,7 @@ impl Segments {
                 .and_then(|h| h.parse::<u32>().ok());
             let Some(hour) = hour else { continue };
             if (hour as u64 + 1) * SEGMENT_SECS as u64 <= now as u64 + 1 {
-                lock(&self.open).remove(&hour);
+                lock(&self.open).segments.remove(&hour);
                 lock(&self.dirty).remove(&hour);
                 std::fs::remove_file(&path)?;
                 removed += 1;
@@ -285,7 +434,7 @@ impl Segments {
 
     /// The length of hour `hour`'s segment file in whole records' bytes (0 if it has none).
     pub fn len_of(&self, hour: u32) -> std::io::Result<u64> {
-        if let Some(s) = lock(&self.open).get(&hour) {
+        if let Some(s) = lock(&self.open).segments.get(&hour) {
             return Ok(s.len);
         }
         match std::fs::metadata(self.path(hour)) {
@@ -345,8 +494,14 @@ impl Drop for Segments {
     /// Write what is still gathered (not synced: a drop is not an acknowledgement), so that a
     /// journal flushed on its own drop never names bytes that were only in memory.
     fn drop(&mut self) {
-        for s in lock(&self.open).values_mut() {
-            if let Err(e) = s.flush() {
+        // Nobody else holds the segments now: no write is under way, only failed ones wait.
+        for s in lock(&self.open).segments.values_mut() {
+            let failed = std::mem::take(&mut s.writing);
+            let r = failed
+                .iter()
+                .try_for_each(|w| s.file.write_all_at(&w.bytes, w.at))
+                .and_then(|()| s.write_pending());
+            if let Err(e) = r {
                 tracing::error!("could not write a segment's last appends: {e}");
             }
         }
@@ -383,12 +538,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Segments::open(dir.path()).unwrap();
         let per = WRITE_BUFFER / PACKET_LEN;
-        // More than one buffer's worth: the first buffer is written when it fills.
-        let locs: Vec<Location> = (0..per + 3)
+        let on_disk = || std::fs::metadata(dir.path().join("7.seg")).unwrap().len();
+        // Appends are gathered; a write-out under the threshold leaves them there.
+        let mut locs: Vec<Location> = (0..per - 1)
             .map(|i| s.append(3600 * 7, &[(i % 251) as u8; PACKET_LEN]).unwrap())
             .collect();
-        let on_disk = std::fs::metadata(dir.path().join("7.seg")).unwrap().len();
-        assert_eq!(on_disk, WRITE_BUFFER as u64, "one write of a full buffer");
+        s.write_out(WRITE_BUFFER).unwrap();
+        assert_eq!(on_disk(), 0, "nothing written under the threshold");
+        locs.extend(
+            (per - 1..per + 3).map(|i| s.append(3600 * 7, &[(i % 251) as u8; PACKET_LEN]).unwrap()),
+        );
+        s.write_out(WRITE_BUFFER).unwrap();
+        assert_eq!(
+            on_disk(),
+            ((per + 3) * PACKET_LEN) as u64,
+            "one write of all gathered"
+        );
+        locs.extend(
+            (per + 3..per + 6).map(|i| s.append(3600 * 7, &[(i % 251) as u8; PACKET_LEN]).unwrap()),
+        );
         for (i, l) in locs.iter().enumerate() {
             assert_eq!(
                 s.read(*l).unwrap(),
@@ -399,17 +567,98 @@ mod tests {
         assert!(s
             .read(Location {
                 hour: 7,
-                offset: ((per + 3) * PACKET_LEN) as u64
+                offset: ((per + 6) * PACKET_LEN) as u64
             })
             .is_err());
         s.sync().unwrap();
-        let on_disk = std::fs::metadata(dir.path().join("7.seg")).unwrap().len();
-        assert_eq!(on_disk, ((per + 3) * PACKET_LEN) as u64);
+        assert_eq!(on_disk(), ((per + 6) * PACKET_LEN) as u64);
         // Dropped unsynced: the tail is written anyway.
         s.append(3600 * 7, &[9; PACKET_LEN]).unwrap();
         drop(s);
         let s = Segments::open(dir.path()).unwrap();
-        assert_eq!(s.len_of(7).unwrap(), ((per + 4) * PACKET_LEN) as u64);
+        assert_eq!(s.len_of(7).unwrap(), ((per + 7) * PACKET_LEN) as u64);
+    }
+
+    #[test]
+    fn bytes_whose_write_failed_stay_readable_and_the_sync_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        let rec = |i: usize| [(i % 251) as u8; PACKET_LEN];
+        let locs: Vec<Location> = (0..10)
+            .map(|i| s.append(3600 * 2, &rec(i)).unwrap())
+            .collect();
+        // As `write_out` leaves a buffer whose write failed: out of `pending`, marked failed.
+        {
+            let mut open = lock(&s.open);
+            let seg = open.segments.get_mut(&2).unwrap();
+            let bytes = Arc::new(std::mem::take(&mut seg.pending));
+            seg.writing.push(Writing {
+                seq: 0,
+                at: 0,
+                bytes,
+                failed: true,
+            });
+            open.next_write = 1;
+        }
+        let on_disk = || std::fs::metadata(dir.path().join("2.seg")).unwrap().len();
+        assert_eq!(on_disk(), 0);
+        assert_eq!(
+            s.read(locs[3]).unwrap(),
+            rec(3),
+            "read from the unwritten buffer"
+        );
+        let mut got = vec![None; locs.len()];
+        s.read_many(&locs, |i, r| got[i] = Some(r.unwrap()[0]));
+        let want: Vec<Option<u8>> = (0..10).map(|i| Some(rec(i)[0])).collect();
+        assert_eq!(got, want, "runs not on disk are read from memory");
+        s.sync().unwrap();
+        assert_eq!(on_disk(), 10 * PACKET_LEN as u64, "the sync wrote them");
+        assert!(lock(&s.open).segments[&2].writing.is_empty());
+        let mut got = vec![None; locs.len()];
+        s.read_many(&locs, |i, r| got[i] = Some(r.unwrap()[0]));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn sync_waits_for_writes_begun_on_other_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(Segments::open(dir.path()).unwrap());
+        let per = WRITE_BUFFER / PACKET_LEN;
+        // Writers append and write out while another thread syncs; after each sync, every
+        // record appended before it is in the file.
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..4 * per {
+                        s.append(3600 * (3 + w), &[(i % 251) as u8; PACKET_LEN])
+                            .unwrap();
+                        if i % 64 == 0 {
+                            s.write_out(WRITE_BUFFER).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..50 {
+            let before: Vec<u64> = [3, 4].iter().map(|&h| s.len_of(h).unwrap()).collect();
+            s.sync().unwrap();
+            for (h, len) in [3u32, 4].iter().zip(before) {
+                let path = dir.path().join(format!("{h}.seg"));
+                let file = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                assert!(
+                    file >= len,
+                    "hour {h}: {file} bytes on disk, {len} appended before the sync"
+                );
+            }
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        s.sync().unwrap();
+        assert_eq!(s.len_of(3).unwrap(), (4 * per * PACKET_LEN) as u64);
+        let file = std::fs::metadata(dir.path().join("3.seg")).unwrap().len();
+        assert_eq!(file, (4 * per * PACKET_LEN) as u64);
     }
 
     #[test]

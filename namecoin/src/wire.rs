@@ -102,6 +102,43 @@ pub enum Frame {
     Skipped { command: Command, len: usize },
     /// A message whose checksum did not match; the stream is still in sync.
     BadChecksum { command: Command, len: usize },
+    /// A message of a command the policy verifies later
+    /// ([`CommandPolicy::verify_later`]): its payload and the header's checksum, not yet
+    /// compared. [`Frame::verify`] makes it a `Message` or a `BadChecksum`.
+    Unverified {
+        command: Command,
+        payload: Bytes,
+        sum: [u8; 4],
+    },
+}
+
+impl Frame {
+    /// Check an [`Frame::Unverified`] frame's checksum (hashing its payload); other frames
+    /// are returned as they are.
+    pub fn verify(self) -> Frame {
+        match self {
+            Frame::Unverified {
+                command,
+                payload,
+                sum,
+            } => {
+                let digest = digest(&payload);
+                if checksum_of(&digest) != sum {
+                    Frame::BadChecksum {
+                        command,
+                        len: payload.len(),
+                    }
+                } else {
+                    Frame::Message {
+                        command,
+                        payload,
+                        digest,
+                    }
+                }
+            }
+            f => f,
+        }
+    }
 }
 
 /// Errors that end a connection: after them the byte stream cannot be trusted.
@@ -125,6 +162,13 @@ pub enum WireError {
 /// `None` to have them skipped.
 pub trait CommandPolicy {
     fn max_payload(&self, command: &Command) -> Option<usize>;
+
+    /// Whether payloads of `command` are handed on as [`Frame::Unverified`], their checksum
+    /// left for the reader to check (so that it can hash them off the reading task). No by
+    /// default.
+    fn verify_later(&self, _command: &Command) -> bool {
+        false
+    }
 }
 
 impl<F: Fn(&Command) -> Option<usize>> CommandPolicy for F {
@@ -239,17 +283,17 @@ impl<P: CommandPolicy> Decoder for MessageCodec<P> {
                         return Ok(None);
                     }
                     let payload = src.split_to(*len).freeze();
-                    let (command, len, sum) = (*command, *len, *sum);
+                    let (command, sum) = (*command, *sum);
                     self.state = State::Header;
-                    let digest = digest(&payload);
-                    if checksum_of(&digest) != sum {
-                        return Ok(Some(Frame::BadChecksum { command, len }));
-                    }
-                    return Ok(Some(Frame::Message {
+                    let frame = Frame::Unverified {
                         command,
                         payload,
-                        digest,
-                    }));
+                        sum,
+                    };
+                    if self.policy.verify_later(&command) {
+                        return Ok(Some(frame));
+                    }
+                    return Ok(Some(frame.verify()));
                 }
                 State::Skip { command, len, left } => {
                     let n = (*left).min(src.len());
@@ -370,6 +414,48 @@ mod tests {
             let mut buf = BytesMut::from(&bytes[..]);
             let _ = codec.decode(&mut buf);
         }
+    }
+
+    #[test]
+    fn payloads_verified_later_come_unverified_and_verify_to_the_same_frames() {
+        struct Later;
+        impl CommandPolicy for Later {
+            fn max_payload(&self, _: &Command) -> Option<usize> {
+                Some(100)
+            }
+            fn verify_later(&self, c: &Command) -> bool {
+                c.name() == "bump"
+            }
+        }
+        let mut buf = BytesMut::new();
+        encode_message(MAGIC, Command::new("bump"), &[3; 40], &mut buf);
+        encode_message(MAGIC, Command::new("bump"), &[4; 40], &mut buf);
+        encode_message(MAGIC, Command::new("ping"), &[0; 8], &mut buf);
+        let second = HEADER_LEN + 40 + 20; // the second bump's checksum
+        buf[second] ^= 1;
+        let frames = decode_all(&mut MessageCodec::new(MAGIC, Later), &buf, 17);
+        assert!(
+            matches!(&frames[0], Frame::Unverified { command, .. } if command.name() == "bump")
+        );
+        assert!(matches!(&frames[1], Frame::Unverified { .. }));
+        // Not deferred: checked by the codec as before.
+        assert!(matches!(&frames[2], Frame::Message { command, .. } if command.name() == "ping"));
+        let payload = Bytes::from_static(&[3; 40]);
+        assert_eq!(
+            frames[0].clone().verify(),
+            Frame::Message {
+                command: Command::new("bump"),
+                digest: digest(&payload),
+                payload,
+            }
+        );
+        assert_eq!(
+            frames[1].clone().verify(),
+            Frame::BadChecksum {
+                command: Command::new("bump"),
+                len: 40
+            }
+        );
     }
 
     #[test]

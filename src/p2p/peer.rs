@@ -22,7 +22,7 @@ use crate::packet::{Packet, PacketId};
 use crate::store::Store;
 use crate::sync::Locked;
 use futures::{SinkExt, StreamExt};
-use namecoin::wire::{Command, Frame, MessageCodec, Outgoing, WireError};
+use namecoin::wire::{Command, CommandPolicy, Frame, MessageCodec, Outgoing, WireError};
 use rand::Rng;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -62,7 +62,61 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Longest one write to the socket may take; a peer that reads slower is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
-type Policy = fn(&Command) -> Option<usize>;
+/// What the reader takes of each command ([`max_payload`]); `bump` payloads come
+/// unverified, to be hashed off the reading task ([`Reader::hand_on`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Policy;
+
+impl CommandPolicy for Policy {
+    fn max_payload(&self, command: &Command) -> Option<usize> {
+        max_payload(command)
+    }
+
+    fn verify_later(&self, command: &Command) -> bool {
+        *command == cmd::BUMP
+    }
+}
+
+/// A `bump` payload as read, its checksum not yet checked; it holds its ingest permit.
+struct Raw {
+    payload: bytes::Bytes,
+    sum: [u8; 4],
+    permit: IngestPermit,
+}
+
+/// A batch of [`Raw`] payloads after hashing: the packets, and how many failed their
+/// checksum or did not decode (with why).
+#[derive(Default)]
+struct Checked {
+    arrived: Vec<Arrived>,
+    bad_checksums: usize,
+    malformed: Vec<String>,
+}
+
+/// Hash and decode a batch (on a blocking thread): each payload's SHA256d is checked against
+/// its frame's checksum and is the packet's id.
+fn check_raw(raw: Vec<Raw>) -> Checked {
+    let mut out = Checked {
+        arrived: Vec::with_capacity(raw.len()),
+        ..Checked::default()
+    };
+    for r in raw {
+        let digest = namecoin::wire::digest(&r.payload);
+        if namecoin::wire::checksum_of(&digest) != r.sum {
+            out.bad_checksums += 1;
+            continue;
+        }
+        match Packet::decode(&r.payload) {
+            Ok(p) => out.arrived.push(Arrived {
+                id: PacketId(digest),
+                packet: Box::new(p),
+                permit: r.permit,
+            }),
+            Err(e) => out.malformed.push(format!("bump: {e}")),
+        }
+    }
+    out
+}
 
 /// What the rest of the node knows about a connected peer.
 #[derive(Debug, Clone, Default)]
@@ -376,12 +430,8 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(stream);
-    let reader = FramedRead::with_capacity(
-        rd,
-        MessageCodec::new(ctx.magic, max_payload as Policy),
-        256 * 1024,
-    );
-    let mut writer = FramedWrite::new(wr, MessageCodec::new(ctx.magic, max_payload as Policy));
+    let reader = FramedRead::with_capacity(rd, MessageCodec::new(ctx.magic, Policy), 256 * 1024);
+    let mut writer = FramedWrite::new(wr, MessageCodec::new(ctx.magic, Policy));
     // Packets are fed a slice at a time and flushed at its end; a larger boundary than the
     // default 8 KiB means one socket write per 64 packets instead of per 8.
     writer.set_backpressure_boundary(WRITE_BATCH);
@@ -589,6 +639,10 @@ struct Reader<'a> {
     answered_getaddr: bool,
     /// Packets read and not yet handed to the owner (see [`PeerEvent::Packets`]).
     packets: Vec<Arrived>,
+    /// `bump` payloads read and not yet hashed.
+    raw: Vec<Raw>,
+    /// The batch before them, being hashed on a blocking thread.
+    hashing: Option<tokio::task::JoinHandle<Checked>>,
 }
 
 impl<'a> Reader<'a> {
@@ -602,7 +656,14 @@ impl<'a> Reader<'a> {
             ping_out: None,
             answered_getaddr: false,
             packets: Vec::new(),
+            raw: Vec::new(),
+            hashing: None,
         }
+    }
+
+    /// Whether packets read are still to be handed on.
+    fn holding(&self) -> bool {
+        !self.packets.is_empty() || !self.raw.is_empty() || self.hashing.is_some()
     }
 
     /// One permit of `sem`; if none is free, the packets read so far are handed on first.
@@ -614,14 +675,88 @@ impl<'a> Reader<'a> {
         sem.clone().acquire_owned().await.ok()
     }
 
-    /// Hand the packets read so far to the owner.
+    /// Both ingest permits a packet needs (see [`Message::Bump`] in `dispatch`).
+    async fn ingest_permit(&mut self) -> Option<IngestPermit> {
+        let own = self.permit(&self.peer.ingest_slots).await?;
+        let total = self.permit(&self.ctx.ingest_total).await?;
+        Some(IngestPermit::new(own, total))
+    }
+
+    /// A `bump` payload from a BuMP peer: into the batch to hash, handed on when full.
+    async fn take_raw(&mut self, payload: bytes::Bytes, sum: [u8; 4]) {
+        let Some(permit) = self.ingest_permit().await else {
+            return;
+        };
+        self.raw.push(Raw {
+            payload,
+            sum,
+            permit,
+        });
+        if self.raw.len() >= PACKET_BATCH {
+            self.hand_on(false).await;
+        }
+    }
+
+    /// Hand all packets read so far to the owner, in the order they came.
     async fn flush_packets(&mut self) {
+        self.hand_on(true).await;
         if !self.packets.is_empty() {
             let list = std::mem::take(&mut self.packets);
             let _ = self
                 .ctx
                 .events
                 .send(PeerEvent::Packets(self.peer.clone(), list))
+                .await;
+        }
+    }
+
+    /// Hand on the batch being hashed, if any, then start hashing the payloads read since on
+    /// a blocking thread: with `all`, wait for that too and hand it on; else leave it running
+    /// while this task reads the next batch (the two then use two cores).
+    async fn hand_on(&mut self, all: bool) {
+        if let Some(h) = self.hashing.take() {
+            self.emit_checked(h).await;
+        }
+        if !self.raw.is_empty() {
+            let raw = std::mem::take(&mut self.raw);
+            let h = tokio::task::spawn_blocking(move || check_raw(raw));
+            if all {
+                self.emit_checked(h).await;
+            } else {
+                self.hashing = Some(h);
+            }
+        }
+    }
+
+    async fn emit_checked(&mut self, h: tokio::task::JoinHandle<Checked>) {
+        let checked = match h.await {
+            Ok(c) => c,
+            Err(e) => return tracing::warn!("packet hashing task failed: {e}"),
+        };
+        let events = &self.ctx.events;
+        // The owner is gone only at shutdown; the connection ends then anyway.
+        if !checked.arrived.is_empty() {
+            let _ = events
+                .send(PeerEvent::Packets(self.peer.clone(), checked.arrived))
+                .await;
+        }
+        for _ in 0..checked.bad_checksums {
+            let why = "bad checksum on bump".to_string();
+            let _ = events
+                .send(PeerEvent::Misbehaved(
+                    self.peer.clone(),
+                    penalty::BAD_CHECKSUM,
+                    why,
+                ))
+                .await;
+        }
+        for why in checked.malformed {
+            let _ = events
+                .send(PeerEvent::Misbehaved(
+                    self.peer.clone(),
+                    penalty::MALFORMED,
+                    why,
+                ))
                 .await;
         }
     }
@@ -691,7 +826,7 @@ impl<'a> Reader<'a> {
         loop {
             // While packets are waiting to be handed on, take the next frame only if it is
             // already here; otherwise hand them on before waiting.
-            let ready = if self.packets.is_empty() {
+            let ready = if !self.holding() {
                 None
             } else if peer.cancel.is_cancelled() {
                 return Err(Ended::Cancelled);
@@ -721,6 +856,22 @@ impl<'a> Reader<'a> {
                 f = reader.next() => f,
                 },
             };
+            // A `bump` payload from a BuMP peer goes to the next batch to hash; anything else
+            // unverified is checked here.
+            let frame = match frame {
+                Some(Ok(Frame::Unverified {
+                    command,
+                    payload,
+                    sum,
+                })) if command == cmd::BUMP && peer.handshake_done() && peer.is_bump() => {
+                    peer.bytes_in
+                        .fetch_add(24 + payload.len() as u64, Ordering::Relaxed);
+                    self.take_raw(payload, sum).await;
+                    continue;
+                }
+                Some(Ok(f @ Frame::Unverified { .. })) => Some(Ok(f.verify())),
+                f => f,
+            };
             let (command, payload, digest) = match frame {
                 None => return Err(Ended::Closed),
                 Some(Err(e)) => {
@@ -743,6 +894,7 @@ impl<'a> Reader<'a> {
                     self.spend_token().await;
                     continue;
                 }
+                Some(Ok(Frame::Unverified { .. })) => continue, // verified just above
                 Some(Ok(Frame::BadChecksum { command, len })) => {
                     peer.bytes_in.fetch_add(24 + len as u64, Ordering::Relaxed);
                     self.misbehave(penalty::BAD_CHECKSUM, format!("bad checksum on {command}"))
@@ -857,16 +1009,15 @@ impl<'a> Reader<'a> {
                 // peers together INGEST_TOTAL (in that order: a peer holds at most its slots).
                 // Before waiting, the packets read so far are handed on: held here, their
                 // permits would never come back.
-                let Some(own) = self.permit(&peer.ingest_slots).await else {
+                let Some(permit) = self.ingest_permit().await else {
                     return;
                 };
-                let Some(total) = self.permit(&self.ctx.ingest_total).await else {
-                    return;
-                };
+                // After whatever came before it.
+                self.hand_on(true).await;
                 self.packets.push(Arrived {
                     id: PacketId(digest),
                     packet: p,
-                    permit: IngestPermit::new(own, total),
+                    permit,
                 });
                 if self.packets.len() >= PACKET_BATCH {
                     self.flush_packets().await;
@@ -964,8 +1115,8 @@ mod tests {
         );
         let (rd, wr) = tokio::io::split(far);
         let far = (
-            FramedRead::new(rd, MessageCodec::new(magic, max_payload as Policy)),
-            FramedWrite::new(wr, MessageCodec::new(magic, max_payload as Policy)),
+            FramedRead::new(rd, MessageCodec::new(magic, Policy)),
+            FramedWrite::new(wr, MessageCodec::new(magic, Policy)),
         );
         (peer, rx, far)
     }
@@ -976,7 +1127,7 @@ mod tests {
             .expect("a message in time")
             .expect("stream open")
             .expect("valid frame");
-        match f {
+        match f.verify() {
             Frame::Message {
                 command, payload, ..
             } => Message::decode(command, &payload).unwrap(),
@@ -1145,6 +1296,59 @@ mod tests {
         drop(got);
         assert_eq!(peer.ingest_slots.available_permits(), INGEST_SLOTS);
         assert_eq!(next_msg(&mut rd).await, Message::Pong(5));
+    }
+
+    #[tokio::test]
+    async fn packets_hashed_off_the_reader_with_a_bad_checksum_or_length_cost_points() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
+        let (peer, mut rx, (mut rd, mut wr)) = setup(store);
+        bump_handshake(&mut rx, &mut rd, &mut wr).await;
+        let packet = |i: u64| Packet {
+            tag: crate::tag::Tag([2; 20]),
+            expires: 9,
+            nonce: i,
+            body: Box::new([i as u8; crate::packet::BODY_LEN]),
+        };
+        let magic = Network::Regtest.magic();
+        let mut bytes = bytes::BytesMut::new();
+        let frame = |payload: &[u8], bytes: &mut bytes::BytesMut| {
+            namecoin::wire::encode_message(magic, cmd::BUMP, payload, bytes)
+        };
+        frame(&packet(0).encode(), &mut bytes);
+        let at = bytes.len();
+        frame(&packet(1).encode(), &mut bytes);
+        bytes[at + 20] ^= 0x40; // its checksum
+        frame(&[5; 100], &mut bytes); // summed right, but no packet
+        frame(&packet(2).encode(), &mut bytes);
+        wr.get_mut().write_all(&bytes).await.unwrap();
+        wr.send(Message::Ping(8).encode()).await.unwrap();
+        let (mut got, mut checksums, mut malformed) = (Vec::new(), 0, 0);
+        while got.len() < 2 || checksums + malformed < 2 {
+            match next_event(&mut rx).await {
+                PeerEvent::Packets(_, list) => got.extend(list),
+                PeerEvent::Misbehaved(_, points, why) => {
+                    if why.contains("checksum") {
+                        assert_eq!(points, penalty::BAD_CHECKSUM);
+                        checksums += 1;
+                    } else {
+                        assert_eq!(points, penalty::MALFORMED, "{why}");
+                        assert!(why.contains("1024 bytes"), "{why}");
+                        malformed += 1;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let ids: Vec<PacketId> = got.iter().map(|a| a.id).collect();
+        assert_eq!(ids, vec![packet(0).id(), packet(2).id()]);
+        assert_eq!((checksums, malformed), (1, 1));
+        // The refused ones gave their ingest slots back at once; the others hold theirs.
+        assert_eq!(peer.ingest_slots.available_permits(), INGEST_SLOTS - 2);
+        drop(got);
+        assert_eq!(peer.ingest_slots.available_permits(), INGEST_SLOTS);
+        assert_eq!(next_msg(&mut rd).await, Message::Pong(8));
     }
 
     #[tokio::test]

@@ -214,7 +214,7 @@ pub fn encode_message(magic: [u8; 4], command: Command, payload: &[u8], dst: &mu
 }
 
 /// [`encode_message`] with the checksum already known (see [`Outgoing::with_digest`]).
-fn encode_message_summed(
+pub fn encode_message_summed(
     magic: [u8; 4],
     command: Command,
     payload: &[u8],

@@ -149,21 +149,23 @@ impl Fetcher {
             if have(&id) {
                 continue;
             }
-            if let Some(r) = self.inflight.get_mut(&id) {
-                r.add_alternate(peer);
-                continue;
+            // One probe of the table whether or not the id is in flight already.
+            match self.inflight.entry(id) {
+                hashbrown::hash_map::Entry::Occupied(mut r) => {
+                    r.get_mut().add_alternate(peer);
+                    continue;
+                }
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    v.insert(Request {
+                        peer,
+                        at: now,
+                        alternates: Vec::new(),
+                    });
+                }
             }
             if st.inflight == 0 {
                 st.last_answer = Some(now);
             }
-            self.inflight.insert(
-                id,
-                Request {
-                    peer,
-                    at: now,
-                    alternates: Vec::new(),
-                },
-            );
             st.inflight += 1;
             out.push(id);
         }

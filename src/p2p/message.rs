@@ -17,7 +17,7 @@ use bitcoin::p2p::address::{AddrV2Message, Address};
 use bitcoin::p2p::message_blockdata::Inventory;
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::VarInt;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use namecoin::wire::{Command, Outgoing};
 
 /// Inventory type of BuMP packets: the ASCII bytes "PMUB" read as u32 LE, i.e. "BUMP" BE.
@@ -327,12 +327,14 @@ impl Message {
     }
 }
 
-/// A `bump` message straight from a packet's encoded bytes and its id (checked against them
-/// by whoever read them): the same bytes as `Message::Bump(p).encode()`, without decoding the
-/// packet and encoding it again, and with the checksum taken from the id (the id *is* the
-/// payload's SHA256d, docs/protocol.md §1 and §5.1).
-pub fn encode_packet(bytes: &[u8; PACKET_LEN], id: &PacketId) -> Outgoing {
-    Outgoing::with_digest(cmd::BUMP, Bytes::copy_from_slice(bytes), &id.0)
+/// Frame a `bump` message straight from a packet's encoded bytes and its id (checked against
+/// them by whoever read them) into `dst` (a writer's buffer): the same bytes as the codec
+/// makes of `Message::Bump(p)`, without decoding the packet and encoding it again, without a
+/// copy in between, and with the checksum taken from the id (the id *is* the payload's
+/// SHA256d, docs/protocol.md §1 and §5.1).
+pub fn frame_packet(magic: [u8; 4], bytes: &[u8; PACKET_LEN], id: &PacketId, dst: &mut BytesMut) {
+    let sum = namecoin::wire::checksum_of(&id.0);
+    namecoin::wire::encode_message_summed(magic, cmd::BUMP, bytes, sum, dst);
 }
 
 #[cfg(test)]
@@ -399,8 +401,10 @@ mod tests {
             let (mut a, mut b) = (bytes::BytesMut::new(), bytes::BytesMut::new());
             let mut codec = namecoin::wire::MessageCodec::new([1, 2, 3, 4], max_payload as fn(&Command) -> Option<usize>);
             tokio_util::codec::Encoder::encode(&mut codec, Message::Bump(Box::new(p.clone())).encode(), &mut a).unwrap();
-            tokio_util::codec::Encoder::encode(&mut codec, encode_packet(&bytes, &p.id()), &mut b).unwrap();
-            prop_assert_eq!(a, b);
+            b.extend_from_slice(b"already here");
+            frame_packet([1, 2, 3, 4], &bytes, &p.id(), &mut b);
+            prop_assert_eq!(&b[..12], b"already here");
+            prop_assert_eq!(&a[..], &b[12..]);
         }
     }
 

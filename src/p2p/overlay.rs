@@ -501,15 +501,26 @@ impl Overlay {
         }
         if !out.have.is_empty() {
             // Announced as the packets lie on disk: the peer asks in this order, and reads of
-            // neighbouring records are served together.
+            // neighbouring records are served together. The first piece is picked out and
+            // announced before the rest is sorted, so the peer can start asking at once.
             let mut have = out.have;
-            have.sort_unstable_by_key(|i| (i.expires / SEGMENT_SECS, i.record));
-            let items: Vec<(PacketId, u32)> = have.iter().map(|i| (i.id, i.expires)).collect();
-            // In pieces, so the writer sends the first while the rest are queued.
-            let (now, base) = (crate::unix_now(), self.node.base_work());
-            for piece in items.chunks(super::peer::INV_SEND) {
-                peer.announce_lacking(piece, now, base);
+            let key = |i: &recon::Item| (i.expires / SEGMENT_SECS, i.record);
+            let first = have.len().min(super::peer::INV_SEND);
+            if first < have.len() {
+                have.select_nth_unstable_by_key(first, key);
             }
+            let (head, tail) = have.split_at_mut(first);
+            let (now, base) = (crate::unix_now(), self.node.base_work());
+            let announce = |items: &mut [recon::Item]| {
+                items.sort_unstable_by_key(key);
+                for piece in items.chunks(super::peer::INV_SEND) {
+                    let piece: Vec<(PacketId, u32)> =
+                        piece.iter().map(|i| (i.id, i.expires)).collect();
+                    peer.announce_lacking(&piece, now, base);
+                }
+            };
+            announce(head);
+            announce(tail);
         }
         if !out.reply.is_empty() {
             self.send_recon(peer, out.reply);
@@ -650,7 +661,7 @@ impl Overlay {
                 .map(|a| Item {
                     peer: peer.id,
                     id: a.id,
-                    packet: *a.packet,
+                    packet: a.packet,
                     permit: a.permit,
                 })
                 .collect(),

@@ -18,7 +18,7 @@ use super::handshake::{Handshake, Nonces, VersionTemplate};
 use super::ingest::IngestPermit;
 use super::message::{cmd, max_payload, DecodeError, Message, MAX_INV};
 use super::penalty;
-use crate::packet::{Packet, PacketId};
+use crate::packet::{Packet, PacketId, PACKET_LEN};
 use crate::store::Store;
 use crate::sync::Locked;
 use futures::{SinkExt, StreamExt};
@@ -109,7 +109,7 @@ fn check_raw(raw: Vec<Raw>) -> Checked {
         match Packet::decode(&r.payload) {
             Ok(p) => out.arrived.push(Arrived {
                 id: PacketId(digest),
-                packet: Box::new(p),
+                packet: p,
                 permit: r.permit,
             }),
             Err(e) => out.malformed.push(format!("bump: {e}")),
@@ -165,7 +165,7 @@ pub struct Arrived {
     /// From the frame's checksum hash: a `bump` payload is the packet's bytes, so their
     /// SHA256d is its id, computed once.
     pub id: PacketId,
-    pub packet: Box<Packet>,
+    pub packet: Packet,
     pub permit: IngestPermit,
 }
 
@@ -289,16 +289,6 @@ impl PeerShared {
     /// Queue announcements of the packets (id, expiry) the peer does not know yet and that
     /// meet its floor at `now` ([`PeerShared::meets_floor`]).
     pub fn announce(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
-        self.queue_announce(packets, now, base, false)
-    }
-
-    /// Queue announcements of packets the peer lacks (reconciliation found so), whatever we
-    /// thought it knew, if they meet its floor; they are known to it from now on.
-    pub fn announce_lacking(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
-        self.queue_announce(packets, now, base, true)
-    }
-
-    fn queue_announce(&self, packets: &[(PacketId, u32)], now: u32, base: u64, lacking: bool) {
         let fresh: Vec<PacketId> = {
             let mut k = self.known.locked();
             packets
@@ -309,16 +299,32 @@ impl PeerShared {
                     if k.len() >= KNOWN_CAP {
                         k.clear();
                     }
-                    k.insert(known_key(id)) || lacking
+                    k.insert(known_key(id))
                 })
                 .copied()
                 .collect()
         };
-        if fresh.is_empty() {
-            return;
+        self.queue_announcements(fresh);
+    }
+
+    /// Queue announcements of packets the peer lacks (reconciliation found so), whatever we
+    /// thought it knew, if they meet its floor. They are not added to the known set: these
+    /// are packets we already hold, which the relay never announces again, and a catch-up's
+    /// worth of them would only push out what the set knows of recent traffic.
+    pub fn announce_lacking(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
+        let fresh: Vec<PacketId> = packets
+            .iter()
+            .filter(|(id, expires)| self.meets_floor(id, *expires, now, base))
+            .map(|(id, _)| *id)
+            .collect();
+        self.queue_announcements(fresh);
+    }
+
+    fn queue_announcements(&self, ids: Vec<PacketId>) {
+        if !ids.is_empty() {
+            self.announce.locked().extend(ids);
+            self.wake.notify_one();
         }
-        self.announce.locked().extend(fresh);
-        self.wake.notify_one();
     }
 
     /// Queue packets the peer asked for. Returns false if that would exceed the queue bound.
@@ -546,31 +552,30 @@ async fn write_frames<W: AsyncWrite + Send>(
             q.drain(..n).collect()
         };
         if !slice.is_empty() {
-            let mut missing = Vec::new();
-            // Expired but not yet swept counts as gone. The bytes go out as stored: they were
-            // checked against the id, which is also the frame's checksum.
-            let mut found: Vec<Option<Outgoing>> = (0..slice.len()).map(|_| None).collect();
+            // Expired but not yet swept counts as gone. The bytes go out as stored, framed
+            // straight into the writer's buffer: they were checked against the id, which is
+            // also the frame's checksum (docs/protocol.md §5.1).
+            let mut sent = vec![false; slice.len()];
+            let buf = sink.write_buffer_mut();
             let read = ctx
                 .store
                 .get_many_bytes_live(&slice, crate::unix_now(), |i, bytes| {
-                    found[i] = Some(super::message::encode_packet(bytes, &slice[i]));
+                    super::message::frame_packet(ctx.magic, bytes, &slice[i], buf);
+                    sent[i] = true;
                 });
             if let Err(e) = read {
                 tracing::warn!("could not read packets to serve: {e}");
             }
-            for (id, m) in slice.iter().zip(found) {
-                match m {
-                    Some(m) => {
-                        peer.bytes_out
-                            .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
-                        peer.packets_out.fetch_add(1, Ordering::Relaxed);
-                        if !guarded(peer, sink.feed(m)).await {
-                            return false;
-                        }
-                    }
-                    None => missing.push(*id),
-                }
-            }
+            let n = sent.iter().filter(|s| **s).count() as u64;
+            peer.bytes_out
+                .fetch_add(n * (24 + PACKET_LEN as u64), Ordering::Relaxed);
+            peer.packets_out.fetch_add(n, Ordering::Relaxed);
+            let missing: Vec<PacketId> = slice
+                .iter()
+                .zip(&sent)
+                .filter(|(_, s)| !**s)
+                .map(|(id, _)| *id)
+                .collect();
             if !missing.is_empty() {
                 let m = Message::NotFound {
                     ids: missing,
@@ -1016,7 +1021,7 @@ impl<'a> Reader<'a> {
                 self.hand_on(true).await;
                 self.packets.push(Arrived {
                     id: PacketId(digest),
-                    packet: p,
+                    packet: *p,
                     permit,
                 });
                 if self.packets.len() >= PACKET_BATCH {
@@ -1289,7 +1294,7 @@ mod tests {
                 p.id(),
                 "the id is the frame's hash of the packet's bytes"
             );
-            assert_eq!(*a.packet, *p);
+            assert_eq!(a.packet, *p);
         }
         // Each held packet holds one of the peer's ingest slots until it is dropped.
         assert_eq!(peer.ingest_slots.available_permits(), INGEST_SLOTS - n);

@@ -900,7 +900,7 @@ impl Store {
     /// The encoded bytes of each of `ids` that is held and has not expired at `now`:
     /// `f(i, bytes of ids[i])`, in disk order; the others (not held, expired, damaged) are
     /// not called. What a peer's `getdata` is served from: no decoding, no copy, and the id
-    /// is the wire checksum ([`crate::p2p::message::encode_packet`]). One index lock for the
+    /// is the wire checksum ([`crate::p2p::message::frame_packet`]). One index lock for the
     /// whole batch; records adjacent on disk are read together ([`Segments::read_many`]). A
     /// record's bytes are checked against its id the first time they are read in this run;
     /// records that arrived or were rebuilt in this run were hashed then (the index's

@@ -84,13 +84,12 @@ struct Raw {
     permit: IngestPermit,
 }
 
-/// A batch of [`Raw`] payloads after hashing: the packets, and how many failed their
-/// checksum or did not decode (with why).
+/// A batch of [`Raw`] payloads after hashing: the packets, and the points and reason for
+/// each payload that failed its checksum or is no packet.
 #[derive(Default)]
 struct Checked {
     arrived: Vec<Arrived>,
-    bad_checksums: usize,
-    malformed: Vec<String>,
+    faults: Vec<(u32, String)>,
 }
 
 /// Hash and decode a batch (on a blocking thread): each payload's SHA256d is checked against
@@ -103,7 +102,8 @@ fn check_raw(raw: Vec<Raw>) -> Checked {
     for r in raw {
         let digest = namecoin::wire::digest(&r.payload);
         if namecoin::wire::checksum_of(&digest) != r.sum {
-            out.bad_checksums += 1;
+            let why = "bad checksum on bump".to_string();
+            out.faults.push((penalty::BAD_CHECKSUM, why));
             continue;
         }
         match Packet::decode(&r.payload) {
@@ -112,7 +112,7 @@ fn check_raw(raw: Vec<Raw>) -> Checked {
                 packet: p,
                 permit: r.permit,
             }),
-            Err(e) => out.malformed.push(format!("bump: {e}")),
+            Err(e) => out.faults.push((penalty::MALFORMED, format!("bump: {e}"))),
         }
     }
     out
@@ -745,23 +745,9 @@ impl<'a> Reader<'a> {
                 .send(PeerEvent::Packets(self.peer.clone(), checked.arrived))
                 .await;
         }
-        for _ in 0..checked.bad_checksums {
-            let why = "bad checksum on bump".to_string();
+        for (points, why) in checked.faults {
             let _ = events
-                .send(PeerEvent::Misbehaved(
-                    self.peer.clone(),
-                    penalty::BAD_CHECKSUM,
-                    why,
-                ))
-                .await;
-        }
-        for why in checked.malformed {
-            let _ = events
-                .send(PeerEvent::Misbehaved(
-                    self.peer.clone(),
-                    penalty::MALFORMED,
-                    why,
-                ))
+                .send(PeerEvent::Misbehaved(self.peer.clone(), points, why))
                 .await;
         }
     }
@@ -1252,12 +1238,23 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn packets_in_a_row_arrive_as_batches_in_order_with_their_ids_and_permits() {
+    /// A connection to a BuMP peer past its handshake, over a fresh store.
+    async fn bump_peer() -> (
+        tempfile::TempDir,
+        Arc<PeerShared>,
+        mpsc::Receiver<PeerEvent>,
+        Far,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
         let (peer, mut rx, (mut rd, mut wr)) = setup(store);
         bump_handshake(&mut rx, &mut rd, &mut wr).await;
+        (dir, peer, rx, (rd, wr))
+    }
+
+    #[tokio::test]
+    async fn packets_in_a_row_arrive_as_batches_in_order_with_their_ids_and_permits() {
+        let (_dir, peer, mut rx, (mut rd, mut wr)) = bump_peer().await;
         let n = PACKET_BATCH + 44;
         let packets: Vec<Packet> = (0..n)
             .map(|i| Packet {
@@ -1306,10 +1303,7 @@ mod tests {
     #[tokio::test]
     async fn packets_hashed_off_the_reader_with_a_bad_checksum_or_length_cost_points() {
         use tokio::io::AsyncWriteExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
-        let (peer, mut rx, (mut rd, mut wr)) = setup(store);
-        bump_handshake(&mut rx, &mut rd, &mut wr).await;
+        let (_dir, peer, mut rx, (mut rd, mut wr)) = bump_peer().await;
         let packet = |i: u64| Packet {
             tag: crate::tag::Tag([2; 20]),
             expires: 9,

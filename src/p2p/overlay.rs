@@ -514,9 +514,7 @@ impl Overlay {
             let announce = |items: &mut [recon::Item]| {
                 items.sort_unstable_by_key(key);
                 for piece in items.chunks(super::peer::INV_SEND) {
-                    let piece: Vec<(PacketId, u32)> =
-                        piece.iter().map(|i| (i.id, i.expires)).collect();
-                    peer.announce_lacking(&piece, now, base);
+                    peer.announce_lacking(piece.iter().map(|i| (i.id, i.expires)), now, base);
                 }
             };
             announce(head);

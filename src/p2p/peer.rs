@@ -311,11 +311,16 @@ impl PeerShared {
     /// thought it knew, if they meet its floor. They are not added to the known set: these
     /// are packets we already hold, which the relay never announces again, and a catch-up's
     /// worth of them would only push out what the set knows of recent traffic.
-    pub fn announce_lacking(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
+    pub fn announce_lacking(
+        &self,
+        packets: impl IntoIterator<Item = (PacketId, u32)>,
+        now: u32,
+        base: u64,
+    ) {
         let fresh: Vec<PacketId> = packets
-            .iter()
+            .into_iter()
             .filter(|(id, expires)| self.meets_floor(id, *expires, now, base))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         self.queue_announcements(fresh);
     }

@@ -84,12 +84,8 @@ impl Segment {
     /// Where the bytes still in memory begin: every byte before is in the file.
     fn written(&self) -> u64 {
         let gathered = self.len - self.pending.len() as u64;
-        self.writing
-            .iter()
-            .map(|w| w.at)
-            .min()
-            .unwrap_or(gathered)
-            .min(gathered)
+        // Buffers being written all lie before the gathered bytes.
+        self.writing.iter().map(|w| w.at).min().unwrap_or(gathered)
     }
 
     /// Write the gathered bytes now, under the caller's lock (the drop, the backstop).

@@ -363,10 +363,13 @@ impl Overlay {
                 if peer.outbound {
                     let delay = self.recon_delay();
                     tokio::spawn(async move {
-                        tokio::select! {
-                            _ = me.shutdown.cancelled() => return,
-                            _ = p.cancel.cancelled() => return,
-                            _ = tokio::time::sleep(delay) => {}
+                        // (A zero sleep would still wait for the timer's next tick.)
+                        if !delay.is_zero() {
+                            tokio::select! {
+                                _ = me.shutdown.cancelled() => return,
+                                _ = p.cancel.cancelled() => return,
+                                _ = tokio::time::sleep(delay) => {}
+                            }
                         }
                         me.start_recon(&p).await
                     });
@@ -503,22 +506,29 @@ impl Overlay {
             // Announced as the packets lie on disk: the peer asks in this order, and reads of
             // neighbouring records are served together. The first piece is picked out and
             // announced before the rest is sorted, so the peer can start asking at once.
-            let mut have = out.have;
+            // The rest is sorted on a blocking thread, leaving this worker to the writer.
+            let mut head = out.have;
             let key = |i: &recon::Item| (i.expires / SEGMENT_SECS, i.record);
-            let first = have.len().min(super::peer::INV_SEND);
-            if first < have.len() {
-                have.select_nth_unstable_by_key(first, key);
+            let first = head.len().min(super::peer::INV_SEND);
+            if first < head.len() {
+                head.select_nth_unstable_by_key(first, key);
             }
-            let (head, tail) = have.split_at_mut(first);
+            let mut tail = head.split_off(first);
             let (now, base) = (crate::unix_now(), self.node.base_work());
-            let announce = |items: &mut [recon::Item]| {
+            let announce = move |peer: &PeerShared, items: &mut [recon::Item]| {
                 items.sort_unstable_by_key(key);
                 for piece in items.chunks(super::peer::INV_SEND) {
                     peer.announce_lacking(piece.iter().map(|i| (i.id, i.expires)), now, base);
                 }
             };
-            announce(head);
-            announce(tail);
+            announce(peer, &mut head);
+            if !tail.is_empty() {
+                let p = peer.clone();
+                let sorted = tokio::task::spawn_blocking(move || announce(&p, &mut tail));
+                if let Err(e) = sorted.await {
+                    tracing::warn!("announcing a reconciliation's finds failed: {e}");
+                }
+            }
         }
         if !out.reply.is_empty() {
             self.send_recon(peer, out.reply);

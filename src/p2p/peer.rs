@@ -181,6 +181,12 @@ fn known_key(id: &PacketId) -> u64 {
 /// start asking after 36 KiB rather than after 1.8 MB.
 pub const INV_SEND: usize = 1024;
 
+/// Most ids the writer announces before it serves the next slice of asked-for packets.
+pub const ANNOUNCE_SLICE: usize = 8 * INV_SEND;
+
+/// Batches of [`PACKET_BATCH`] payloads a reader has being hashed while it reads on.
+const HASHING_AHEAD: usize = 1;
+
 /// Most packets one [`PeerEvent::Packets`] carries.
 pub const PACKET_BATCH: usize = 256;
 
@@ -512,6 +518,10 @@ async fn write_frames<W: AsyncWrite + Send>(
 ) -> bool {
     let trickle = ctx.trickle;
     let mut next_trickle = Instant::now();
+    // Announcements taken from the queue (at once, or on the trickle timer) and not yet sent:
+    // they go out [`ANNOUNCE_SLICE`] ids at a time between slices of served packets, so a
+    // catch-up's 100k announcements do not hold back the packets already asked for.
+    let mut taken: std::collections::VecDeque<PacketId> = Default::default();
     loop {
         let mut wrote = false;
         // 1. Control messages first.
@@ -524,31 +534,36 @@ async fn write_frames<W: AsyncWrite + Send>(
             wrote = true;
         }
         // 2. Announcements, now or on the trickle timer; only after the handshake.
-        if peer.handshake_done()
+        if taken.is_empty()
+            && peer.handshake_done()
             && peer.is_bump()
             && trickle
                 .map(|_| Instant::now() >= next_trickle)
                 .unwrap_or(true)
         {
-            let ids: Vec<PacketId> = std::mem::take(&mut *peer.announce.locked());
-            for chunk in ids.chunks(INV_SEND) {
-                let m = Message::Inv {
-                    ids: chunk.to_vec(),
-                    other: 0,
-                }
-                .encode();
-                peer.bytes_out
-                    .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
-                if !guarded(peer, sink.feed(m)).await {
-                    return false;
-                }
-                wrote = true;
-            }
+            let ids = std::mem::take(&mut *peer.announce.locked());
             if let Some(mean) = trickle {
                 if !ids.is_empty() || Instant::now() >= next_trickle {
                     next_trickle = Instant::now() + poisson_delay(mean);
                 }
             }
+            taken = ids.into();
+        }
+        let mut announced = 0;
+        while !taken.is_empty() && (announced < ANNOUNCE_SLICE || peer.serve.locked().is_empty()) {
+            let n = taken.len().min(INV_SEND);
+            announced += n;
+            let m = Message::Inv {
+                ids: taken.drain(..n).collect(),
+                other: 0,
+            }
+            .encode();
+            peer.bytes_out
+                .fetch_add(24 + m.payload.len() as u64, Ordering::Relaxed);
+            if !guarded(peer, sink.feed(m)).await {
+                return false;
+            }
+            wrote = true;
         }
         // 3. Serve a slice of requested packets.
         let slice: Vec<PacketId> = {
@@ -651,8 +666,8 @@ struct Reader<'a> {
     packets: Vec<Arrived>,
     /// `bump` payloads read and not yet hashed.
     raw: Vec<Raw>,
-    /// The batch before them, being hashed on a blocking thread.
-    hashing: Option<tokio::task::JoinHandle<Checked>>,
+    /// The batches before them, being hashed on blocking threads, oldest first.
+    hashing: std::collections::VecDeque<tokio::task::JoinHandle<Checked>>,
 }
 
 impl<'a> Reader<'a> {
@@ -667,13 +682,13 @@ impl<'a> Reader<'a> {
             answered_getaddr: false,
             packets: Vec::new(),
             raw: Vec::new(),
-            hashing: None,
+            hashing: Default::default(),
         }
     }
 
     /// Whether packets read are still to be handed on.
     fn holding(&self) -> bool {
-        !self.packets.is_empty() || !self.raw.is_empty() || self.hashing.is_some()
+        !self.packets.is_empty() || !self.raw.is_empty() || !self.hashing.is_empty()
     }
 
     /// One permit of `sem`; if none is free, the packets read so far are handed on first.
@@ -720,20 +735,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Hand on the batch being hashed, if any, then start hashing the payloads read since on
-    /// a blocking thread: with `all`, wait for that too and hand it on; else leave it running
-    /// while this task reads the next batch (the two then use two cores).
+    /// Start hashing the payloads read since the last batch on a blocking thread, then hand
+    /// on the oldest batches being hashed until [`HASHING_AHEAD`] remain (with `all`, none):
+    /// those keep running while this task reads the next batch (the two use two cores).
     async fn hand_on(&mut self, all: bool) {
-        if let Some(h) = self.hashing.take() {
-            self.emit_checked(h).await;
-        }
         if !self.raw.is_empty() {
             let raw = std::mem::take(&mut self.raw);
-            let h = tokio::task::spawn_blocking(move || check_raw(raw));
-            if all {
+            self.hashing
+                .push_back(tokio::task::spawn_blocking(move || check_raw(raw)));
+        }
+        while self.hashing.len() > if all { 0 } else { HASHING_AHEAD } {
+            if let Some(h) = self.hashing.pop_front() {
                 self.emit_checked(h).await;
-            } else {
-                self.hashing = Some(h);
             }
         }
     }
@@ -1144,8 +1157,8 @@ mod tests {
         Message::Version(v)
     }
 
-    #[tokio::test]
-    async fn handshake_then_inv_getdata_ping_and_penalties_over_a_duplex_stream() {
+    /// A fresh store holding one packet, which expires in an hour.
+    fn store_holding_one() -> (tempfile::TempDir, Arc<Store>, Packet) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), &StoreConfig::default()).unwrap());
         let now = crate::unix_now();
@@ -1156,6 +1169,13 @@ mod tests {
             body: Box::new([9; crate::packet::BODY_LEN]),
         };
         store.insert(&packet, now).unwrap();
+        (dir, store, packet)
+    }
+
+    #[tokio::test]
+    async fn handshake_then_inv_getdata_ping_and_penalties_over_a_duplex_stream() {
+        let (_dir, store, packet) = store_holding_one();
+        let now = crate::unix_now();
         let (peer, mut rx, (mut rd, mut wr)) = setup(store);
 
         bump_handshake(&mut rx, &mut rd, &mut wr).await;
@@ -1255,6 +1275,45 @@ mod tests {
         let (peer, mut rx, (mut rd, mut wr)) = setup(store);
         bump_handshake(&mut rx, &mut rd, &mut wr).await;
         (dir, peer, rx, (rd, wr))
+    }
+
+    #[tokio::test]
+    async fn asked_packets_go_out_between_slices_of_a_long_announcement() {
+        let (_dir, store, packet) = store_holding_one();
+        let now = crate::unix_now();
+        let (peer, mut rx, (mut rd, mut wr)) = setup(store);
+        bump_handshake(&mut rx, &mut rd, &mut wr).await;
+
+        // A catch-up's worth of announcements queued, and a packet asked for with them.
+        let total = 30 * INV_SEND;
+        let ids = (0..total as u32).map(|i| {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            (PacketId(id), now + 3600)
+        });
+        peer.announce_lacking(ids, now, 0);
+        assert!(peer.queue_serve(&[packet.id()]));
+
+        let (mut announced, mut served_after) = (0, None);
+        while announced < total || served_after.is_none() {
+            match next_msg(&mut rd).await {
+                Message::Inv { ids, .. } => {
+                    assert!(ids.len() <= INV_SEND);
+                    announced += ids.len();
+                }
+                Message::Bump(p) => {
+                    assert_eq!(*p, packet);
+                    served_after = Some(announced);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(announced, total, "every announcement went out");
+        let after = served_after.unwrap();
+        assert!(
+            after <= ANNOUNCE_SLICE,
+            "the packet waited for {after} announcements (a slice is {ANNOUNCE_SLICE})"
+        );
     }
 
     #[tokio::test]

@@ -618,9 +618,8 @@ impl Store {
             let out = packets
                 .iter()
                 .map(|&(id, p)| {
-                    let bytes = p.encode();
-                    debug_assert_eq!(id, PacketId::of_bytes(&bytes));
-                    self.insert_at(&mut index, p, id, Err(&bytes), now)
+                    debug_assert_eq!(id, p.id());
+                    self.insert_at(&mut index, p, id, None, now)
                 })
                 .collect::<Result<Vec<_>, _>>();
             self.count.store(index.len() as u64, Ordering::Relaxed);
@@ -638,14 +637,14 @@ impl Store {
         out
     }
 
-    /// Index a packet: its bytes appended (`Err(bytes)`), or already in a segment at `Ok(loc)`
-    /// (a rebuild, which also skips the floor and the journal: it restores what was held).
+    /// Index a packet: appended to its segment (`None`), or already in one at `Some(loc)` (a
+    /// rebuild, which also skips the floor and the journal: it restores what was held).
     fn insert_at(
         &self,
         index: &mut Index,
         packet: &Packet,
         id: PacketId,
-        at: Result<Location, &[u8; PACKET_LEN]>,
+        at: Option<Location>,
         now: u32,
     ) -> Result<Inserted, StoreError> {
         if index.contains(&id) {
@@ -654,7 +653,7 @@ impl Store {
         let score = crate::pow::score(&id, packet.expires.saturating_sub(now));
         // The base itself is checked by admission (`pow::check`); above it, the floor.
         let floor = self.floor_at(index.len() as u64, now);
-        if at.is_err() && floor > self.rules.base && score < floor {
+        if at.is_none() && floor > self.rules.base && score < floor {
             return Ok(Inserted::Refused { score, floor });
         }
         if index.len() as u64 >= self.max_packets
@@ -667,7 +666,7 @@ impl Store {
             match index.lowest() {
                 Some((lowest, victim)) if score > lowest => {
                     if let Some(h) = index.remove(&victim) {
-                        if at.is_err() {
+                        if at.is_none() {
                             self.journal.append(Kind::Remove, &h)?;
                         }
                         tracing::debug!(id = %victim, "evicted the cheapest packet to make room");
@@ -690,8 +689,10 @@ impl Store {
         // Sequence numbers start at 1 so that "after 0" means "from the start".
         let seq = index.max_seq() + 1;
         let loc = match at {
-            Ok(loc) => loc,
-            Err(bytes) => self.segments.append(packet.expires, bytes)?,
+            Some(loc) => loc,
+            None => self
+                .segments
+                .append_with(packet.expires, |out| packet.encode_into(out))?,
         };
         let held = Held {
             id,
@@ -701,7 +702,7 @@ impl Store {
             record: (loc.offset / PACKET_LEN as u64) as u32,
             score,
         };
-        if at.is_err() {
+        if at.is_none() {
             self.journal.append(Kind::Add, &held)?;
         }
         // Both callers hashed these bytes to the id (on arrival or in the rebuild's scan).
@@ -751,7 +752,7 @@ impl Store {
                 if packet.expires <= now {
                     return;
                 }
-                match self.insert_at(&mut index, &packet, id, Ok(loc), now) {
+                match self.insert_at(&mut index, &packet, id, Some(loc), now) {
                     Ok(Inserted::New(_)) => kept += 1,
                     Ok(_) => {}
                     Err(e) => failed = Some(e),

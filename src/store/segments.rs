@@ -26,7 +26,7 @@
 
 use crate::packet::PACKET_LEN;
 use crate::sync::Locked;
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -103,7 +103,14 @@ impl Segment {
 struct Open {
     segments: HashMap<u32, Segment>,
     next_write: u64,
+    /// Hours appended to since their last sync.
+    dirty: HashSet<u32>,
+    /// Written buffers kept for the next gathering (their memory already mapped).
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most written buffers kept in [`Open::spare`].
+const SPARE_BUFFERS: usize = 4;
 
 /// A write taken out of a segment: (hour, file, offset, bytes, seq).
 type Job = (u32, Arc<File>, u64, Arc<Vec<u8>>, u64);
@@ -113,7 +120,6 @@ pub struct Segments {
     open: Mutex<Open>,
     /// Signalled when a write taken out of a segment ends.
     wrote: Condvar,
-    dirty: Mutex<HashSet<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,7 +133,6 @@ impl Segments {
             dir: dir.to_path_buf(),
             open: Mutex::new(Open::default()),
             wrote: Condvar::new(),
-            dirty: Mutex::new(HashSet::new()),
         })
     }
 
@@ -140,14 +145,21 @@ impl Segments {
         self.dir.join(format!("{hour}.seg"))
     }
 
-    fn segment(
+    /// Hour `hour`'s segment, its file opened (and created) if it was not yet.
+    fn segment<'m>(
         &self,
-        map: &mut HashMap<u32, Segment>,
+        map: &'m mut HashMap<u32, Segment>,
         hour: u32,
-    ) -> std::io::Result<(Arc<File>, u64)> {
-        if let Some(s) = map.get(&hour) {
-            return Ok((s.file.clone(), s.len));
+    ) -> std::io::Result<&'m mut Segment> {
+        if !map.contains_key(&hour) {
+            let s = self.open_segment(hour)?;
+            map.insert(hour, s);
         }
+        map.get_mut(&hour)
+            .ok_or_else(|| std::io::Error::other("segment vanished"))
+    }
+
+    fn open_segment(&self, hour: u32) -> std::io::Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -159,38 +171,53 @@ impl Segments {
             len -= len % PACKET_LEN as u64;
             file.set_len(len)?;
         }
-        let file = Arc::new(file);
-        map.insert(
-            hour,
-            Segment {
-                file: file.clone(),
-                len,
-                pending: Vec::new(),
-                writing: Vec::new(),
-            },
-        );
-        Ok((file, len))
+        Ok(Segment {
+            file: Arc::new(file),
+            len,
+            pending: Vec::new(),
+            writing: Vec::new(),
+        })
     }
 
     /// Append a packet expiring at `expires`; returns where it went. Gathered in memory:
     /// [`Segments::write_out`] writes it, [`Segments::sync`] makes it durable.
     pub fn append(&self, expires: u32, bytes: &[u8; PACKET_LEN]) -> std::io::Result<Location> {
+        self.append_with(expires, |out| out.copy_from_slice(bytes))
+    }
+
+    /// [`Segments::append`] of the record `fill` writes (into zeroed memory), which saves
+    /// the caller a copy of its own.
+    pub fn append_with(
+        &self,
+        expires: u32,
+        fill: impl FnOnce(&mut [u8; PACKET_LEN]),
+    ) -> std::io::Result<Location> {
         let hour = expires / SEGMENT_SECS;
         let mut open = lock(&self.open);
-        let map = &mut open.segments;
-        let (_, offset) = self.segment(map, hour)?;
-        if let Some(s) = map.get_mut(&hour) {
-            if s.pending.len() + PACKET_LEN > APPEND_WRITES_AT {
-                s.write_pending()?;
-            }
-            if s.pending.capacity() == 0 {
-                s.pending.reserve(WRITE_BUFFER);
-            }
-            s.pending.extend_from_slice(bytes);
-            s.len = offset + PACKET_LEN as u64;
+        let Open {
+            segments,
+            dirty,
+            spare,
+            ..
+        } = &mut *open;
+        let s = self.segment(segments, hour)?;
+        if s.pending.len() + PACKET_LEN > APPEND_WRITES_AT {
+            s.write_pending()?;
         }
-        drop(open);
-        lock(&self.dirty).insert(hour);
+        if s.pending.capacity() == 0 {
+            s.pending = spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(WRITE_BUFFER));
+        }
+        let offset = s.len;
+        let start = s.pending.len();
+        s.pending.resize(start + PACKET_LEN, 0);
+        let record: &mut [u8; PACKET_LEN] = (&mut s.pending[start..])
+            .try_into()
+            .map_err(|_| std::io::Error::other("record length"))?;
+        fill(record);
+        s.len = offset + PACKET_LEN as u64;
+        dirty.insert(hour);
         Ok(Location { hour, offset })
     }
 
@@ -203,6 +230,7 @@ impl Segments {
             let Open {
                 segments,
                 next_write,
+                ..
             } = &mut *open;
             let mut jobs = Vec::new();
             for (&hour, s) in segments.iter_mut() {
@@ -240,6 +268,13 @@ impl Segments {
                             w.failed = true;
                         }
                     }
+                }
+            }
+            // Written and no reader holding it: kept for the next gathering.
+            if r.is_ok() && open.spare.len() < SPARE_BUFFERS {
+                if let Ok(mut buf) = Arc::try_unwrap(bytes) {
+                    buf.clear();
+                    open.spare.push(buf);
                 }
             }
             drop(open);
@@ -354,17 +389,17 @@ impl Segments {
     /// threads began before this call, try failed writes again, then fsync every segment
     /// appended to since the last sync.
     pub fn sync(&self) -> std::io::Result<()> {
-        let dirty: Vec<u32> = lock(&self.dirty).drain().collect();
+        let dirty: Vec<u32> = lock(&self.open).dirty.drain().collect();
         let r = self.write_out(1).and_then(|()| self.settle());
         if let Err(e) = r {
-            lock(&self.dirty).extend(dirty);
+            lock(&self.open).dirty.extend(dirty);
             return Err(e);
         }
         for hour in dirty {
             let file = lock(&self.open).segments.get(&hour).map(|s| s.file.clone());
             if let Some(f) = file {
                 if let Err(e) = f.sync_data() {
-                    lock(&self.dirty).insert(hour);
+                    lock(&self.open).dirty.insert(hour);
                     return Err(e);
                 }
             }
@@ -419,8 +454,10 @@ impl Segments {
                 .and_then(|h| h.parse::<u32>().ok());
             let Some(hour) = hour else { continue };
             if (hour as u64 + 1) * SEGMENT_SECS as u64 <= now as u64 + 1 {
-                lock(&self.open).segments.remove(&hour);
-                lock(&self.dirty).remove(&hour);
+                let mut open = lock(&self.open);
+                open.segments.remove(&hour);
+                open.dirty.remove(&hour);
+                drop(open);
                 std::fs::remove_file(&path)?;
                 removed += 1;
             }
@@ -573,6 +610,45 @@ mod tests {
         drop(s);
         let s = Segments::open(dir.path()).unwrap();
         assert_eq!(s.len_of(7).unwrap(), ((per + 7) * PACKET_LEN) as u64);
+    }
+
+    #[test]
+    fn written_buffers_are_reused_and_hold_only_new_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Segments::open(dir.path()).unwrap();
+        let per = WRITE_BUFFER / PACKET_LEN;
+        let mut locs = Vec::new();
+        // Three buffers' worth, written out as each fills; from the second on, each is
+        // gathered in a written one taken back (its pages already in use).
+        for round in 0..3 {
+            for i in 0..per {
+                let fill = ((round * per + i) % 251) as u8;
+                locs.push((s.append_with(3600 * 4, |r| r.fill(fill)).unwrap(), fill));
+            }
+            s.write_out(WRITE_BUFFER).unwrap();
+            assert_eq!(
+                lock(&s.open).spare.len(),
+                1,
+                "round {round}: written buffer kept"
+            );
+        }
+        // A short buffer after a full one reused: nothing of the old bytes shows through.
+        locs.push((s.append_with(3600 * 4, |r| r[0] = 1).unwrap(), 0));
+        s.sync().unwrap();
+        for (i, (l, fill)) in locs.iter().enumerate() {
+            let got = s.read(*l).unwrap();
+            if i == locs.len() - 1 {
+                assert_eq!(got[0], 1);
+                assert!(
+                    got[1..].iter().all(|b| *b == 0),
+                    "stale bytes in a reused buffer"
+                );
+            } else {
+                assert_eq!(got, [*fill; PACKET_LEN], "record {i}");
+            }
+        }
+        assert_eq!(s.len_of(4).unwrap(), ((3 * per + 1) * PACKET_LEN) as u64);
+        assert!(lock(&s.open).spare.len() <= SPARE_BUFFERS);
     }
 
     #[test]

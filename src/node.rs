@@ -87,7 +87,13 @@ pub struct NewPacket {
     pub seq: u64,
     pub id: PacketId,
     pub packet: Packet,
+    /// The peer connection that delivered it (`None`: made or imported here). The relay
+    /// does not announce a packet back to it.
+    pub from: Option<u64>,
 }
+
+/// A packet to admit: its id (the hash of its bytes) and where it came from.
+type Arriving = (PacketId, Packet, Option<u64>);
 
 /// The packets one admission stored, in the order given: subscribers get them a batch at a
 /// time (one wake-up and one channel slot per batch, not per packet).
@@ -379,7 +385,7 @@ impl Node {
     /// imports want to know), else it is only counted (a peer's packet that loses).
     async fn admit_with(
         &self,
-        packets: Vec<(PacketId, Packet)>,
+        packets: Vec<Arriving>,
         now: u32,
         strict: bool,
     ) -> Result<Admitted, NodeError> {
@@ -399,17 +405,18 @@ impl Node {
     /// the disk: what a caller holds to bound unstored packets can go then.
     async fn admit_detailed(
         &self,
-        packets: Vec<(PacketId, Packet)>,
+        packets: Vec<Arriving>,
         now: u32,
         inserted: impl FnOnce(),
     ) -> Result<(Admitted, Vec<(Packet, u64, u64)>), NodeError> {
-        for (index, (id, p)) in packets.iter().enumerate() {
+        for (index, (id, p, _)) in packets.iter().enumerate() {
             self.check_identified(id, p, now)
                 .map_err(|err| NodeError::InvalidPacket { index, err })?;
         }
         let store = self.store.clone();
         let (results, packets) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<(PacketId, &Packet)> = packets.iter().map(|(id, p)| (*id, p)).collect();
+            let refs: Vec<(PacketId, &Packet)> =
+                packets.iter().map(|(id, p, _)| (*id, p)).collect();
             let r = store.insert_identified(&refs, now);
             (r, packets)
         })
@@ -421,11 +428,16 @@ impl Node {
         let mut out = Admitted::default();
         let mut refused = Vec::new();
         let mut new = Vec::with_capacity(packets.len());
-        for ((id, p), r) in packets.into_iter().zip(results) {
+        for ((id, p, from), r) in packets.into_iter().zip(results) {
             match r {
                 Inserted::New(seq) => {
                     out.new += 1;
-                    new.push(NewPacket { seq, id, packet: p });
+                    new.push(NewPacket {
+                        seq,
+                        id,
+                        packet: p,
+                        from,
+                    });
                 }
                 Inserted::Duplicate => out.duplicates += 1,
                 Inserted::Refused { score, floor } => {
@@ -477,15 +489,15 @@ impl Node {
     /// ingest slots then).
     pub async fn admit_each(
         &self,
-        packets: Vec<(PacketId, Packet)>,
+        packets: Vec<(PacketId, Packet, u64)>,
         now: u32,
         inserted: impl FnOnce(),
     ) -> Result<(Admitted, Vec<(usize, PacketError)>), NodeError> {
         let mut refused = Vec::new();
         let mut valid = Vec::with_capacity(packets.len());
-        for (i, (id, p)) in packets.into_iter().enumerate() {
+        for (i, (id, p, from)) in packets.into_iter().enumerate() {
             match self.check_identified(&id, &p, now) {
-                Ok(()) => valid.push((id, p)),
+                Ok(()) => valid.push((id, p, Some(from))),
                 Err(e) => refused.push((i, e)),
             }
         }
@@ -594,9 +606,9 @@ pub struct TagMessages {
     pub damaged: Vec<String>,
 }
 
-/// Each packet with its id (the hash of its bytes, computed here once).
-fn identify(packets: Vec<Packet>) -> Vec<(PacketId, Packet)> {
-    packets.into_iter().map(|p| (p.id(), p)).collect()
+/// Each packet made or imported here with its id (the hash of its bytes, computed here once).
+fn identify(packets: Vec<Packet>) -> Vec<Arriving> {
+    packets.into_iter().map(|p| (p.id(), p, None)).collect()
 }
 
 #[cfg(test)]

@@ -660,9 +660,10 @@ impl Overlay {
             self.misbehave(peer, penalty::UNREQUESTED_PACKET, "unrequested bump packet");
         }
         self.ask(vec![(peer.id, more)]);
+        // Not marked known here: `want` did when they were asked for, and the relay does
+        // not announce a packet back to the connection it came from.
         peer.packets_in
             .fetch_add(accepted.len() as u64, Ordering::Relaxed);
-        peer.mark_known(accepted.iter().map(|a| &a.id));
         self.ingest.push_many(
             accepted
                 .into_iter()
@@ -748,7 +749,7 @@ impl Overlay {
             let mut permits = Vec::with_capacity(batch.len());
             for item in batch {
                 from.push(item.peer);
-                packets.push((item.id, item.packet));
+                packets.push((item.id, item.packet, item.peer));
                 permits.push(item.permit);
             }
             let count = packets.len() as u64;
@@ -836,7 +837,7 @@ impl Overlay {
             };
             let mut ids = Vec::new();
             match first {
-                Ok(batch) => ids.extend(batch.iter().map(|ev| (ev.id, ev.packet.expires))),
+                Ok(batch) => ids.extend(batch.iter().map(|ev| (ev.id, ev.packet.expires, ev.from))),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,
@@ -855,7 +856,9 @@ impl Overlay {
             }
             while ids.len() < MAX_INV {
                 match rx.try_recv() {
-                    Ok(batch) => ids.extend(batch.iter().map(|ev| (ev.id, ev.packet.expires))),
+                    Ok(batch) => {
+                        ids.extend(batch.iter().map(|ev| (ev.id, ev.packet.expires, ev.from)))
+                    }
                     Err(_) => break,
                 }
             }

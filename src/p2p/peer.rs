@@ -292,15 +292,18 @@ impl PeerShared {
         floor <= base || crate::pow::score(id, expires.saturating_sub(now)) >= floor
     }
 
-    /// Queue announcements of the packets (id, expiry) the peer does not know yet and that
-    /// meet its floor at `now` ([`PeerShared::meets_floor`]).
-    pub fn announce(&self, packets: &[(PacketId, u32)], now: u32, base: u64) {
+    /// Queue announcements of the packets (id, expiry, the connection it came from) that did
+    /// not come from this peer, that it does not know yet and that meet its floor at `now`
+    /// ([`PeerShared::meets_floor`]).
+    pub fn announce(&self, packets: &[(PacketId, u32, Option<u64>)], now: u32, base: u64) {
         let fresh: Vec<PacketId> = {
             let mut k = self.known.locked();
             packets
                 .iter()
-                .filter(|(id, expires)| self.meets_floor(id, *expires, now, base))
-                .map(|(id, _)| id)
+                .filter(|(id, expires, from)| {
+                    *from != Some(self.id) && self.meets_floor(id, *expires, now, base)
+                })
+                .map(|(id, _, _)| id)
                 .filter(|id| {
                     if k.len() >= KNOWN_CAP {
                         k.clear();
@@ -1275,6 +1278,25 @@ mod tests {
         let (peer, mut rx, (mut rd, mut wr)) = setup(store);
         bump_handshake(&mut rx, &mut rd, &mut wr).await;
         (dir, peer, rx, (rd, wr))
+    }
+
+    #[test]
+    fn the_relay_does_not_announce_back_to_the_origin_nor_what_a_peer_knows() {
+        let p = test_peer(7, "127.0.0.1:1", true);
+        let id = |b: u8| PacketId([b; 32]);
+        p.mark_known([&id(3)]);
+        let exp = crate::unix_now() + 3600;
+        let batch = [
+            (id(1), exp, Some(7)), // came from this peer
+            (id(2), exp, Some(8)), // from another
+            (id(3), exp, Some(8)), // from another, but this peer announced it
+            (id(4), exp, None),    // made here
+        ];
+        p.announce(&batch, crate::unix_now(), 0);
+        assert_eq!(*p.announce.locked(), vec![id(2), id(4)]);
+        // What was announced is known now: not again.
+        p.announce(&batch, crate::unix_now(), 0);
+        assert_eq!(p.announce.locked().len(), 2);
     }
 
     #[tokio::test]

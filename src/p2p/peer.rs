@@ -1178,7 +1178,6 @@ mod tests {
     #[tokio::test]
     async fn handshake_then_inv_getdata_ping_and_penalties_over_a_duplex_stream() {
         let (_dir, store, packet) = store_holding_one();
-        let now = crate::unix_now();
         let (peer, mut rx, (mut rd, mut wr)) = setup(store);
 
         bump_handshake(&mut rx, &mut rd, &mut wr).await;

@@ -20,8 +20,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// Packets a peer may contribute per round.
 pub const QUANTUM: usize = 32;
-/// Packets received from all peers and not yet stored (≈ 9 MiB).
-pub const INGEST_TOTAL: usize = 8192;
+/// Packets received from all peers and not yet stored (≈ 18 MiB): four peers' worth of
+/// [`crate::p2p::peer::INGEST_SLOTS`].
+pub const INGEST_TOTAL: usize = 16_384;
 
 /// What a queued packet holds until it is stored: one of its peer's slots and one of the
 /// node's [`INGEST_TOTAL`].

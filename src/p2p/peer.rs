@@ -54,7 +54,7 @@ pub const PING_PER_SEC: f64 = 1.0;
 /// Most ids one event carries (an `inv` of 50,000 becomes 49 events).
 pub const EVENT_IDS: usize = 1024;
 /// Packets of one peer received and not yet stored; its reader waits for a free slot.
-pub const INGEST_SLOTS: usize = 2048;
+pub const INGEST_SLOTS: usize = 4096;
 /// After we tell a peer a higher floor, how long announcements below it go unpunished.
 pub const FLOOR_GRACE: Duration = Duration::from_secs(30);
 /// Bytes gathered before the writer writes to the socket (see [`spawn`]).

@@ -184,9 +184,6 @@ pub const INV_SEND: usize = 1024;
 /// Most ids the writer announces before it serves the next slice of asked-for packets.
 pub const ANNOUNCE_SLICE: usize = 8 * INV_SEND;
 
-/// Batches of [`PACKET_BATCH`] payloads a reader has being hashed while it reads on.
-const HASHING_AHEAD: usize = 1;
-
 /// Most packets one [`PeerEvent::Packets`] carries.
 pub const PACKET_BATCH: usize = 256;
 
@@ -669,8 +666,8 @@ struct Reader<'a> {
     packets: Vec<Arrived>,
     /// `bump` payloads read and not yet hashed.
     raw: Vec<Raw>,
-    /// The batches before them, being hashed on blocking threads, oldest first.
-    hashing: std::collections::VecDeque<tokio::task::JoinHandle<Checked>>,
+    /// The batch before them, being hashed on a blocking thread.
+    hashing: Option<tokio::task::JoinHandle<Checked>>,
 }
 
 impl<'a> Reader<'a> {
@@ -685,13 +682,13 @@ impl<'a> Reader<'a> {
             answered_getaddr: false,
             packets: Vec::new(),
             raw: Vec::new(),
-            hashing: Default::default(),
+            hashing: None,
         }
     }
 
     /// Whether packets read are still to be handed on.
     fn holding(&self) -> bool {
-        !self.packets.is_empty() || !self.raw.is_empty() || !self.hashing.is_empty()
+        !self.packets.is_empty() || !self.raw.is_empty() || self.hashing.is_some()
     }
 
     /// One permit of `sem`; if none is free, the packets read so far are handed on first.
@@ -739,16 +736,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Start hashing the payloads read since the last batch on a blocking thread, then hand
-    /// on the oldest batches being hashed until [`HASHING_AHEAD`] remain (with `all`, none):
-    /// those keep running while this task reads the next batch (the two use two cores).
+    /// on the batch before it: with `all`, the new one too; else that keeps running while
+    /// this task reads the next batch (the two use two cores).
     async fn hand_on(&mut self, all: bool) {
+        let before = self.hashing.take();
         if !self.raw.is_empty() {
             let raw = std::mem::take(&mut self.raw);
-            self.hashing
-                .push_back(tokio::task::spawn_blocking(move || check_raw(raw)));
+            self.hashing = Some(tokio::task::spawn_blocking(move || check_raw(raw)));
         }
-        while self.hashing.len() > if all { 0 } else { HASHING_AHEAD } {
-            if let Some(h) = self.hashing.pop_front() {
+        if let Some(h) = before {
+            self.emit_checked(h).await;
+        }
+        if all {
+            if let Some(h) = self.hashing.take() {
                 self.emit_checked(h).await;
             }
         }

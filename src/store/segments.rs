@@ -151,12 +151,10 @@ impl Segments {
         map: &'m mut HashMap<u32, Segment>,
         hour: u32,
     ) -> std::io::Result<&'m mut Segment> {
-        if !map.contains_key(&hour) {
-            let s = self.open_segment(hour)?;
-            map.insert(hour, s);
-        }
-        map.get_mut(&hour)
-            .ok_or_else(|| std::io::Error::other("segment vanished"))
+        Ok(match map.entry(hour) {
+            hashbrown::hash_map::Entry::Occupied(e) => e.into_mut(),
+            hashbrown::hash_map::Entry::Vacant(v) => v.insert(self.open_segment(hour)?),
+        })
     }
 
     fn open_segment(&self, hour: u32) -> std::io::Result<Segment> {
@@ -179,14 +177,16 @@ impl Segments {
         })
     }
 
-    /// Append a packet expiring at `expires`; returns where it went. Gathered in memory:
-    /// [`Segments::write_out`] writes it, [`Segments::sync`] makes it durable.
+    /// Append a packet expiring at `expires`; returns where it went (the store appends with
+    /// [`Segments::append_with`]).
+    #[cfg(test)]
     pub fn append(&self, expires: u32, bytes: &[u8; PACKET_LEN]) -> std::io::Result<Location> {
         self.append_with(expires, |out| out.copy_from_slice(bytes))
     }
 
-    /// [`Segments::append`] of the record `fill` writes (into zeroed memory), which saves
-    /// the caller a copy of its own.
+    /// Append the record `fill` writes (into zeroed memory, in the gathering buffer itself)
+    /// for a packet expiring at `expires`; returns where it went. Gathered in memory:
+    /// [`Segments::write_out`] writes it, [`Segments::sync`] makes it durable.
     pub fn append_with(
         &self,
         expires: u32,
@@ -297,33 +297,28 @@ impl Segments {
                     "segment deleted",
                 ));
             }
-            self.segment(map, loc.hour)?;
-            match map.get(&loc.hour) {
-                Some(s) => {
-                    let start = s.len - s.pending.len() as u64;
-                    if loc.offset >= start {
-                        let at = (loc.offset - start) as usize;
-                        let mut out = [0u8; PACKET_LEN];
-                        match s.pending.get(at..at + PACKET_LEN) {
-                            Some(b) => out.copy_from_slice(b),
-                            None => {
-                                return Err(std::io::Error::new(
-                                    std::io::ErrorKind::UnexpectedEof,
-                                    "past the end of the segment",
-                                ))
-                            }
-                        }
-                        return Ok(out);
+            let s = self.segment(map, loc.hour)?;
+            let start = s.len - s.pending.len() as u64;
+            if loc.offset >= start {
+                let at = (loc.offset - start) as usize;
+                let mut out = [0u8; PACKET_LEN];
+                match s.pending.get(at..at + PACKET_LEN) {
+                    Some(b) => out.copy_from_slice(b),
+                    None => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "past the end of the segment",
+                        ))
                     }
-                    if let Some(b) = s.writing.iter().find_map(|w| w.record(loc.offset)) {
-                        let mut out = [0u8; PACKET_LEN];
-                        out.copy_from_slice(b);
-                        return Ok(out);
-                    }
-                    s.file.clone()
                 }
-                None => return Err(std::io::Error::other("segment vanished")),
+                return Ok(out);
             }
+            if let Some(b) = s.writing.iter().find_map(|w| w.record(loc.offset)) {
+                let mut out = [0u8; PACKET_LEN];
+                out.copy_from_slice(b);
+                return Ok(out);
+            }
+            s.file.clone()
         };
         let mut out = [0u8; PACKET_LEN];
         file.read_exact_at(&mut out, loc.offset)?;
